@@ -1,0 +1,374 @@
+//! A heap: the slabs one owner allocates from — a current slab, a partial
+//! list, a small cache of empty slabs — plus the queue through which remote
+//! freers hand back slabs that were full.
+//!
+//! The owner is a thread (its serial is in `owner`) or, for the overflow tier
+//! and for orphaned heaps it borrows, whoever holds the tier's lock. Only the
+//! owner touches [`Core`]. Full slabs are on no list: they are *detached*
+//! (tagged in their remote list) and come back either when the owner frees
+//! into one or when a remote freer claims the tag and pushes the slab onto
+//! `returned`.
+
+use core::ptr::{self, NonNull};
+
+use crate::error::AllocError;
+use crate::remote::SlabQueue;
+use crate::shared::Shared;
+use crate::slab::{Freed, ListState, Slab};
+use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
+
+/// `owner` of a heap that no thread owns.
+pub(crate) const NO_OWNER: u64 = 0;
+/// `owner` of the overflow tier's heap and of orphans it borrows: no thread
+/// serial ever equals it, so every free into such a slab takes the remote path.
+pub(crate) const TIER_OWNER: u64 = u64::MAX;
+
+/// Counters written only by the heap's thread (load + store, no RMW) and
+/// summed by `Pool::stats`.
+#[derive(Debug, Default)]
+pub(crate) struct HeapStats {
+    pub(crate) allocs: AtomicU64,
+    pub(crate) local_frees: AtomicU64,
+    pub(crate) remote_frees: AtomicU64,
+    pub(crate) corruption: AtomicU64,
+}
+
+/// An intrusive doubly linked list of slabs (links in each slab's `Local`).
+#[derive(Debug)]
+struct List {
+    head: *mut Slab,
+    len: usize,
+}
+
+impl List {
+    const fn new() -> Self {
+        Self {
+            head: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// # Safety
+    /// The caller owns `s`, which is on no list.
+    unsafe fn push(&mut self, s: *mut Slab, state: ListState) {
+        let old = self.head;
+        // SAFETY: the caller owns `s` and every slab on this list.
+        unsafe {
+            (*s).local(|l| {
+                l.list = state;
+                l.prev = ptr::null_mut();
+                l.next = old;
+            });
+            if !old.is_null() {
+                (*old).local(|l| l.prev = s);
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// # Safety
+    /// The caller owns `s`, which is on this list.
+    unsafe fn remove(&mut self, s: *mut Slab) {
+        // SAFETY: the caller owns `s` and its neighbours.
+        unsafe {
+            let (prev, next) = (*s).local(|l| (l.prev, l.next));
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).local(|l| l.next = next);
+            }
+            if !next.is_null() {
+                (*next).local(|l| l.prev = prev);
+            }
+            (*s).local(|l| {
+                l.prev = ptr::null_mut();
+                l.next = ptr::null_mut();
+                l.list = ListState::Current;
+            });
+        }
+        self.len -= 1;
+    }
+
+    /// # Safety
+    /// The caller owns the list's slabs.
+    unsafe fn pop(&mut self) -> Option<*mut Slab> {
+        let s = self.head;
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.remove(s) };
+        Some(s)
+    }
+}
+
+/// Owner-only heap state.
+#[derive(Debug)]
+struct Core {
+    current: *mut Slab,
+    partial: List,
+    empty: List,
+    /// Slabs this heap owns (current, partial, empty, detached).
+    slabs: usize,
+}
+
+/// One owner's heap.
+#[derive(Debug)]
+pub(crate) struct Heap {
+    /// The owner's serial, [`NO_OWNER`] or [`TIER_OWNER`].
+    pub(crate) owner: AtomicU64,
+    /// Slabs that were detached full and got a remote free.
+    returned: SlabQueue<Slab>,
+    core: UnsafeCell<Core>,
+    pub(crate) stats: HeapStats,
+}
+
+// SAFETY: `core` is touched only by the owner (the protocol in the module
+// docs); everything else is atomic.
+unsafe impl Sync for Heap {}
+// SAFETY: as above; raw slab pointers are owned through the protocol.
+unsafe impl Send for Heap {}
+
+impl Heap {
+    pub(crate) fn new() -> Self {
+        Self::with_owner(NO_OWNER)
+    }
+
+    pub(crate) fn with_owner(owner: u64) -> Self {
+        Self {
+            owner: AtomicU64::new(owner),
+            returned: SlabQueue::new(),
+            core: UnsafeCell::new(Core {
+                current: ptr::null_mut(),
+                partial: List::new(),
+                empty: List::new(),
+                slabs: 0,
+            }),
+            stats: HeapStats::default(),
+        }
+    }
+
+    /// # Safety
+    /// The caller is the owner and `f` does not re-enter `core`.
+    #[inline(always)]
+    unsafe fn core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        // SAFETY: per the contract, only the owner is here.
+        self.core.with_mut(|c| f(unsafe { &mut *c }))
+    }
+
+    /// The fast path: pop from the current slab.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_fast(&self) -> Option<NonNull<u8>> {
+        // SAFETY: the caller is the owner; `current` is a slab this heap owns.
+        unsafe {
+            let cur = self.core(|c| c.current);
+            if cur.is_null() {
+                return None;
+            }
+            (*cur).pop(&self.stats.corruption)
+        }
+    }
+
+    /// The slow path: drain, take returned and partial slabs, reuse a cached
+    /// empty slab, and — if `grow` and under the slab cap — map a new one.
+    /// `Ok(None)`: nothing without growing past what is allowed.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn alloc_slow(
+        &self,
+        sh: &Shared,
+        grow: bool,
+    ) -> Result<Option<NonNull<u8>>, AllocError> {
+        // SAFETY: the caller is the owner of this heap and so of its slabs.
+        unsafe {
+            self.take_returned();
+            loop {
+                let cur = self.core(|c| c.current);
+                if !cur.is_null() {
+                    let s = &*cur;
+                    s.drain(&self.stats.corruption);
+                    if let Some(p) = s.pop(&self.stats.corruption) {
+                        return Ok(Some(p));
+                    }
+                    // Dry: detach it unless a remote free just arrived.
+                    if !s.try_detach() {
+                        continue;
+                    }
+                    s.local(|l| l.list = ListState::Detached);
+                    self.core(|c| c.current = ptr::null_mut());
+                }
+                let next = self.core(|c| c.partial.pop().or_else(|| c.empty.pop()));
+                if let Some(s) = next {
+                    self.core(|c| c.current = s);
+                    continue;
+                }
+                let slabs = self.core(|c| c.slabs);
+                if !grow || slabs >= sh.config.max_thread_slabs {
+                    return Ok(None);
+                }
+                let s = sh.new_slab(self)?;
+                self.adopt(s.as_ptr());
+            }
+        }
+    }
+
+    /// Moves slabs handed back by remote freers onto the partial list.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    unsafe fn take_returned(&self) {
+        let mut s = self.returned.take_all();
+        while !s.is_null() {
+            // SAFETY: slabs in our returned queue are ours and detached.
+            unsafe {
+                let next = (*s).next_returned.load(Ordering::Relaxed);
+                self.core(|c| c.partial.push(s, ListState::Partial));
+                s = next;
+            }
+        }
+    }
+
+    /// Called by the remote freer that claimed `slab`'s detached tag.
+    pub(crate) fn push_returned(&self, slab: *mut Slab) {
+        // SAFETY: `slab` is a live slab; its link field is ours to write until
+        // the push publishes it.
+        self.returned
+            .push(slab, |s| unsafe { &(*s).next_returned as *const _ });
+    }
+
+    /// A free by the owner into one of its slabs.
+    ///
+    /// # Safety
+    /// The caller is the owner and `slab` belongs to this heap.
+    #[inline(always)]
+    pub(crate) unsafe fn free_local(&self, sh: &Shared, slab: *mut Slab, addr: usize) -> Freed {
+        // SAFETY: the caller is the owner.
+        unsafe {
+            let s = &*slab;
+            let r = s.free_local(addr);
+            if r != (Freed::Ok { claimed: false }) {
+                return r;
+            }
+            bump(&self.stats.local_frees, 1);
+            let (list, used) = s.local(|l| (l.list, l.used));
+            if list == ListState::Current && used != 0 {
+                return r;
+            }
+            self.after_free(sh, slab, list, used);
+            r
+        }
+    }
+
+    /// List upkeep after a free left `slab` non-full or empty.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[cold]
+    unsafe fn after_free(&self, sh: &Shared, slab: *mut Slab, list: ListState, used: usize) {
+        // SAFETY: the caller is the owner of this heap and its slabs.
+        unsafe {
+            let s = &*slab;
+            let mut list = list;
+            if list == ListState::Detached {
+                if !s.try_reattach() {
+                    // A remote freer claimed it; it comes back via `returned`.
+                    return;
+                }
+                self.core(|c| c.partial.push(slab, ListState::Partial));
+                list = ListState::Partial;
+            }
+            if used != 0 {
+                return;
+            }
+            let closed = sh.is_closed();
+            match list {
+                ListState::Partial => self.core(|c| c.partial.remove(slab)),
+                ListState::Current if closed => self.core(|c| c.current = ptr::null_mut()),
+                _ => return,
+            }
+            let cache = self.core(|c| c.empty.len);
+            if !closed && cache < sh.config.retained_empty {
+                self.core(|c| c.empty.push(slab, ListState::Empty));
+            } else {
+                self.core(|c| c.slabs -= 1);
+                sh.release_slab(slab);
+            }
+        }
+    }
+
+    /// Drains every slab in hand, takes back returned slabs, and releases
+    /// every empty one (all of them if `keep` is 0). Used when a heap is
+    /// orphaned, trimmed, or its pool closes. Returns bytes released.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn release_empty(&self, sh: &Shared, keep: usize) -> u64 {
+        // SAFETY: the caller is the owner of this heap and its slabs.
+        unsafe {
+            self.take_returned();
+            let mut released = 0;
+            let mut in_hand: Vec<*mut Slab> = Vec::new();
+            self.core(|c| {
+                while let Some(s) = c.partial.pop() {
+                    in_hand.push(s);
+                }
+                while let Some(s) = c.empty.pop() {
+                    in_hand.push(s);
+                }
+                if !c.current.is_null() {
+                    in_hand.push(c.current);
+                    c.current = ptr::null_mut();
+                }
+            });
+            let mut kept = 0;
+            for s in in_hand {
+                (*s).drain(&self.stats.corruption);
+                if (*s).used() == 0 && kept >= keep {
+                    self.core(|c| c.slabs -= 1);
+                    released += sh.config.geometry.region as u64;
+                    sh.release_slab(s);
+                } else if (*s).used() == 0 {
+                    kept += 1;
+                    self.core(|c| c.empty.push(s, ListState::Empty));
+                } else if self.core(|c| c.current.is_null()) {
+                    self.core(|c| c.current = s);
+                } else {
+                    self.core(|c| c.partial.push(s, ListState::Partial));
+                }
+            }
+            released
+        }
+    }
+
+    /// Takes a fresh slab into this heap.
+    ///
+    /// # Safety
+    /// The caller is the owner; `slab` was initialised for this heap.
+    pub(crate) unsafe fn adopt(&self, slab: *mut Slab) {
+        // SAFETY: the caller is the owner.
+        unsafe {
+            self.core(|c| {
+                c.slabs += 1;
+                if c.current.is_null() {
+                    c.current = slab;
+                } else {
+                    c.partial.push(slab, ListState::Partial);
+                }
+            })
+        }
+    }
+
+    /// Slabs this heap owns.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn slab_count(&self) -> usize {
+        // SAFETY: forwarded.
+        unsafe { self.core(|c| c.slabs) }
+    }
+}

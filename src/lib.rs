@@ -1,0 +1,52 @@
+//! # homeslab
+//!
+//! A concurrent, per-thread slab allocator for pools of fixed-size objects,
+//! shared across a server's worker threads.
+//!
+//! - Each thread allocates from slabs it owns: a thread-local heap lookup and
+//!   a pop from a plain freelist — no lock, no atomic read-modify-write.
+//! - A block freed on another thread goes home through its slab's lock-free
+//!   MPSC list (one CAS); the owner takes the whole list with one swap.
+//! - A mutex-guarded, growable shared tier serves threads past the configured
+//!   limits and threads in teardown, and adopts exited threads' slabs.
+//! - Empty slabs go back to the OS on [`Pool::trim`] or after an idle period.
+//! - Optional hardening: encoded freelist links checked on every pop; double
+//!   frees and foreign pointers are refused and counted in every mode.
+//!
+//! ```
+//! use homeslab::{Pool, PoolBox, Stats};
+//!
+//! let pool = Pool::<[u64; 8]>::builder().hardened(true).build()?;
+//! let b: PoolBox<[u64; 8]> = pool.alloc([0; 8])?;
+//! std::thread::spawn(move || drop(b)).join().unwrap();
+//! let s: Stats = pool.stats();
+//! assert_eq!(s.live_blocks, 0);
+//! assert_eq!(s.remote_frees, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The module tree reads as the algorithm: [`os`](self) page source →
+//! slab → heap → remote list → overflow tier → shared routing → pool handle,
+//! all on the `sync` facade that loom swaps out (`--cfg loom`). See
+//! `docs/ARCHITECTURE.md`.
+
+#![deny(missing_docs, unreachable_pub, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod sync;
+
+mod os;
+mod slab;
+mod heap;
+mod remote;
+mod overflow;
+mod thread;
+mod shared;
+mod pool;
+
+mod error;
+mod stats;
+
+pub use error::{AllocError, ConfigError};
+pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
+pub use stats::Stats;

@@ -1,0 +1,446 @@
+//! The typed surface: [`Pool<T>`], its [`Builder`], and [`PoolBox<T>`].
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of, ManuallyDrop};
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+use std::time::Duration;
+
+use crate::error::{AllocError, ConfigError};
+use crate::shared::{Config, Shared};
+use crate::slab::{Geometry, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::stats::Stats;
+use crate::sync::{unmodelled, Arc};
+
+/// Geometry and limits of `T`, known at compile time.
+struct Layout<T>(PhantomData<T>);
+
+impl<T> Layout<T> {
+    const ZST: bool = size_of::<T>() == 0;
+    const SUPPORTED: bool = align_of::<T>() <= MAX_ALIGN && size_of::<T>() <= MAX_SIZE;
+    const GEOMETRY: Geometry = if Self::SUPPORTED {
+        Geometry::of(size_of::<T>(), align_of::<T>())
+    } else {
+        Geometry::of(8, 8)
+    };
+}
+
+/// A pool of `T` blocks: per-thread owner heaps, lock-free remote frees,
+/// a shared overflow tier.
+///
+/// Cheap to clone (an `Arc`); every clone is the same pool. Blocks
+/// ([`PoolBox`]) may be freed on any thread and may outlive every handle.
+///
+/// ```
+/// use homeslab::Pool;
+/// let pool: Pool<[u64; 8]> = Pool::new();
+/// let b = pool.alloc([7; 8]).unwrap();
+/// assert_eq!(b[3], 7);
+/// let other = pool.clone();
+/// std::thread::spawn(move || drop(b)).join().unwrap(); // the free goes home
+/// assert_eq!(other.stats().live_blocks, 0);
+/// ```
+pub struct Pool<T> {
+    shared: Arc<Shared>,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+// SAFETY: a handle only moves `T` values into blocks and hands them out as
+// `PoolBox<T>`, which is `Send` when `T: Send`; the shared state is `Sync`.
+unsafe impl<T: Send> Send for Pool<T> {}
+// SAFETY: as above; `&Pool<T>` allows allocation from any thread.
+unsafe impl<T: Send> Sync for Pool<T> {}
+// SAFETY: `Shared` guards its owner-only state by the ownership protocol
+// (docs/ARCHITECTURE.md); everything else in it is atomic or locked.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        self.shared.add_handle();
+        Self {
+            shared: self.shared.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Pool<T> {
+    fn drop(&mut self) {
+        self.shared.drop_handle();
+    }
+}
+
+impl<T> fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+    }
+}
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Pool<T> {
+    /// A pool with the default configuration.
+    ///
+    /// # Panics
+    /// If `T`'s alignment exceeds 4096 or its size 64 MiB (use
+    /// [`Pool::builder`] to get an error instead).
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A builder to configure and validate a pool.
+    pub fn builder() -> Builder<T> {
+        Builder::new()
+    }
+
+    /// Moves `value` into a block of the pool.
+    ///
+    /// Never panics; on failure `value` is dropped and the pool stays usable.
+    #[inline]
+    pub fn alloc(&self, value: T) -> Result<PoolBox<T>, AllocError> {
+        let ptr = if Layout::<T>::ZST {
+            NonNull::dangling()
+        } else {
+            self.shared.alloc()?.cast::<T>()
+        };
+        // SAFETY: the block is `T`-sized, aligned, and exclusively ours.
+        unsafe { ptr.as_ptr().write(value) };
+        Ok(PoolBox {
+            ptr,
+            _t: PhantomData,
+        })
+    }
+
+    /// A snapshot of the pool's counters (exact when the pool is quiescent).
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Gives memory back to the OS: every empty slab held by this thread's
+    /// heap, the overflow tier and exited threads' heaps, then every idle
+    /// region. Returns the bytes released. Other live threads' heaps keep at
+    /// most `retained_empty_slabs` empty slabs each.
+    pub fn trim(&self) -> u64 {
+        self.shared.trim()
+    }
+
+    /// Testing aid: makes the next `n` OS mappings of this pool fail, as if
+    /// the OS refused them.
+    pub fn inject_map_failures(&self, n: usize) {
+        self.shared.inject_map_failures(n);
+    }
+
+    /// Frees that reached no pool (the pointer's region had no homeslab
+    /// header), counted process-wide.
+    pub fn unowned_frees() -> u64 {
+        unmodelled::unowned_frees()
+    }
+}
+
+/// Validated pool configuration. Every setting has a default; `build`
+/// checks them all.
+#[derive(Debug, Clone)]
+pub struct Builder<T> {
+    hardened: bool,
+    slab_capacity: Option<usize>,
+    retained_empty: usize,
+    max_thread_heaps: usize,
+    max_thread_slabs: usize,
+    max_bytes: Option<u64>,
+    chunk_bytes: usize,
+    release_after: Option<Duration>,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Default for Builder<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Builder<T> {
+    fn new() -> Self {
+        Self {
+            hardened: false,
+            slab_capacity: None,
+            retained_empty: 1,
+            max_thread_heaps: usize::MAX,
+            max_thread_slabs: usize::MAX,
+            max_bytes: None,
+            chunk_bytes: if cfg!(any(miri, loom)) { 0 } else { 1 << 20 },
+            release_after: if cfg!(loom) {
+                None
+            } else {
+                Some(Duration::from_secs(5))
+            },
+            _t: PhantomData,
+        }
+    }
+
+    /// Encoded, checked freelist links (default off). Double frees and
+    /// foreign pointers are refused in either mode.
+    pub fn hardened(mut self, on: bool) -> Self {
+        self.hardened = on;
+        self
+    }
+
+    /// Use at most `n` slots per slab (≥ 1; default: as many as fit).
+    pub fn slab_capacity(mut self, n: usize) -> Self {
+        self.slab_capacity = Some(n);
+        self
+    }
+
+    /// Empty slabs each thread heap keeps for reuse (default 1).
+    pub fn retained_empty_slabs(mut self, n: usize) -> Self {
+        self.retained_empty = n;
+        self
+    }
+
+    /// Threads beyond `n` live heaps allocate from the shared tier
+    /// (default: unlimited; 0 sends every thread to the tier).
+    pub fn max_thread_heaps(mut self, n: usize) -> Self {
+        self.max_thread_heaps = n;
+        self
+    }
+
+    /// A heap owning `n` slabs spills further allocations to the shared tier
+    /// (≥ 1; default unlimited).
+    pub fn max_thread_slabs(mut self, n: usize) -> Self {
+        self.max_thread_slabs = n;
+        self
+    }
+
+    /// Caps `mapped_bytes`; past it `alloc` returns
+    /// [`AllocError::MemoryLimit`] (must fit at least one slab).
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Bytes mapped from the OS at a time (a power of two ≥ 64 KiB;
+    /// default 1 MiB; rounded up to one slab region).
+    pub fn chunk_bytes(mut self, n: usize) -> Self {
+        self.chunk_bytes = n;
+        self
+    }
+
+    /// Idle free regions are released to the OS after `period`
+    /// (`None`: only on [`Pool::trim`]; default 5 s).
+    pub fn release_after(mut self, period: Option<Duration>) -> Self {
+        self.release_after = period;
+        self
+    }
+
+    /// Validates the configuration and builds the pool.
+    pub fn build(self) -> Result<Pool<T>, ConfigError> {
+        if align_of::<T>() > MAX_ALIGN {
+            return Err(ConfigError::AlignTooLarge {
+                align: align_of::<T>(),
+            });
+        }
+        if size_of::<T>() > MAX_SIZE {
+            return Err(ConfigError::ObjectTooLarge {
+                size: size_of::<T>(),
+            });
+        }
+        let invalid = |name, requirement| ConfigError::InvalidSetting { name, requirement };
+        let mut geometry = Layout::<T>::GEOMETRY;
+        if let Some(n) = self.slab_capacity {
+            if n == 0 {
+                return Err(invalid("slab_capacity", "must be at least 1"));
+            }
+            geometry = geometry.limited(n);
+        }
+        if self.max_thread_slabs == 0 {
+            return Err(invalid("max_thread_slabs", "must be at least 1"));
+        }
+        let max_bytes = self.max_bytes.unwrap_or(u64::MAX);
+        if max_bytes < geometry.region as u64 {
+            return Err(invalid(
+                "max_bytes",
+                "must be at least one slab region (Stats::slab_bytes)",
+            ));
+        }
+        let chunk = self.chunk_bytes;
+        if chunk != 0 && (!chunk.is_power_of_two() || chunk < 64 * 1024) {
+            return Err(invalid("chunk_bytes", "must be a power of two of at least 64 KiB"));
+        }
+        if self.release_after == Some(Duration::ZERO) {
+            return Err(invalid("release_after", "must be longer than zero (or None)"));
+        }
+        let config = Config {
+            geometry,
+            hardened: self.hardened,
+            retained_empty: self.retained_empty,
+            max_thread_slabs: self.max_thread_slabs,
+            max_thread_heaps: self.max_thread_heaps,
+            max_bytes,
+            chunk_bytes: chunk.max(geometry.region),
+            release_after: self.release_after,
+        };
+        Ok(Pool {
+            shared: Arc::new(Shared::new(config)),
+            _t: PhantomData,
+        })
+    }
+}
+
+/// An owned `T` in a pool block: a pointer, nothing more. Dropping it drops
+/// the `T` and frees the block to its home slab, from any thread.
+pub struct PoolBox<T> {
+    ptr: NonNull<T>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: a `PoolBox<T>` owns its `T` like a `Box<T>`; freeing from another
+// thread is the remote path, which is thread-safe.
+unsafe impl<T: Send> Send for PoolBox<T> {}
+// SAFETY: `&PoolBox<T>` only gives `&T`.
+unsafe impl<T: Sync> Sync for PoolBox<T> {}
+
+/// A pointer given to [`PoolBox::from_raw_in`] that is not a live block of
+/// that pool. Counted in [`Stats::foreign_frees`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignPointer;
+
+impl fmt::Display for ForeignPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("homeslab: pointer is not a live block of this pool")
+    }
+}
+
+impl std::error::Error for ForeignPointer {}
+
+impl<T> PoolBox<T> {
+    /// Gives up the box without dropping `T` or freeing the block.
+    pub fn into_raw(b: Self) -> NonNull<T> {
+        ManuallyDrop::new(b).ptr
+    }
+
+    /// Rebuilds a box from [`PoolBox::into_raw`].
+    ///
+    /// # Safety
+    /// `ptr` came from `PoolBox::<T>::into_raw` and is not owned by another
+    /// box. (A double free through this path is detected and refused when the
+    /// second box drops, but the `T` is dropped twice, so only `Copy`-like
+    /// `T` survive it.)
+    pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+        Self {
+            ptr,
+            _t: PhantomData,
+        }
+    }
+
+    /// Checked [`PoolBox::from_raw`]: verifies that `ptr` is a live block of
+    /// `pool`, and counts a refusal in its `foreign_frees`.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of `pool`, it came from `into_raw` and no
+    /// other box owns it.
+    pub unsafe fn from_raw_in(pool: &Pool<T>, ptr: NonNull<T>) -> Result<Self, ForeignPointer> {
+        if Layout::<T>::ZST {
+            return Ok(Self {
+                ptr,
+                _t: PhantomData,
+            });
+        }
+        let addr = ptr.as_ptr() as usize;
+        let sh = &*pool.shared;
+        let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
+        let ok = sh.owns_address(addr) && {
+            // SAFETY: the address lies in memory this pool mapped, so its
+            // region header is readable.
+            let s = unsafe { &*slab };
+            s.magic_ok()
+                && core::ptr::eq(s.pool.cast::<Shared>(), sh)
+                && s.is_allocated(addr)
+        };
+        if ok {
+            Ok(Self {
+                ptr,
+                _t: PhantomData,
+            })
+        } else {
+            sh.count_foreign();
+            Err(ForeignPointer)
+        }
+    }
+
+    /// Moves the value out and frees the block.
+    pub fn into_inner(b: Self) -> T {
+        let ptr = Self::into_raw(b);
+        // SAFETY: we own the block; the value is read once, then the block
+        // is freed without dropping it again.
+        unsafe {
+            let v = ptr.as_ptr().read();
+            free::<T>(ptr);
+            v
+        }
+    }
+}
+
+/// Frees a block whose `T` has already been dropped or moved out.
+///
+/// # Safety
+/// `ptr` is a block of a live pool of `T` (from `alloc` via a box).
+#[inline]
+unsafe fn free<T>(ptr: NonNull<T>) {
+    if Layout::<T>::ZST {
+        return;
+    }
+    let addr = ptr.as_ptr() as usize;
+    let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
+    // SAFETY: per the contract the block lies in a slab region whose header
+    // is mapped.
+    let s = unsafe { &*slab };
+    if !s.magic_ok() {
+        unmodelled::count_unowned_free();
+        return;
+    }
+    // SAFETY: the header is a live slab of `s.pool`, which it keeps alive.
+    unsafe { Shared::free_block(s.pool.cast(), slab, addr) };
+}
+
+impl<T> Drop for PoolBox<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the `T` and the block; the value is dropped once.
+        unsafe {
+            self.ptr.as_ptr().drop_in_place();
+            free::<T>(self.ptr);
+        }
+    }
+}
+
+impl<T> Deref for PoolBox<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the block holds an initialised `T` that we own.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> DerefMut for PoolBox<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes the access unique.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PoolBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

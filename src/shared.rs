@@ -1,0 +1,448 @@
+//! The state every handle of one pool shares, and the untyped alloc/free
+//! routing: owner heap first, the overflow tier when no heap may serve.
+//!
+//! Lifetime: `Shared` sits in an `Arc`. Each `Pool` handle holds a strong
+//! reference and so does every slab in use, so a block keeps its pool alive
+//! without touching any counter per allocation. When the last handle goes the
+//! pool *closes*: empty slabs are released as they are found, and the `Arc`
+//! drops once the last slab is gone.
+
+use core::ptr::NonNull;
+
+use crate::error::AllocError;
+use crate::heap::{Heap, NO_OWNER, TIER_OWNER};
+use crate::os::PageSource;
+use crate::overflow::ExtendableSlab;
+use crate::slab::{Freed, Geometry, Slab};
+use crate::stats::Stats;
+use crate::sync::{bump, Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::thread::{self, ExitHook, PoolRef, Registry};
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) geometry: Geometry,
+    pub(crate) hardened: bool,
+    pub(crate) retained_empty: usize,
+    pub(crate) max_thread_slabs: usize,
+    pub(crate) max_thread_heaps: usize,
+    pub(crate) max_bytes: u64,
+    pub(crate) chunk_bytes: usize,
+    pub(crate) release_after: Option<std::time::Duration>,
+}
+
+/// A fresh, never-reused thread serial.
+pub(crate) fn next_serial() -> u64 {
+    crate::sync::unmodelled::next_serial()
+}
+
+/// One pool's shared state.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    seed: u64,
+    source: PageSource,
+    registry: Registry,
+    tier: ExtendableSlab,
+    live_heaps: AtomicUsize,
+    handles: AtomicUsize,
+    closed: AtomicBool,
+    slabs_created: AtomicU64,
+    double_frees: AtomicU64,
+    foreign_frees: AtomicU64,
+    /// Remote frees by threads that could not count them in a heap of their
+    /// own (in teardown).
+    stray_frees: AtomicU64,
+}
+
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        next_serial().hash(&mut h);
+        let source = PageSource::new(
+            config.geometry.region,
+            config.chunk_bytes,
+            config.max_bytes,
+            config.release_after,
+        );
+        Self {
+            seed: h.finish(),
+            source,
+            registry: Registry::new(),
+            tier: ExtendableSlab::new(),
+            live_heaps: AtomicUsize::new(0),
+            handles: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+            slabs_created: AtomicU64::new(0),
+            double_frees: AtomicU64::new(0),
+            foreign_frees: AtomicU64::new(0),
+            stray_frees: AtomicU64::new(0),
+            config,
+        }
+    }
+
+    fn as_ptr(&self) -> *const Shared {
+        self
+    }
+
+    /// Allocates one block.
+    #[inline]
+    pub(crate) fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
+        let me = thread::serial();
+        if me != 0 {
+            if let Some(heap) = self.registry.get(self.as_ptr()) {
+                if heap.owner.load(Ordering::Relaxed) == me {
+                    // SAFETY: this thread owns `heap`.
+                    if let Some(p) = unsafe { heap.alloc_fast() } {
+                        bump(&heap.stats.allocs, 1);
+                        return Ok(p);
+                    }
+                    return self.alloc_owned_slow(heap);
+                }
+            }
+        }
+        self.alloc_cold()
+    }
+
+    #[cold]
+    fn alloc_owned_slow(&self, heap: &Heap) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: the caller checked that this thread owns `heap`.
+        match unsafe { heap.alloc_slow(self, true) }? {
+            Some(p) => {
+                bump(&heap.stats.allocs, 1);
+                Ok(p)
+            }
+            None => self.tier.alloc(self),
+        }
+    }
+
+    /// First use on this thread, a heap still held by a dying thread, the
+    /// heap limit, or teardown.
+    #[cold]
+    fn alloc_cold(&self) -> Result<NonNull<u8>, AllocError> {
+        if thread::may_activate() {
+            // The registry slot first, then our exit hooks: see `thread`.
+            let heap = self.registry.get_or_create(self.as_ptr());
+            if self.acquire(heap) {
+                // SAFETY: `acquire` made this thread the owner.
+                if let Some(p) = unsafe { heap.alloc_fast() } {
+                    bump(&heap.stats.allocs, 1);
+                    return Ok(p);
+                }
+                return self.alloc_owned_slow(heap);
+            }
+        }
+        self.tier.alloc(self)
+    }
+
+    /// Makes this thread the owner of `heap` if it is free and the heap limit
+    /// allows it.
+    fn acquire(&self, heap: &Heap) -> bool {
+        if !thread::activate() {
+            return false;
+        }
+        let me = thread::serial();
+        if heap.owner.load(Ordering::Relaxed) == me {
+            return true;
+        }
+        let mut g = self.tier.lock();
+        if heap.owner.load(Ordering::Acquire) != NO_OWNER
+            || self.live_heaps.load(Ordering::Relaxed) >= self.config.max_thread_heaps
+        {
+            return false;
+        }
+        let hook = ExitHook {
+            pool: self.pool_ref(),
+            heap,
+        };
+        if !thread::on_exit(hook) {
+            return false;
+        }
+        g.remove_orphan(heap);
+        heap.owner.store(me, Ordering::Relaxed);
+        self.live_heaps.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn pool_ref(&self) -> PoolRef {
+        // SAFETY: `self` lives in an `Arc` (pools are only built that way) and
+        // the caller holds a reference, so the count is at least one.
+        let arc = unsafe {
+            Arc::increment_strong_count(self.as_ptr());
+            Arc::from_raw(self.as_ptr())
+        };
+        #[cfg(not(loom))]
+        return Arc::downgrade(&arc);
+        #[cfg(loom)]
+        return arc;
+    }
+
+    /// Thread exit: release the heap's empty slabs and orphan it.
+    pub(crate) fn on_thread_exit(&self, heap: *const Heap) {
+        // SAFETY: the hook's heap lives in our registry.
+        let h = unsafe { &*heap };
+        let mut g = self.tier.lock();
+        // SAFETY: this thread still owns the heap (only it can disown it).
+        unsafe { h.release_empty(self, 0) };
+        h.owner.store(NO_OWNER, Ordering::Release);
+        self.live_heaps.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: as above, read under the lock.
+        if unsafe { h.slab_count() } > 0 {
+            g.add_orphan(heap);
+        }
+    }
+
+    /// A fresh slab for `heap`, counted as a strong reference to the pool.
+    pub(crate) fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
+        let region = self.source.acquire()?;
+        let n = self.slabs_created.fetch_add(1, Ordering::Relaxed);
+        let key = splitmix(self.seed ^ region as u64 ^ n.rotate_left(32)) as usize;
+        // SAFETY: the source handed us this region exclusively, aligned to its
+        // size, which is `geometry.region`.
+        let slab = unsafe {
+            Slab::init(
+                region,
+                &self.config.geometry,
+                self.as_ptr().cast(),
+                heap,
+                key,
+                self.config.hardened,
+            )
+        };
+        // SAFETY: `self` lives in an `Arc` (see `pool_ref`).
+        unsafe { Arc::increment_strong_count(self.as_ptr()) };
+        Ok(slab)
+    }
+
+    /// Gives an empty slab's region back and drops its pool reference. The
+    /// caller keeps the pool alive across this call (see `free_block`).
+    pub(crate) fn release_slab(&self, slab: *mut Slab) {
+        // SAFETY: the slab is empty and on no list: nobody uses it.
+        unsafe { Slab::destroy(NonNull::new_unchecked(slab)) };
+        self.source.release(slab as usize);
+        // SAFETY: balances the increment in `new_slab`; not the last
+        // reference, since every caller holds one (a handle, a hook's upgrade,
+        // or `free_block`'s keep-alive).
+        unsafe { Arc::decrement_strong_count(self.as_ptr()) };
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Frees the block at `addr` in `slab`, which belongs to the pool at
+    /// `pool`. Counts and refuses double and foreign frees.
+    ///
+    /// # Safety
+    /// `slab` passed [`Slab::magic_ok`], so `pool` is a live pool: the
+    /// block's slab holds a reference to it.
+    #[inline]
+    pub(crate) unsafe fn free_block(pool: *const Shared, slab: *mut Slab, addr: usize) {
+        // SAFETY: per the contract the pool is alive while the block is.
+        let sh = unsafe { &*pool };
+        // SAFETY: a slab in use keeps its heap pointer fixed and valid.
+        let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
+        let me = thread::serial();
+        if me != 0 && heap.owner.load(Ordering::Relaxed) == me {
+            if sh.is_closed() {
+                // Upkeep may release the last slab: keep the pool alive.
+                // SAFETY: the pool is alive (the block's slab holds it).
+                let keep = unsafe { keep_alive(pool) };
+                // SAFETY: this thread owns the heap and the slab is its.
+                sh.count(unsafe { heap.free_local(sh, slab, addr) });
+                drop(keep);
+            } else {
+                // SAFETY: as above.
+                sh.count(unsafe { heap.free_local(sh, slab, addr) });
+            }
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { Self::free_remote(pool, slab, addr) }
+    }
+
+    /// The remote path. Everything that touches the pool happens before the
+    /// publishing push: after it, the owner may drain and release the slab.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`].
+    #[cold]
+    unsafe fn free_remote(pool: *const Shared, slab: *mut Slab, addr: usize) {
+        // SAFETY: per the contract.
+        let (sh, s) = unsafe { (&*pool, &*slab) };
+        let heap = s.heap.load(Ordering::Acquire);
+        let keep = if sh.is_closed() {
+            // SAFETY: the pool is alive (the block's slab holds it).
+            Some(unsafe { keep_alive(pool) })
+        } else {
+            None
+        };
+        let counter = sh.remote_counter();
+        match s.free_remote(addr) {
+            Freed::Ok { claimed } => {
+                if let Some(c) = counter {
+                    bump(c, 1);
+                }
+                if claimed {
+                    // SAFETY: a slab's heap outlives the slab.
+                    unsafe { (*heap).push_returned(slab) };
+                }
+            }
+            bad => sh.count(bad),
+        }
+        if let Some(keep) = keep {
+            keep.collect(heap);
+        }
+    }
+
+    /// This thread's remote-free counter, or `None` (then counted as stray).
+    fn remote_counter(&self) -> Option<&AtomicU64> {
+        if thread::may_activate() {
+            let heap = self.registry.get_or_create(self.as_ptr());
+            if thread::activate() {
+                return Some(&heap.stats.remote_frees);
+            }
+        }
+        self.stray_frees.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    fn count(&self, r: Freed) {
+        match r {
+            Freed::Ok { .. } => {}
+            Freed::DoubleFree => {
+                self.double_frees.fetch_add(1, Ordering::Relaxed);
+            }
+            Freed::Foreign => {
+                self.foreign_frees.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// After close: releases what `heap` (an orphan or the tier) holds empty.
+    fn collect(&self, heap: *const Heap) {
+        let mut g = self.tier.lock();
+        if core::ptr::eq(heap, self.tier.heap()) {
+            g.with_tier_heap(|h| {
+                // SAFETY: the tier lock is held.
+                unsafe { h.release_empty(self, 0) }
+            });
+        } else if g.is_orphan(heap) {
+            // SAFETY: `borrow` makes us the owner.
+            g.borrow(heap, |h| unsafe { h.release_empty(self, 0) });
+        }
+    }
+
+    /// Counts a refused free of a pointer that claims this pool.
+    pub(crate) fn count_foreign(&self) {
+        self.foreign_frees.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True if `addr` lies in memory this pool mapped.
+    pub(crate) fn owns_address(&self, addr: usize) -> bool {
+        self.source.contains(addr)
+    }
+
+    /// A new handle.
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops a handle; the last one closes the pool.
+    pub(crate) fn drop_handle(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.closed.store(true, Ordering::SeqCst);
+            self.trim();
+        }
+    }
+
+    /// Releases every empty slab this thread's heap, the tier and the orphans
+    /// hold, then unmaps what the page source no longer needs.
+    pub(crate) fn trim(&self) -> u64 {
+        let me = thread::serial();
+        if me != 0 {
+            if let Some(h) = self.registry.get(self.as_ptr()) {
+                if h.owner.load(Ordering::Relaxed) == me {
+                    // SAFETY: this thread owns `h`.
+                    unsafe { h.release_empty(self, 0) };
+                }
+            }
+        }
+        // What the heaps release becomes warm free regions in the source,
+        // which its trim hands to the OS and counts.
+        self.tier.lock().release_empty(self);
+        self.source.trim()
+    }
+
+    /// Makes the next `n` OS mappings fail.
+    pub(crate) fn inject_map_failures(&self, n: usize) {
+        self.source.inject_map_failures(n);
+    }
+
+    /// Sums the per-thread counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        let mut frees = 0u64;
+        self.registry.for_each(|h| {
+            let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            s.allocs += l(&h.stats.allocs);
+            frees += l(&h.stats.local_frees) + l(&h.stats.remote_frees);
+            s.remote_frees += l(&h.stats.remote_frees);
+            s.corruption_events += l(&h.stats.corruption);
+        });
+        let tier = self.tier.heap();
+        s.corruption_events += tier.stats.corruption.load(Ordering::Relaxed);
+        let stray = self.stray_frees.load(Ordering::Relaxed);
+        s.remote_frees += stray;
+        s.overflow_allocs = self.tier.allocs();
+        s.allocs += s.overflow_allocs;
+        s.frees = frees + stray;
+        s.live_blocks = s.allocs.saturating_sub(s.frees);
+        s.overflow_segments = self.tier.grown();
+        s.thread_heaps = self.live_heaps.load(Ordering::Relaxed) as u64;
+        s.double_frees = self.double_frees.load(Ordering::Relaxed);
+        s.foreign_frees = self.foreign_frees.load(Ordering::Relaxed);
+        s.mapped_bytes = self.source.mapped_bytes();
+        s.peak_mapped_bytes = self.source.peak_mapped_bytes();
+        s.reserved_bytes = self.source.reserved_bytes();
+        s.released_bytes = self.source.released_bytes();
+        s.slab_bytes = self.config.geometry.region as u64;
+        s.slab_capacity = self.config.geometry.capacity as u64;
+        s
+    }
+}
+
+/// A strong reference taken on a path that may release the pool's last slab.
+struct KeepAlive(Arc<Shared>);
+
+/// # Safety
+/// `pool` is alive.
+unsafe fn keep_alive(pool: *const Shared) -> KeepAlive {
+    // SAFETY: per the contract, and pools only live in an `Arc`.
+    unsafe {
+        Arc::increment_strong_count(pool);
+        KeepAlive(Arc::from_raw(pool))
+    }
+}
+
+impl KeepAlive {
+    fn collect(self, heap: *const Heap) {
+        let owner = if core::ptr::eq(heap, self.0.tier.heap()) {
+            TIER_OWNER
+        } else {
+            // SAFETY: the pool (kept alive) owns the heap.
+            unsafe { (*heap).owner.load(Ordering::Relaxed) }
+        };
+        if owner == NO_OWNER || owner == TIER_OWNER {
+            self.0.collect(heap);
+        }
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

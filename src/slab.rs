@@ -1,0 +1,539 @@
+//! A slab: one region of equal-size slots for a given (size, align), with its
+//! header at the start of the region — the untyped core.
+//!
+//! Region layout: `[Slab header][slot states][loom-only link cells][slots…]`.
+//! The region is aligned to its own size, so `ptr & !(region - 1)` finds the
+//! header of any block in O(1).
+//!
+//! Who touches what (see docs/ARCHITECTURE.md):
+//! - immutable after [`Slab::init`]: `magic`, `pool`, geometry, `key`;
+//! - owner only (plain memory in an `UnsafeCell`): [`Local`] — the local
+//!   freelist head, the bump frontier, the live count, list links;
+//! - any thread: `remote` (the MPSC list), the per-slot state bytes (the owner
+//!   stores, a remote freer CASes `ALLOCATED → FREE`), `next_returned`.
+//!
+//! Hardening: freelist links are stored as `next ^ key ^ slot` with a random
+//! per-slab key and checked on every pop and drain; a link that decodes to
+//! anything but a free slot below the bump frontier is counted as corruption
+//! and the rest of that list is abandoned (its slots come back when the slab is
+//! recycled). Double frees and foreign pointers are caught by the state bytes
+//! and the slot-index check in every mode.
+
+use core::ptr::NonNull;
+
+use crate::heap::Heap;
+use crate::remote::RemoteStack;
+use crate::sync::{bump, AtomicPtr, AtomicU64, AtomicU8, Ordering, UnsafeCell};
+
+/// Slot state: never handed out, or freed.
+pub(crate) const FREE: u8 = 0;
+/// Slot state: handed out.
+pub(crate) const ALLOCATED: u8 = 1;
+
+const MAGIC: usize = 0x686f_6d65_736c_6162; // "homeslab"
+/// Smallest region; also the granularity of `MADV_DONTNEED`.
+const MIN_REGION: usize = 16 * 1024;
+/// A region grows until it holds at least this many slots.
+const MIN_SLOTS: usize = 8;
+/// Largest supported alignment.
+pub(crate) const MAX_ALIGN: usize = 4096;
+/// Largest supported object.
+pub(crate) const MAX_SIZE: usize = 64 << 20;
+
+/// Under loom, freelist links live in tracked cells beside the states, so loom
+/// sees the hand-off of link data between threads. In production they live in
+/// the free block itself.
+#[cfg(loom)]
+type LinkCell = UnsafeCell<usize>;
+#[cfg(not(loom))]
+type LinkCell = ();
+
+/// Where a list-managed slab sits, from its owner's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListState {
+    /// The heap's current slab (or being set up).
+    Current,
+    /// On the heap's partial list.
+    Partial,
+    /// On the heap's empty cache.
+    Empty,
+    /// Full and off every list; the remote tag is (or was) set.
+    Detached,
+}
+
+/// Owner-only state.
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// First block of the local freelist (0: none).
+    free: usize,
+    /// Slots below this index have been handed out at least once.
+    bump: usize,
+    /// Blocks handed out and not yet freed back to this slab's local list.
+    pub(crate) used: usize,
+    pub(crate) list: ListState,
+    pub(crate) prev: *mut Slab,
+    pub(crate) next: *mut Slab,
+}
+
+/// Geometry of a slab for one (size, align).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) region: usize,
+    pub(crate) stride: usize,
+    pub(crate) capacity: usize,
+    states_off: usize,
+    links_off: usize,
+    slots_off: usize,
+}
+
+const fn round_up(x: usize, to: usize) -> usize {
+    (x + to - 1) & !(to - 1)
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+impl Geometry {
+    /// The geometry for objects of `size` and `align` (a power of two,
+    /// at most [`MAX_ALIGN`]; `size` at most [`MAX_SIZE`]). Depends on nothing
+    /// else, so a block's region size is known from its type alone.
+    pub(crate) const fn of(size: usize, align: usize) -> Geometry {
+        let slot_align = max(align, 8);
+        let stride = round_up(max(size, 8), slot_align);
+        let mut region = MIN_REGION;
+        loop {
+            let g = Self::fit(region, stride, slot_align);
+            if g.capacity >= MIN_SLOTS {
+                return g;
+            }
+            region *= 2;
+        }
+    }
+
+    /// The most slots a `region` holds, header and metadata included.
+    const fn fit(region: usize, stride: usize, slot_align: usize) -> Geometry {
+        let header = core::mem::size_of::<Slab>();
+        let meta = core::mem::size_of::<AtomicU8>() + core::mem::size_of::<LinkCell>();
+        let mut cap = if region > header {
+            (region - header) / (stride + meta)
+        } else {
+            0
+        };
+        loop {
+            let states_off = header;
+            let links_off = round_up(
+                states_off + cap * core::mem::size_of::<AtomicU8>(),
+                max(core::mem::align_of::<LinkCell>(), 1),
+            );
+            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), slot_align);
+            if cap == 0 || slots_off + cap * stride <= region {
+                return Geometry {
+                    region,
+                    stride,
+                    capacity: cap,
+                    states_off,
+                    links_off,
+                    slots_off,
+                };
+            }
+            cap -= 1;
+        }
+    }
+
+    /// The same region, using at most `limit` slots.
+    pub(crate) fn limited(mut self, limit: usize) -> Geometry {
+        if limit < self.capacity {
+            self.capacity = limit.max(1);
+        }
+        self
+    }
+}
+
+/// The header at the start of every slab region.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Slab {
+    magic: usize,
+    /// The pool this slab belongs to (opaque; the pool layer casts it).
+    pub(crate) pool: *const (),
+    stride: usize,
+    capacity: usize,
+    /// Address of slot 0.
+    slots: usize,
+    /// `u64::MAX / stride + 1`: divides slot offsets by a multiply.
+    div: u64,
+    /// Link key (0 when not hardened).
+    key: usize,
+    hardened: bool,
+    local: UnsafeCell<Local>,
+    /// The owning heap; fixed while the slab is in use.
+    pub(crate) heap: AtomicPtr<Heap>,
+    remote: RemoteStack,
+    /// Link in a heap's returned queue.
+    pub(crate) next_returned: AtomicPtr<Slab>,
+}
+
+/// What a free found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// Freed; for a remote free, `claimed` says this push took the detached
+    /// tag and the caller must return the slab to its heap.
+    Ok { claimed: bool },
+    /// The slot was not allocated: a double free, refused.
+    DoubleFree,
+    /// Not a slot of this slab, refused.
+    Foreign,
+}
+
+impl Slab {
+    /// Writes a fresh header into `region` and returns it.
+    ///
+    /// # Safety
+    /// `region` is `geo.region` bytes, aligned to `geo.region`, writable, and
+    /// used by nothing else.
+    pub(crate) unsafe fn init(
+        region: usize,
+        geo: &Geometry,
+        pool: *const (),
+        heap: *const Heap,
+        key: usize,
+        hardened: bool,
+    ) -> NonNull<Slab> {
+        let slab = region as *mut Slab;
+        let header = Slab {
+            magic: MAGIC ^ region,
+            pool,
+            stride: geo.stride,
+            capacity: geo.capacity,
+            slots: region + geo.slots_off,
+            div: u64::MAX / geo.stride as u64 + 1,
+            key: if hardened { key | 1 } else { 0 },
+            hardened,
+            local: UnsafeCell::new(Local {
+                free: 0,
+                bump: 0,
+                used: 0,
+                list: ListState::Current,
+                prev: core::ptr::null_mut(),
+                next: core::ptr::null_mut(),
+            }),
+            heap: AtomicPtr::new(heap as *mut Heap),
+            remote: RemoteStack::new(),
+            next_returned: AtomicPtr::new(core::ptr::null_mut()),
+        };
+        // SAFETY: the caller gives us the whole region; the header, states and
+        // link cells fit before `slots_off` by construction of `Geometry`.
+        unsafe {
+            slab.write(header);
+            let states = (region + geo.states_off) as *mut AtomicU8;
+            for i in 0..geo.capacity {
+                states.add(i).write(AtomicU8::new(FREE));
+            }
+            #[cfg(loom)]
+            {
+                let links = (region + geo.links_off) as *mut LinkCell;
+                for i in 0..geo.capacity {
+                    links.add(i).write(UnsafeCell::new(0));
+                }
+            }
+            NonNull::new_unchecked(slab)
+        }
+    }
+
+    /// Tears down what `init` built (loom tracks its objects; elsewhere the
+    /// header is plain memory and this only checks quiescence in debug).
+    ///
+    /// # Safety
+    /// No thread uses the slab any more.
+    pub(crate) unsafe fn destroy(slab: NonNull<Slab>) {
+        #[cfg(loom)]
+        // SAFETY: per the contract nobody uses the slab; each object that
+        // `init` wrote is dropped exactly once.
+        unsafe {
+            let s = slab.as_ptr();
+            let cap = (*s).capacity;
+            let region = s as usize;
+            let geo_states = region + core::mem::size_of::<Slab>();
+            for i in 0..cap {
+                core::ptr::drop_in_place((geo_states as *mut AtomicU8).add(i));
+            }
+            let links = (*s).links_base();
+            for i in 0..cap {
+                core::ptr::drop_in_place((links as *mut LinkCell).add(i));
+            }
+            core::ptr::drop_in_place(s);
+        }
+        #[cfg(not(loom))]
+        let _ = slab;
+    }
+
+    #[cfg(loom)]
+    fn links_base(&self) -> usize {
+        let states_end = self as *const Slab as usize
+            + core::mem::size_of::<Slab>()
+            + self.capacity * core::mem::size_of::<AtomicU8>();
+        round_up(states_end, core::mem::align_of::<LinkCell>())
+    }
+
+    /// The header of the region holding `addr`.
+    #[inline(always)]
+    pub(crate) fn of(addr: usize, region: usize) -> *mut Slab {
+        (addr & !(region - 1)) as *mut Slab
+    }
+
+    /// True if this looks like a live homeslab slab header.
+    #[inline(always)]
+    pub(crate) fn magic_ok(&self) -> bool {
+        self.magic == MAGIC ^ (self as *const Slab as usize)
+    }
+
+    /// Index of the slot starting at `addr`, if there is one.
+    #[inline(always)]
+    pub(crate) fn slot_index(&self, addr: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(self.slots);
+        if off >= self.capacity * self.stride {
+            return None;
+        }
+        let idx = ((self.div as u128 * off as u128) >> 64) as usize;
+        (idx * self.stride == off).then_some(idx)
+    }
+
+    /// True if `addr` is a slot of this slab that is currently handed out.
+    pub(crate) fn is_allocated(&self, addr: usize) -> bool {
+        self.slot_index(addr)
+            .is_some_and(|i| self.state(i).load(Ordering::Relaxed) == ALLOCATED)
+    }
+
+    #[inline(always)]
+    fn state(&self, idx: usize) -> &AtomicU8 {
+        let base = self as *const Slab as usize + core::mem::size_of::<Slab>();
+        // SAFETY: `idx < capacity` (callers check via `slot_index` or `bump`),
+        // and `init` constructed `capacity` states right after the header.
+        unsafe { &*(base as *const AtomicU8).add(idx) }
+    }
+
+    #[inline(always)]
+    fn encode(&self, slot: usize, next: usize) -> usize {
+        if self.hardened {
+            next ^ self.key ^ slot
+        } else {
+            next
+        }
+    }
+
+    /// Stores the encoded link `raw` for the free block `slot` (index `idx`).
+    ///
+    /// # Safety
+    /// `slot` is a slot of this slab that the caller exclusively holds as free.
+    #[inline(always)]
+    unsafe fn write_link(&self, slot: usize, idx: usize, raw: usize) {
+        #[cfg(not(loom))]
+        {
+            let _ = idx;
+            // SAFETY: slots are at least 8 bytes and 8-aligned; the caller holds
+            // the free block, so no one else reads or writes it.
+            unsafe { (slot as *mut usize).write(raw) };
+        }
+        #[cfg(loom)]
+        {
+            let _ = slot;
+            let cell = (self.links_base() as *const LinkCell).wrapping_add(idx);
+            // SAFETY: `idx < capacity`; the cell was constructed by `init`.
+            unsafe { (*cell).with_mut(|p| *p = raw) };
+        }
+    }
+
+    /// Reads the encoded link of the free block `slot` (index `idx`).
+    ///
+    /// # Safety
+    /// As [`Slab::write_link`].
+    #[inline(always)]
+    unsafe fn read_link(&self, slot: usize, idx: usize) -> usize {
+        #[cfg(not(loom))]
+        {
+            let _ = idx;
+            // SAFETY: as in `write_link`.
+            unsafe { (slot as *const usize).read() }
+        }
+        #[cfg(loom)]
+        {
+            let _ = slot;
+            let cell = (self.links_base() as *const LinkCell).wrapping_add(idx);
+            // SAFETY: `idx < capacity`; the cell was constructed by `init`.
+            unsafe { (*cell).with(|p| *p) }
+        }
+    }
+
+    /// Runs `f` on the owner-only state.
+    ///
+    /// # Safety
+    /// The caller is the slab's owner (its heap's owner thread, or the holder
+    /// of the lock that stands for the owner), and `f` does not re-enter.
+    #[inline(always)]
+    pub(crate) unsafe fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        // SAFETY: per the contract, no other thread touches `local` now.
+        self.local.with_mut(|l| f(unsafe { &mut *l }))
+    }
+
+    /// Decodes the link read from free block `slot` and checks it when
+    /// hardened. `None`: corrupt.
+    #[inline(always)]
+    fn decode(&self, slot: usize, raw: usize, bump: usize) -> Option<usize> {
+        let next = self.encode(slot, raw);
+        if !self.hardened || next == 0 {
+            return Some(next);
+        }
+        match self.slot_index(next) {
+            Some(i) if i < bump && self.state(i).load(Ordering::Relaxed) == FREE => Some(next),
+            _ => None,
+        }
+    }
+
+    /// Owner: hands out a slot from the local freelist or the bump frontier.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&self, corruption: &AtomicU64) -> Option<NonNull<u8>> {
+        // SAFETY: the caller is the owner.
+        unsafe {
+            self.local(|l| {
+                let slot = if l.free != 0 {
+                    let slot = l.free;
+                    let idx = ((self.div as u128 * (slot - self.slots) as u128) >> 64) as usize;
+                    let raw = self.read_link(slot, idx);
+                    match self.decode(slot, raw, l.bump) {
+                        Some(next) => l.free = next,
+                        None => {
+                            bump(corruption, 1);
+                            l.free = 0;
+                        }
+                    }
+                    self.state(idx).store(ALLOCATED, Ordering::Relaxed);
+                    slot
+                } else if l.bump < self.capacity {
+                    let idx = l.bump;
+                    l.bump += 1;
+                    self.state(idx).store(ALLOCATED, Ordering::Relaxed);
+                    self.slots + idx * self.stride
+                } else {
+                    return None;
+                };
+                l.used += 1;
+                Some(NonNull::new_unchecked(slot as *mut u8))
+            })
+        }
+    }
+
+    /// Owner: frees `addr` onto the local freelist. On `Ok`, `used` has
+    /// dropped by one.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn free_local(&self, addr: usize) -> Freed {
+        let Some(idx) = self.slot_index(addr) else {
+            return Freed::Foreign;
+        };
+        let state = self.state(idx);
+        if state.load(Ordering::Relaxed) != ALLOCATED {
+            return Freed::DoubleFree;
+        }
+        state.store(FREE, Ordering::Relaxed);
+        // SAFETY: the caller is the owner; the block is ours and now free.
+        unsafe {
+            self.local(|l| {
+                self.write_link(addr, idx, self.encode(addr, l.free));
+                l.free = addr;
+                l.used -= 1;
+            });
+        }
+        Freed::Ok { claimed: false }
+    }
+
+    /// Any thread: frees `addr` onto the remote list.
+    #[inline]
+    pub(crate) fn free_remote(&self, addr: usize) -> Freed {
+        let Some(idx) = self.slot_index(addr) else {
+            return Freed::Foreign;
+        };
+        if self
+            .state(idx)
+            .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Freed::DoubleFree;
+        }
+        let claimed = self.remote.push(addr, |block, next| {
+            // SAFETY: the CAS above made this thread the only one holding the
+            // freed block until the push publishes it.
+            unsafe { self.write_link(block, idx, self.encode(block, next)) }
+        });
+        Freed::Ok { claimed }
+    }
+
+    /// Owner: moves every remotely freed block onto the local freelist and
+    /// returns how many arrived. Corrupt links (hardened) cut the chain.
+    ///
+    /// # Safety
+    /// The caller is the owner and the slab is not detached.
+    pub(crate) unsafe fn drain(&self, corruption: &AtomicU64) -> usize {
+        let head = self.remote.take_all();
+        if head == 0 {
+            return 0;
+        }
+        // SAFETY: the caller is the owner; the taken chain is ours alone.
+        unsafe {
+            self.local(|l| {
+                let mut n = 1;
+                let mut tail = head;
+                loop {
+                    let idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
+                    let raw = self.read_link(tail, idx);
+                    match self.decode(tail, raw, l.bump) {
+                        Some(0) => break,
+                        Some(next) => {
+                            tail = next;
+                            n += 1;
+                        }
+                        None => {
+                            bump(corruption, 1);
+                            break;
+                        }
+                    }
+                }
+                let tail_idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
+                self.write_link(tail, tail_idx, self.encode(tail, l.free));
+                l.free = head;
+                l.used -= n.min(l.used);
+                n
+            })
+        }
+    }
+
+    /// Owner: tries to detach a slab that ran dry (no local or remote block).
+    /// False: a remote block arrived; drain and keep using it.
+    pub(crate) fn try_detach(&self) -> bool {
+        self.remote.try_detach()
+    }
+
+    /// Owner: takes back a detached slab. False: a remote freer claimed it and
+    /// it will come back through the returned queue.
+    pub(crate) fn try_reattach(&self) -> bool {
+        self.remote.try_reattach()
+    }
+
+    /// Owner: blocks handed out and not yet freed locally or drained.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn used(&self) -> usize {
+        // SAFETY: the caller is the owner.
+        unsafe { self.local(|l| l.used) }
+    }
+}

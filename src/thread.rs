@@ -1,0 +1,204 @@
+//! Thread identity, thread-exit hooks, and the per-pool registry of thread
+//! heaps.
+//!
+//! Every thread that touches a pool gets a *serial*: a process-unique,
+//! never-reused number (0 means "none yet" or "torn down"). A heap records its
+//! owner's serial; "is this my slab?" is one compare against the serial held
+//! in a `const` thread-local, so it is valid even while thread-locals are
+//! being destroyed.
+//!
+//! Heaps live in a [`thread_local::ThreadLocal`] inside the pool. That crate
+//! hands an exited thread's slot (and so its heap) to the next new thread —
+//! free adoption, which homeslab relies on. Exit is seen through a
+//! thread-local whose destructor runs each registered [`ExitHook`]: the heap
+//! is then orphaned (owner 0) and its slabs stay reachable through the
+//! overflow tier. The hooks' thread-local is first touched *after* the
+//! `ThreadLocal` slot exists, so its destructor runs before `thread_local`'s
+//! own (destructors run in reverse order of registration) and the pool never
+//! calls `ThreadLocal` on a torn-down thread.
+
+use core::cell::{Cell, RefCell};
+
+use crate::heap::Heap;
+use crate::shared::Shared;
+use crate::sync::thread_local_facade;
+
+/// Lifecycle of the current thread, as homeslab sees it.
+const FRESH: u8 = 0;
+const ACTIVE: u8 = 1;
+const DEAD: u8 = 2;
+
+thread_local_facade! {
+    /// This thread's serial (0 until activated and after teardown).
+    static SERIAL: Cell<u64> = Cell::new(0);
+}
+thread_local_facade! {
+    static STATE: Cell<u8> = Cell::new(FRESH);
+}
+thread_local_facade! {
+    static HOOKS: Hooks = Hooks { list: RefCell::new(Vec::new()) };
+}
+
+/// The pool reference a hook keeps: weak, so an idle thread never keeps a
+/// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
+/// the model, so a strong reference is fine there.)
+#[cfg(not(loom))]
+pub(crate) type PoolRef = std::sync::Weak<Shared>;
+#[cfg(loom)]
+pub(crate) type PoolRef = crate::sync::Arc<Shared>;
+
+/// Run at thread exit: hands `heap` back to its pool.
+pub(crate) struct ExitHook {
+    pub(crate) pool: PoolRef,
+    pub(crate) heap: *const Heap,
+}
+
+struct Hooks {
+    list: RefCell<Vec<ExitHook>>,
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        let _ = STATE.try_with(|s| s.set(DEAD));
+        let hooks = core::mem::take(&mut *self.list.borrow_mut());
+        for hook in hooks {
+            #[cfg(not(loom))]
+            let pool = hook.pool.upgrade();
+            #[cfg(loom)]
+            let pool = Some(hook.pool);
+            if let Some(pool) = pool {
+                pool.on_thread_exit(hook.heap);
+            }
+        }
+        let _ = SERIAL.try_with(|s| s.set(0));
+    }
+}
+
+/// This thread's serial; 0 if it has none (fresh or torn down).
+#[inline(always)]
+pub(crate) fn serial() -> u64 {
+    SERIAL.try_with(|s| s.get()).unwrap_or(0)
+}
+
+/// True unless the thread is being torn down.
+pub(crate) fn may_activate() -> bool {
+    STATE.try_with(|s| s.get() != DEAD).unwrap_or(false)
+}
+
+/// Gives the thread a serial and arms its exit hooks. Call only after the
+/// thread's `ThreadLocal` slot exists (see the module docs). False during
+/// teardown.
+pub(crate) fn activate() -> bool {
+    match STATE.try_with(|s| s.get()) {
+        Ok(ACTIVE) => return true,
+        Ok(FRESH) => {}
+        _ => return false,
+    }
+    if HOOKS.try_with(|h| h.list.borrow().len()).is_err() {
+        return false;
+    }
+    let serial = crate::shared::next_serial();
+    let _ = SERIAL.try_with(|s| s.set(serial));
+    STATE.try_with(|s| s.set(ACTIVE)).is_ok()
+}
+
+/// Registers `hook` to run when this thread exits. False during teardown.
+pub(crate) fn on_exit(hook: ExitHook) -> bool {
+    HOOKS
+        .try_with(|h| {
+            let mut list = h.list.borrow_mut();
+            #[cfg(not(loom))]
+            if list.len() >= 8 && list.len().is_power_of_two() {
+                // Forget pools that are gone, so a thread that creates many
+                // pools does not accumulate dead hooks.
+                list.retain(|h| h.pool.strong_count() > 0);
+            }
+            list.push(hook);
+        })
+        .is_ok()
+}
+
+/// The per-pool set of thread heaps.
+#[cfg(not(loom))]
+pub(crate) struct Registry {
+    heaps: thread_local::ThreadLocal<Heap>,
+}
+
+#[cfg(not(loom))]
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self {
+            heaps: thread_local::ThreadLocal::new(),
+        }
+    }
+
+    /// This thread's heap, if it has one. Only on an active thread.
+    #[inline(always)]
+    pub(crate) fn get(&self, _pool: *const Shared) -> Option<&Heap> {
+        self.heaps.get()
+    }
+
+    /// This thread's heap, created if needed. Not on a torn-down thread.
+    pub(crate) fn get_or_create(&self, _pool: *const Shared) -> &Heap {
+        self.heaps.get_or(Heap::new)
+    }
+
+    /// Every heap ever created for this pool.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
+        for h in self.heaps.iter() {
+            f(h)
+        }
+    }
+}
+
+/// Under loom: heaps are boxed in a mutex-guarded list, found through a loom
+/// thread-local cache (so the lookup adds no modelled operations).
+#[cfg(loom)]
+pub(crate) struct Registry {
+    heaps: crate::sync::Mutex<Vec<Box<Heap>>>,
+}
+
+#[cfg(loom)]
+thread_local_facade! {
+    static CACHE: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
+}
+
+#[cfg(loom)]
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self {
+            heaps: crate::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn get(&self, pool: *const Shared) -> Option<&Heap> {
+        let key = pool as usize;
+        let found = CACHE
+            .try_with(|c| c.borrow().iter().find(|e| e.0 == key).map(|e| e.1))
+            .ok()
+            .flatten();
+        // SAFETY: cached pointers are boxes owned by `self.heaps`, which never
+        // drops a heap before the registry itself.
+        found.map(|p| unsafe { &*(p as *const Heap) })
+    }
+
+    pub(crate) fn get_or_create(&self, pool: *const Shared) -> &Heap {
+        if let Some(h) = self.get(pool) {
+            return h;
+        }
+        let heap = Box::new(Heap::new());
+        let ptr = &*heap as *const Heap;
+        self.heaps.lock().push(heap);
+        let _ = CACHE.try_with(|c| c.borrow_mut().push((pool as usize, ptr as usize)));
+        // SAFETY: the box lives in `self.heaps` until the registry drops.
+        unsafe { &*ptr }
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
+        let ptrs: Vec<*const Heap> = self.heaps.lock().iter().map(|b| &**b as *const Heap).collect();
+        for p in ptrs {
+            // SAFETY: as in `get_or_create`.
+            f(unsafe { &*p })
+        }
+    }
+}
