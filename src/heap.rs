@@ -113,6 +113,17 @@ struct Core {
     slabs: usize,
 }
 
+/// What an owner's free did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalFree {
+    /// Freed; nothing else to do.
+    Done,
+    /// Freed; the slab's list placement must be updated.
+    Upkeep(ListState, usize),
+    /// Refused (double or foreign free).
+    Refused(Freed),
+}
+
 /// One owner's heap.
 #[derive(Debug)]
 pub(crate) struct Heap {
@@ -241,26 +252,26 @@ impl Heap {
             .push(slab, |s| unsafe { &(*s).next_returned as *const _ });
     }
 
-    /// A free by the owner into one of its slabs.
+    /// A free by the owner into one of its slabs. `Upkeep` means the slab
+    /// was detached (full) or is now empty: call [`Heap::after_free`].
     ///
     /// # Safety
     /// The caller is the owner and `slab` belongs to this heap.
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, sh: &Shared, slab: *mut Slab, addr: usize) -> Freed {
+    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, addr: usize) -> LocalFree {
         // SAFETY: the caller is the owner.
         unsafe {
             let s = &*slab;
             let r = s.free_local(addr);
             if r != (Freed::Ok { claimed: false }) {
-                return r;
+                return LocalFree::Refused(r);
             }
             bump(&self.stats.local_frees, 1);
             let (list, used) = s.local(|l| (l.list, l.used));
-            if list == ListState::Current && used != 0 {
-                return r;
+            if used != 0 && list != ListState::Detached {
+                return LocalFree::Done;
             }
-            self.after_free(sh, slab, list, used);
-            r
+            LocalFree::Upkeep(list, used)
         }
     }
 
@@ -269,7 +280,7 @@ impl Heap {
     /// # Safety
     /// The caller is the owner.
     #[cold]
-    unsafe fn after_free(&self, sh: &Shared, slab: *mut Slab, list: ListState, used: usize) {
+    pub(crate) unsafe fn after_free(&self, sh: &Shared, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             let s = &*slab;

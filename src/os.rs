@@ -372,3 +372,6 @@ impl PageSource {
         self.released.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;

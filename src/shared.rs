@@ -10,10 +10,10 @@
 use core::ptr::NonNull;
 
 use crate::error::AllocError;
-use crate::heap::{Heap, NO_OWNER, TIER_OWNER};
+use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
-use crate::slab::{Freed, Geometry, Slab};
+use crate::slab::{Freed, Geometry, ListState, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
@@ -245,21 +245,31 @@ impl Shared {
         let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
         let me = thread::serial();
         if me != 0 && heap.owner.load(Ordering::Relaxed) == me {
-            if sh.is_closed() {
-                // Upkeep may release the last slab: keep the pool alive.
-                // SAFETY: the pool is alive (the block's slab holds it).
-                let keep = unsafe { keep_alive(pool) };
-                // SAFETY: this thread owns the heap and the slab is its.
-                sh.count(unsafe { heap.free_local(sh, slab, addr) });
-                drop(keep);
-            } else {
+            // SAFETY: this thread owns the heap and the slab is its.
+            match unsafe { heap.free_local(slab, addr) } {
+                LocalFree::Done => {}
+                LocalFree::Refused(r) => sh.count(r),
                 // SAFETY: as above.
-                sh.count(unsafe { heap.free_local(sh, slab, addr) });
+                LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(pool, heap, slab, list, used) },
             }
             return;
         }
         // SAFETY: as above.
         unsafe { Self::free_remote(pool, slab, addr) }
+    }
+
+    /// List upkeep after an owner's free; may release the slab (and, once the
+    /// pool is closed, the pool itself, so it keeps the pool alive across).
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`], and this thread owns `heap`.
+    #[cold]
+    unsafe fn upkeep(pool: *const Shared, heap: &Heap, slab: *mut Slab, list: ListState, used: usize) {
+        // SAFETY: the slab (still counted) keeps the pool alive.
+        let keep = unsafe { keep_alive(pool) };
+        // SAFETY: this thread owns `heap`; the slab is its.
+        unsafe { heap.after_free(&keep.0, slab, list, used) };
+        drop(keep);
     }
 
     /// The remote path. Everything that touches the pool happens before the

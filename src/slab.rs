@@ -537,3 +537,6 @@ impl Slab {
         unsafe { self.local(|l| l.used) }
     }
 }
+
+#[cfg(test)]
+mod tests;
