@@ -57,10 +57,16 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::AlignTooLarge { align } => {
-                write!(f, "homeslab: alignment {align} exceeds the supported maximum of 4096")
+                write!(
+                    f,
+                    "homeslab: alignment {align} exceeds the supported maximum of 4096"
+                )
             }
             ConfigError::ObjectTooLarge { size } => {
-                write!(f, "homeslab: objects of {size} bytes exceed the 64 MiB maximum")
+                write!(
+                    f,
+                    "homeslab: objects of {size} bytes exceed the 64 MiB maximum"
+                )
             }
             ConfigError::InvalidSetting { name, requirement } => {
                 write!(f, "homeslab: invalid `{name}`: {requirement}")

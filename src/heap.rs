@@ -280,7 +280,13 @@ impl Heap {
     /// # Safety
     /// The caller is the owner.
     #[cold]
-    pub(crate) unsafe fn after_free(&self, sh: &Shared, slab: *mut Slab, list: ListState, used: usize) {
+    pub(crate) unsafe fn after_free(
+        &self,
+        sh: &Shared,
+        slab: *mut Slab,
+        list: ListState,
+        used: usize,
+    ) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             let s = &*slab;

@@ -35,14 +35,14 @@
 
 mod sync;
 
-mod os;
-mod slab;
 mod heap;
-mod remote;
+mod os;
 mod overflow;
-mod thread;
-mod shared;
 mod pool;
+mod remote;
+mod shared;
+mod slab;
+mod thread;
 
 mod error;
 mod stats;

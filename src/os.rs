@@ -232,7 +232,10 @@ impl PageSource {
                 .into_iter()
                 .partition(|c| c.free == c.regions);
             st.chunks = live;
-            let in_dead = |a: usize| dead.iter().any(|c| (c.base..c.base + c.regions * rb).contains(&a));
+            let in_dead = |a: usize| {
+                dead.iter()
+                    .any(|c| (c.base..c.base + c.regions * rb).contains(&a))
+            };
             // A region released since `release_warm` may still be warm.
             let warm = st
                 .free
@@ -343,7 +346,11 @@ impl PageSource {
             if ptr.is_null() {
                 return Err(AllocError::OutOfMemory);
             }
-            (Backing::Heap { ptr, layout }, ptr as usize, self.chunk_bytes)
+            (
+                Backing::Heap { ptr, layout },
+                ptr as usize,
+                self.chunk_bytes,
+            )
         };
         self.reserved.fetch_add(len as u64, Ordering::Relaxed);
         Ok(Chunk {

@@ -75,7 +75,9 @@ impl<T> Drop for Pool<T> {
 
 impl<T> fmt::Debug for Pool<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -273,10 +275,16 @@ impl<T> Builder<T> {
         }
         let chunk = self.chunk_bytes;
         if chunk != 0 && (!chunk.is_power_of_two() || chunk < 64 * 1024) {
-            return Err(invalid("chunk_bytes", "must be a power of two of at least 64 KiB"));
+            return Err(invalid(
+                "chunk_bytes",
+                "must be a power of two of at least 64 KiB",
+            ));
         }
         if self.release_after == Some(Duration::ZERO) {
-            return Err(invalid("release_after", "must be longer than zero (or None)"));
+            return Err(invalid(
+                "release_after",
+                "must be longer than zero (or None)",
+            ));
         }
         let config = Config {
             geometry,
@@ -361,9 +369,7 @@ impl<T> PoolBox<T> {
             // SAFETY: the address lies in memory this pool mapped, so its
             // region header is readable.
             let s = unsafe { &*slab };
-            s.magic_ok()
-                && core::ptr::eq(s.pool.cast::<Shared>(), sh)
-                && s.is_allocated(addr)
+            s.magic_ok() && core::ptr::eq(s.pool.cast::<Shared>(), sh) && s.is_allocated(addr)
         };
         if ok {
             Ok(Self {

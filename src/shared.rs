@@ -39,6 +39,8 @@ pub(crate) fn next_serial() -> u64 {
 /// One pool's shared state.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// Process-unique id (keys the thread-local heap cache).
+    id: u64,
     seed: u64,
     source: PageSource,
     registry: Registry,
@@ -54,12 +56,10 @@ pub(crate) struct Shared {
     stray_frees: AtomicU64,
 }
 
-
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        next_serial().hash(&mut h);
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
         let source = PageSource::new(
             config.geometry.region,
             config.chunk_bytes,
@@ -67,7 +67,8 @@ impl Shared {
             config.release_after,
         );
         Self {
-            seed: h.finish(),
+            id: next_serial(),
+            seed,
             source,
             registry: Registry::new(),
             tier: ExtendableSlab::new(),
@@ -89,10 +90,29 @@ impl Shared {
     /// Allocates one block.
     #[inline]
     pub(crate) fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
-        let me = thread::serial();
+        let fast = thread::fast();
+        if fast.pool == self.id {
+            // SAFETY: the cache holds only a heap this thread owns, of this
+            // (live) pool; ownership ends only when the thread exits, which
+            // clears the cache.
+            let heap = unsafe { &*fast.heap };
+            // SAFETY: this thread owns `heap`.
+            if let Some(p) = unsafe { heap.alloc_fast() } {
+                bump(&heap.stats.allocs, 1);
+                return Ok(p);
+            }
+            return self.alloc_owned_slow(heap);
+        }
+        self.alloc_uncached(fast.serial)
+    }
+
+    /// The heap is not in the thread's one-entry cache.
+    #[cold]
+    fn alloc_uncached(&self, me: u64) -> Result<NonNull<u8>, AllocError> {
         if me != 0 {
             if let Some(heap) = self.registry.get(self.as_ptr()) {
                 if heap.owner.load(Ordering::Relaxed) == me {
+                    thread::cache_heap(self.id, heap);
                     // SAFETY: this thread owns `heap`.
                     if let Some(p) = unsafe { heap.alloc_fast() } {
                         bump(&heap.stats.allocs, 1);
@@ -125,6 +145,7 @@ impl Shared {
             // The registry slot first, then our exit hooks: see `thread`.
             let heap = self.registry.get_or_create(self.as_ptr());
             if self.acquire(heap) {
+                thread::cache_heap(self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
                 if let Some(p) = unsafe { heap.alloc_fast() } {
                     bump(&heap.stats.allocs, 1);
@@ -250,7 +271,9 @@ impl Shared {
                 LocalFree::Done => {}
                 LocalFree::Refused(r) => sh.count(r),
                 // SAFETY: as above.
-                LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(pool, heap, slab, list, used) },
+                LocalFree::Upkeep(list, used) => unsafe {
+                    Self::upkeep(pool, heap, slab, list, used)
+                },
             }
             return;
         }
@@ -264,7 +287,13 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`], and this thread owns `heap`.
     #[cold]
-    unsafe fn upkeep(pool: *const Shared, heap: &Heap, slab: *mut Slab, list: ListState, used: usize) {
+    unsafe fn upkeep(
+        pool: *const Shared,
+        heap: &Heap,
+        slab: *mut Slab,
+        list: ListState,
+        used: usize,
+    ) {
         // SAFETY: the slab (still counted) keeps the pool alive.
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: this thread owns `heap`; the slab is its.

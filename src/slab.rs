@@ -130,7 +130,10 @@ impl Geometry {
                 states_off + cap * core::mem::size_of::<AtomicU8>(),
                 max(core::mem::align_of::<LinkCell>(), 1),
             );
-            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), slot_align);
+            let slots_off = round_up(
+                links_off + cap * core::mem::size_of::<LinkCell>(),
+                slot_align,
+            );
             if cap == 0 || slots_off + cap * stride <= region {
                 return Geometry {
                     region,
@@ -149,6 +152,12 @@ impl Geometry {
     pub(crate) fn limited(mut self, limit: usize) -> Geometry {
         if limit < self.capacity {
             self.capacity = limit.max(1);
+            // The link cells (loom only) sit right after the states, where
+            // `Slab::links_base` looks for them; the slots stay put.
+            self.links_off = round_up(
+                self.states_off + self.capacity * core::mem::size_of::<AtomicU8>(),
+                max(core::mem::align_of::<LinkCell>(), 1),
+            );
         }
         self
     }

@@ -14,10 +14,10 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, 
 
 pub(crate) use core::sync::atomic::Ordering;
 
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
 
 /// Bumps a counter that only one thread writes: a load and a store, never an
 /// atomic read-modify-write. Readers on other threads see a value that is

@@ -28,9 +28,20 @@ const FRESH: u8 = 0;
 const ACTIVE: u8 = 1;
 const DEAD: u8 = 2;
 
-thread_local_facade! {
+/// What the hot paths read from thread-local storage, in one place: the
+/// thread's serial and the last pool (by id) whose heap this thread owns.
+#[derive(Clone, Copy)]
+pub(crate) struct Fast {
     /// This thread's serial (0 until activated and after teardown).
-    static SERIAL: Cell<u64> = Cell::new(0);
+    pub(crate) serial: u64,
+    /// Id of the pool whose heap is cached (0: none).
+    pub(crate) pool: u64,
+    /// That pool's heap, owned by this thread until it exits.
+    pub(crate) heap: *const Heap,
+}
+
+thread_local_facade! {
+    static FAST: Cell<Fast> = Cell::new(Fast { serial: 0, pool: 0, heap: core::ptr::null() });
 }
 thread_local_facade! {
     static STATE: Cell<u8> = Cell::new(FRESH);
@@ -70,14 +81,42 @@ impl Drop for Hooks {
                 pool.on_thread_exit(hook.heap);
             }
         }
-        let _ = SERIAL.try_with(|s| s.set(0));
+        let _ = FAST.try_with(|f| {
+            f.set(Fast {
+                serial: 0,
+                pool: 0,
+                heap: core::ptr::null(),
+            })
+        });
     }
 }
 
 /// This thread's serial; 0 if it has none (fresh or torn down).
 #[inline(always)]
 pub(crate) fn serial() -> u64 {
-    SERIAL.try_with(|s| s.get()).unwrap_or(0)
+    fast().serial
+}
+
+/// The hot-path thread-local state.
+#[inline(always)]
+pub(crate) fn fast() -> Fast {
+    FAST.try_with(|f| f.get()).unwrap_or(Fast {
+        serial: 0,
+        pool: 0,
+        heap: core::ptr::null(),
+    })
+}
+
+/// Caches `heap` as this thread's heap of pool `pool` (the thread owns it).
+pub(crate) fn cache_heap(pool: u64, heap: *const Heap) {
+    let _ = FAST.try_with(|f| {
+        let mut v = f.get();
+        if v.serial != 0 {
+            v.pool = pool;
+            v.heap = heap;
+            f.set(v);
+        }
+    });
 }
 
 /// True unless the thread is being torn down.
@@ -98,7 +137,13 @@ pub(crate) fn activate() -> bool {
         return false;
     }
     let serial = crate::shared::next_serial();
-    let _ = SERIAL.try_with(|s| s.set(serial));
+    let _ = FAST.try_with(|f| {
+        f.set(Fast {
+            serial,
+            pool: 0,
+            heap: core::ptr::null(),
+        })
+    });
     STATE.try_with(|s| s.set(ACTIVE)).is_ok()
 }
 
@@ -195,7 +240,12 @@ impl Registry {
     }
 
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
-        let ptrs: Vec<*const Heap> = self.heaps.lock().iter().map(|b| &**b as *const Heap).collect();
+        let ptrs: Vec<*const Heap> = self
+            .heaps
+            .lock()
+            .iter()
+            .map(|b| &**b as *const Heap)
+            .collect();
         for p in ptrs {
             // SAFETY: as in `get_or_create`.
             f(unsafe { &*p })

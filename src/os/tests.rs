@@ -36,7 +36,11 @@ fn trim_releases_and_unmaps() {
     for &a in &got {
         src.release(a);
     }
-    assert_eq!(src.mapped_bytes(), 64 * R as u64, "released regions stay warm");
+    assert_eq!(
+        src.mapped_bytes(),
+        64 * R as u64,
+        "released regions stay warm"
+    );
     let bytes = src.trim();
     assert_eq!(bytes, 64 * R as u64);
     assert_eq!(src.mapped_bytes(), 0);
@@ -62,7 +66,12 @@ fn map_failure_is_an_error_not_a_panic() {
 fn max_bytes_caps_mapped_memory() {
     let src = PageSource::new(R, 1 << 20, 4 * R as u64, None);
     let got: Vec<usize> = (0..4).map(|_| src.acquire().unwrap()).collect();
-    assert_eq!(src.acquire(), Err(AllocError::MemoryLimit { limit: 4 * R as u64 }));
+    assert_eq!(
+        src.acquire(),
+        Err(AllocError::MemoryLimit {
+            limit: 4 * R as u64
+        })
+    );
     src.release(got[0]);
     assert_eq!(src.acquire(), Ok(got[0]));
 }
@@ -77,5 +86,8 @@ fn idle_regions_are_released_after_the_period() {
     // whole period; wait until that is certainly the case.
     std::thread::sleep(Duration::from_millis(5));
     src.release(b);
-    assert!(src.released_bytes() >= R as u64, "region a was idle > 1 period");
+    assert!(
+        src.released_bytes() >= R as u64,
+        "region a was idle > 1 period"
+    );
 }

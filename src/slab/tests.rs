@@ -66,7 +66,17 @@ fn in_slots(s: &Slab, p: usize) -> bool {
 
 #[test]
 fn geometry_fits_and_aligns() {
-    for (size, align) in [(1, 1), (8, 8), (24, 8), (64, 8), (100, 4), (1024, 8), (4096, 4096), (3, 2048), (70000, 8)] {
+    for (size, align) in [
+        (1, 1),
+        (8, 8),
+        (24, 8),
+        (64, 8),
+        (100, 4),
+        (1024, 8),
+        (4096, 4096),
+        (3, 2048),
+        (70000, 8),
+    ] {
         let g = Geometry::of(size, align);
         assert!(g.region.is_power_of_two());
         assert!(g.capacity >= MIN_SLOTS, "{size}/{align}: {g:?}");
@@ -98,7 +108,8 @@ fn pop_all_free_all_reuse() {
         assert_eq!(free_local(s, p), Freed::Ok { claimed: false });
     }
     assert_eq!(used(s), 0);
-    let mut again: Vec<usize> = std::iter::from_fn(|| pop(s, &c).map(|p| p.as_ptr() as usize)).collect();
+    let mut again: Vec<usize> =
+        std::iter::from_fn(|| pop(s, &c).map(|p| p.as_ptr() as usize)).collect();
     again.sort_unstable();
     assert_eq!(again, sorted, "freed slots are reused, and only those");
     assert_eq!(c.load(Ordering::Relaxed), 0);
@@ -169,7 +180,14 @@ fn foreign_pointers_refused() {
     let s = slab(&g, &r, false);
     let c = AtomicU64::new(0);
     let a = pop(s, &c).unwrap().as_ptr() as usize;
-    for bad in [a + 1, a + 8, r.ptr as usize, r.ptr as usize + g.region + 64, 8, usize::MAX - 7] {
+    for bad in [
+        a + 1,
+        a + 8,
+        r.ptr as usize,
+        r.ptr as usize + g.region + 64,
+        8,
+        usize::MAX - 7,
+    ] {
         assert_eq!(free_local(s, bad), Freed::Foreign, "{bad:#x}");
         assert_eq!(s.free_remote(bad), Freed::Foreign, "{bad:#x}");
     }
@@ -182,7 +200,9 @@ fn corrupted_local_link_detected_and_contained() {
     let r = Region::new(&g);
     let s = slab(&g, &r, true);
     let c = AtomicU64::new(0);
-    let blocks: Vec<usize> = (0..8).map(|_| pop(s, &c).unwrap().as_ptr() as usize).collect();
+    let blocks: Vec<usize> = (0..8)
+        .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+        .collect();
     for &b in &blocks[..4] {
         assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
     }
@@ -231,7 +251,9 @@ fn corrupted_remote_link_detected() {
     let r = Region::new(&g);
     let s = slab(&g, &r, true);
     let c = AtomicU64::new(0);
-    let blocks: Vec<usize> = (0..4).map(|_| pop(s, &c).unwrap().as_ptr() as usize).collect();
+    let blocks: Vec<usize> = (0..4)
+        .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+        .collect();
     for &b in &blocks {
         assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
     }
