@@ -420,11 +420,19 @@ unsafe fn free<T>(ptr: NonNull<T>) {
 impl<T> Drop for PoolBox<T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: we own the `T` and the block; the value is dropped once.
-        unsafe {
-            self.ptr.as_ptr().drop_in_place();
-            free::<T>(self.ptr);
+        /// Frees the block even if `T::drop` panics.
+        struct FreeOnExit<T>(NonNull<T>);
+        impl<T> Drop for FreeOnExit<T> {
+            #[inline]
+            fn drop(&mut self) {
+                // SAFETY: the box owned the block; its `T` is gone.
+                unsafe { free::<T>(self.0) }
+            }
         }
+        let guard = FreeOnExit(self.ptr);
+        // SAFETY: we own the `T`; it is dropped once.
+        unsafe { self.ptr.as_ptr().drop_in_place() };
+        drop(guard);
     }
 }
 

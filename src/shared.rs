@@ -336,10 +336,23 @@ impl Shared {
     }
 
     /// This thread's remote-free counter, or `None` (then counted as stray).
+    #[inline]
     fn remote_counter(&self) -> Option<&AtomicU64> {
+        let fast = thread::fast();
+        if fast.slot_pool == self.id {
+            // SAFETY: the cached slot is this thread's registry heap of this
+            // (live) pool; only this thread writes its counters.
+            return Some(unsafe { &(*fast.slot).stats.remote_frees });
+        }
+        self.remote_counter_slow()
+    }
+
+    #[cold]
+    fn remote_counter_slow(&self) -> Option<&AtomicU64> {
         if thread::may_activate() {
             let heap = self.registry.get_or_create(self.as_ptr());
             if thread::activate() {
+                thread::cache_slot(self.id, heap);
                 return Some(&heap.stats.remote_frees);
             }
         }

@@ -38,10 +38,23 @@ pub(crate) struct Fast {
     pub(crate) pool: u64,
     /// That pool's heap, owned by this thread until it exits.
     pub(crate) heap: *const Heap,
+    /// Id of the pool whose registry slot (owned or not) is cached for
+    /// counting this thread's remote frees (0: none).
+    pub(crate) slot_pool: u64,
+    /// That slot's heap.
+    pub(crate) slot: *const Heap,
 }
 
+const EMPTY: Fast = Fast {
+    serial: 0,
+    pool: 0,
+    heap: core::ptr::null(),
+    slot_pool: 0,
+    slot: core::ptr::null(),
+};
+
 thread_local_facade! {
-    static FAST: Cell<Fast> = Cell::new(Fast { serial: 0, pool: 0, heap: core::ptr::null() });
+    static FAST: Cell<Fast> = Cell::new(EMPTY);
 }
 thread_local_facade! {
     static STATE: Cell<u8> = Cell::new(FRESH);
@@ -81,13 +94,7 @@ impl Drop for Hooks {
                 pool.on_thread_exit(hook.heap);
             }
         }
-        let _ = FAST.try_with(|f| {
-            f.set(Fast {
-                serial: 0,
-                pool: 0,
-                heap: core::ptr::null(),
-            })
-        });
+        let _ = FAST.try_with(|f| f.set(EMPTY));
     }
 }
 
@@ -100,11 +107,7 @@ pub(crate) fn serial() -> u64 {
 /// The hot-path thread-local state.
 #[inline(always)]
 pub(crate) fn fast() -> Fast {
-    FAST.try_with(|f| f.get()).unwrap_or(Fast {
-        serial: 0,
-        pool: 0,
-        heap: core::ptr::null(),
-    })
+    FAST.try_with(|f| f.get()).unwrap_or(EMPTY)
 }
 
 /// Caches `heap` as this thread's heap of pool `pool` (the thread owns it).
@@ -137,14 +140,20 @@ pub(crate) fn activate() -> bool {
         return false;
     }
     let serial = crate::shared::next_serial();
-    let _ = FAST.try_with(|f| {
-        f.set(Fast {
-            serial,
-            pool: 0,
-            heap: core::ptr::null(),
-        })
-    });
+    let _ = FAST.try_with(|f| f.set(Fast { serial, ..EMPTY }));
     STATE.try_with(|s| s.set(ACTIVE)).is_ok()
+}
+
+/// Caches `slot` as this thread's registry slot of pool `pool`.
+pub(crate) fn cache_slot(pool: u64, slot: *const Heap) {
+    let _ = FAST.try_with(|f| {
+        let mut v = f.get();
+        if v.serial != 0 {
+            v.slot_pool = pool;
+            v.slot = slot;
+            f.set(v);
+        }
+    });
 }
 
 /// Registers `hook` to run when this thread exits. False during teardown.
