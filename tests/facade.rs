@@ -39,7 +39,11 @@ fn only_the_sync_facade_touches_atomics_cells_and_locks() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut hits = Vec::new();
     scan(&src, &mut hits);
-    assert!(hits.is_empty(), "bypasses of src/sync.rs:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "bypasses of src/sync.rs:\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]
