@@ -6,137 +6,14 @@
 //! checked when freed (see `Ledger`): zero lost, duplicated or corrupted.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 
-use homeslab::{AllocError, Pool, PoolBox};
+use homeslab::Pool;
 
-// ---------------------------------------------------------------- stamping
-
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// A 64-byte stamped block that counts its drops.
-struct Item {
-    id: u64,
-    words: [u64; 5],
-    check: u64,
-    drops: &'static AtomicUsize,
-}
-
-impl Item {
-    fn words(id: u64) -> ([u64; 5], u64) {
-        let mut words = [0; 5];
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = mix(id ^ ((i as u64 + 1) << 56));
-        }
-        let check = words.iter().fold(mix(id), |a, &w| a.rotate_left(9) ^ w);
-        (words, check)
-    }
-
-    fn new(id: u64, drops: &'static AtomicUsize) -> Self {
-        let (words, check) = Self::words(id);
-        Self {
-            id,
-            words,
-            check,
-            drops,
-        }
-    }
-
-    fn is_intact(&self, id: u64) -> bool {
-        let (words, check) = Self::words(id);
-        (self.id, self.words, self.check) == (id, words, check)
-    }
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
-        self.id = u64::MAX;
-        self.check = !self.check;
-    }
-}
-
-type Msg = (u64, PoolBox<Item>);
-
-fn addr(m: &Msg) -> usize {
-    &*m.1 as *const Item as usize
-}
-
-/// The ids of live blocks: each allocation is recorded, each free checks the
-/// block's stamp and strikes its id.
-struct Ledger {
-    drops: &'static AtomicUsize,
-    drops_at_start: usize,
-    next: AtomicU64,
-    live: Mutex<HashSet<u64>>,
-    allocated: AtomicUsize,
-    corrupted: AtomicUsize,
-    duplicated: AtomicUsize,
-}
-
-impl Ledger {
-    fn new(drops: &'static AtomicUsize) -> Arc<Self> {
-        Arc::new(Self {
-            drops,
-            drops_at_start: drops.load(Ordering::Relaxed),
-            next: AtomicU64::new(1),
-            live: Mutex::new(HashSet::new()),
-            allocated: AtomicUsize::new(0),
-            corrupted: AtomicUsize::new(0),
-            duplicated: AtomicUsize::new(0),
-        })
-    }
-
-    fn alloc(&self, pool: &Pool<Item>) -> Result<Msg, AllocError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let b = pool.alloc(Item::new(id, self.drops))?;
-        self.live.lock().unwrap().insert(id);
-        self.allocated.fetch_add(1, Ordering::Relaxed);
-        Ok((id, b))
-    }
-
-    fn retire(&self, (id, b): Msg) {
-        if !b.is_intact(id) {
-            self.corrupted.fetch_add(1, Ordering::Relaxed);
-        }
-        if !self.live.lock().unwrap().remove(&id) {
-            self.duplicated.fetch_add(1, Ordering::Relaxed);
-        }
-        drop(b);
-    }
-
-    /// Everything allocated was freed exactly once, intact, and dropped once.
-    fn assert_clean(&self) {
-        let lost = self.live.lock().unwrap().len();
-        let allocated = self.allocated.load(Ordering::Relaxed);
-        let dropped = self.drops.load(Ordering::Relaxed) - self.drops_at_start;
-        assert_eq!(lost, 0, "blocks never freed");
-        assert_eq!(
-            self.duplicated.load(Ordering::Relaxed),
-            0,
-            "blocks freed twice"
-        );
-        assert_eq!(
-            self.corrupted.load(Ordering::Relaxed),
-            0,
-            "corrupted blocks"
-        );
-        assert_eq!(dropped, allocated, "T::drop ran once per block");
-    }
-}
-
-/// Asserts that no two of `blocks` overlap.
-fn assert_distinct(blocks: &[Msg]) {
-    let set: HashSet<usize> = blocks.iter().map(addr).collect();
-    assert_eq!(set.len(), blocks.len(), "a block was handed out twice");
-}
+mod common;
+use common::*;
 
 // ------------------------------------------------- past the heap limit
 
