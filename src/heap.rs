@@ -11,6 +11,8 @@
 
 use core::ptr::{self, NonNull};
 
+use crossbeam_utils::CachePadded;
+
 use crate::error::AllocError;
 use crate::remote::SlabQueue;
 use crate::shared::Shared;
@@ -125,12 +127,16 @@ pub(crate) enum LocalFree {
 }
 
 /// One owner's heap.
+///
+/// `owner` is read by every free (any thread) and `returned` written by remote
+/// freers; each sits on its own cache line, apart from the owner's hot `core`
+/// and counters.
 #[derive(Debug)]
 pub(crate) struct Heap {
     /// The owner's serial, [`NO_OWNER`] or [`TIER_OWNER`].
-    pub(crate) owner: AtomicU64,
+    pub(crate) owner: CachePadded<AtomicU64>,
     /// Slabs that were detached full and got a remote free.
-    returned: SlabQueue<Slab>,
+    returned: CachePadded<SlabQueue<Slab>>,
     core: UnsafeCell<Core>,
     pub(crate) stats: HeapStats,
 }
@@ -148,8 +154,8 @@ impl Heap {
 
     pub(crate) fn with_owner(owner: u64) -> Self {
         Self {
-            owner: AtomicU64::new(owner),
-            returned: SlabQueue::new(),
+            owner: CachePadded::new(AtomicU64::new(owner)),
+            returned: CachePadded::new(SlabQueue::new()),
             core: UnsafeCell::new(Core {
                 current: ptr::null_mut(),
                 partial: List::new(),

@@ -296,8 +296,10 @@ impl<T> Builder<T> {
             chunk_bytes: chunk.max(geometry.region),
             release_after: self.release_after,
         };
+        let shared = Arc::new(Shared::new(config));
+        Shared::set_this(&shared);
         Ok(Pool {
-            shared: Arc::new(Shared::new(config)),
+            shared,
             _t: PhantomData,
         })
     }

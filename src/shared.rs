@@ -15,7 +15,7 @@ use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
 use crate::slab::{Freed, Geometry, ListState, Slab};
 use crate::stats::Stats;
-use crate::sync::{bump, Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
 
 /// Validated configuration.
@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// Remote frees by threads that could not count them in a heap of their
     /// own (in teardown).
     stray_frees: AtomicU64,
+    /// `Arc::as_ptr` of the `Arc` this lives in (see [`Shared::set_this`]).
+    this: AtomicPtr<Shared>,
 }
 
 impl Shared {
@@ -79,12 +81,25 @@ impl Shared {
             double_frees: AtomicU64::new(0),
             foreign_frees: AtomicU64::new(0),
             stray_frees: AtomicU64::new(0),
+            this: AtomicPtr::new(core::ptr::null_mut()),
             config,
         }
     }
 
+    /// Records the `Arc` that `shared` lives in; called once, right after
+    /// `Arc::new`, before the pool is shared. `Arc::increment_strong_count`
+    /// and `Arc::from_raw` need a pointer whose provenance covers the `Arc`'s
+    /// counts: one made from `&self` covers only `Shared`, which Miri reports
+    /// as undefined behaviour (Stacked Borrows).
+    pub(crate) fn set_this(shared: &Arc<Shared>) {
+        shared
+            .this
+            .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
+    }
+
+    /// This pool, as the pointer `Arc::as_ptr` gave (see [`Shared::set_this`]).
     fn as_ptr(&self) -> *const Shared {
-        self
+        self.this.load(Ordering::Relaxed)
     }
 
     /// Allocates one block.

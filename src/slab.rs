@@ -17,9 +17,13 @@
 //! anything but a free slot below the bump frontier is counted as corruption
 //! and the rest of that list is abandoned (its slots come back when the slab is
 //! recycled). Double frees and foreign pointers are caught by the state bytes
-//! and the slot-index check in every mode.
+//! and the slot-index check in every mode (plain mode checks a remote free with
+//! a load and a store, hardened mode with a CAS, which also catches two threads
+//! freeing one block at the same instant).
 
 use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
 
 use crate::heap::Heap;
 use crate::remote::RemoteStack;
@@ -164,9 +168,13 @@ impl Geometry {
 }
 
 /// The header at the start of every slab region.
+///
+/// Three cache-line groups, so that remote freers (which read the first and
+/// write the third) never share a line with the owner's hot `local` state.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Slab {
+    // Read-mostly: fixed while the slab is in use.
     magic: usize,
     /// The pool this slab belongs to (opaque; the pool layer casts it).
     pub(crate) pool: *const (),
@@ -179,10 +187,12 @@ pub(crate) struct Slab {
     /// Link key (0 when not hardened).
     key: usize,
     hardened: bool,
-    local: UnsafeCell<Local>,
-    /// The owning heap; fixed while the slab is in use.
+    /// The owning heap.
     pub(crate) heap: AtomicPtr<Heap>,
-    remote: RemoteStack,
+    // Owner only.
+    local: CachePadded<UnsafeCell<Local>>,
+    // Written by remote freers.
+    remote: CachePadded<RemoteStack>,
     /// Link in a heap's returned queue.
     pub(crate) next_returned: AtomicPtr<Slab>,
 }
@@ -223,16 +233,16 @@ impl Slab {
             div: u64::MAX / geo.stride as u64 + 1,
             key: if hardened { key | 1 } else { 0 },
             hardened,
-            local: UnsafeCell::new(Local {
+            local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
                 bump: 0,
                 used: 0,
                 list: ListState::Current,
                 prev: core::ptr::null_mut(),
                 next: core::ptr::null_mut(),
-            }),
+            })),
             heap: AtomicPtr::new(heap as *mut Heap),
-            remote: RemoteStack::new(),
+            remote: CachePadded::new(RemoteStack::new()),
             next_returned: AtomicPtr::new(core::ptr::null_mut()),
         };
         // SAFETY: the caller gives us the whole region; the header, states and
@@ -340,6 +350,7 @@ impl Slab {
     /// # Safety
     /// `slot` is a slot of this slab that the caller exclusively holds as free.
     #[inline(always)]
+    #[cfg_attr(loom, track_caller)]
     unsafe fn write_link(&self, slot: usize, idx: usize, raw: usize) {
         #[cfg(not(loom))]
         {
@@ -362,6 +373,7 @@ impl Slab {
     /// # Safety
     /// As [`Slab::write_link`].
     #[inline(always)]
+    #[cfg_attr(loom, track_caller)]
     unsafe fn read_link(&self, slot: usize, idx: usize) -> usize {
         #[cfg(not(loom))]
         {
@@ -471,15 +483,26 @@ impl Slab {
         let Some(idx) = self.slot_index(addr) else {
             return Freed::Foreign;
         };
-        if self
-            .state(idx)
-            .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return Freed::DoubleFree;
+        let state = self.state(idx);
+        if self.hardened {
+            // Catches even two threads freeing the same block at once.
+            if state
+                .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                return Freed::DoubleFree;
+            }
+        } else {
+            // A load and a store: catches every double free that does not
+            // race with another free of the same block (that race is a data
+            // race in the caller; hardened mode catches it too).
+            if state.load(Ordering::Relaxed) != ALLOCATED {
+                return Freed::DoubleFree;
+            }
+            state.store(FREE, Ordering::Relaxed);
         }
         let claimed = self.remote.push(addr, |block, next| {
-            // SAFETY: the CAS above made this thread the only one holding the
+            // SAFETY: the state flip above made this thread the one holding the
             // freed block until the push publishes it.
             unsafe { self.write_link(block, idx, self.encode(block, next)) }
         });

@@ -42,6 +42,7 @@ pub(crate) struct UnsafeCell<T> {
 
 impl<T> UnsafeCell<T> {
     /// Wraps `value`.
+    #[cfg_attr(loom, track_caller)]
     pub(crate) fn new(value: T) -> Self {
         #[cfg(not(loom))]
         let inner = core::cell::UnsafeCell::new(value);
@@ -52,6 +53,7 @@ impl<T> UnsafeCell<T> {
 
     /// Runs `f` with a shared raw pointer to the value.
     #[inline(always)]
+    #[cfg_attr(loom, track_caller)]
     #[allow(dead_code)] // used under loom
     pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
         #[cfg(not(loom))]
@@ -62,6 +64,7 @@ impl<T> UnsafeCell<T> {
 
     /// Runs `f` with a unique raw pointer to the value.
     #[inline(always)]
+    #[cfg_attr(loom, track_caller)]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         #[cfg(not(loom))]
         return f(self.inner.get());
