@@ -194,7 +194,12 @@ impl Registry {
 
     /// This thread's heap, created if needed. Not on a torn-down thread.
     pub(crate) fn get_or_create(&self, _pool: *const Shared) -> &Heap {
-        self.heaps.get_or(Heap::new)
+        let created = self.heaps.get_or(Heap::new);
+        // On first insertion `get_or` returns a reborrow of a `&mut` it held;
+        // later accesses through `get` are foreign to it, so Miri (Tree
+        // Borrows) rejects any use of that first reference after another
+        // thread-local access wrote the heap. Hand out the shared path's.
+        self.heaps.get().unwrap_or(created)
     }
 
     /// Every heap ever created for this pool.

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Concurrency checks, called by .ci/run: the loom models (each timed), the
+# mutation proof (weakened orderings must fail the models), Miri on
+# tests/miri.rs, and the release soak test. docs/TESTING.md explains each.
+#
+# Env: LOOM_MAX_PREEMPTIONS (default 3), HOMESLAB_SOAK_OPS (default
+# 30000000 here), MIRIFLAGS (added to the ones below), and SKIP_MIRI=1,
+# SKIP_SOAK=1, SKIP_MUTATION=1 to skip a layer locally (CI runs everything).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+all_start=$(now)
+
+# ------------------------------------------------------------------ loom
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+loom_env=(env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom)
+
+step "loom: build models (RUSTFLAGS=--cfg loom, LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
+t0=$(now)
+"${loom_env[@]}" cargo test -q --release -p loom-tests --tests --no-run
+echo "loom build: $(secs "$t0" "$(now)") s"
+
+step "loom: models, one at a time"
+t0=$(now)
+models=0
+for file in loom-tests/tests/*.rs; do
+  name=$(basename "$file" .rs)
+  tests=$("${loom_env[@]}" cargo test -q --release -p loom-tests --test "$name" -- --list 2>/dev/null |
+    sed -n 's/: test$//p')
+  for t in $tests; do
+    m0=$(now)
+    if ! "${loom_env[@]}" cargo test -q --release -p loom-tests --test "$name" -- --exact "$t" \
+      >"target/loom/$name-$t.log" 2>&1; then
+      cat "target/loom/$name-$t.log"
+      echo "loom model FAILED: $name::$t" >&2
+      exit 1
+    fi
+    printf '  %-60s ok  %6s s\n' "$name::$t" "$(secs "$m0" "$(now)")"
+    models=$((models + 1))
+  done
+done
+if [ "$models" -lt 10 ]; then
+  echo "loom: only $models models found" >&2
+  exit 1
+fi
+echo "loom: $models models passed in $(secs "$t0" "$(now)") s"
+
+# -------------------------------------------------------------- mutation
+if [ "${SKIP_MUTATION:-}" != 1 ]; then
+  step "loom mutation proof (loom-tests/mutation.sh)"
+  t0=$(now)
+  bash loom-tests/mutation.sh
+  echo "mutation: $(secs "$t0" "$(now)") s"
+fi
+
+# ------------------------------------------------------------------ miri
+if [ "${SKIP_MIRI:-}" != 1 ]; then
+  step "miri: toolchain"
+  if ! rustup component add --toolchain nightly miri rust-src; then
+    echo "################################################################" >&2
+    echo "## ERROR: could not install Miri (rustup component add         ##" >&2
+    echo "## --toolchain nightly miri rust-src failed). Miri is required. ##" >&2
+    echo "################################################################" >&2
+    exit 1
+  fi
+  t0=$(now)
+  cargo +nightly miri setup
+  echo "miri setup: $(secs "$t0" "$(now)") s"
+
+  # Isolation stays on (homeslab needs no host clock or randomness Miri
+  # cannot emulate). Permissive provenance: slab headers are found by
+  # address arithmetic (`ptr & !(region - 1)`), an integer-to-pointer cast.
+  base_flags="-Zmiri-permissive-provenance ${MIRIFLAGS:-}"
+
+  step "miri: Stacked Borrows, unit tests + tests/miri.rs"
+  t0=$(now)
+  MIRIFLAGS="$base_flags" cargo +nightly miri test -p homeslab --lib --test miri
+  echo "miri (stacked borrows): $(secs "$t0" "$(now)") s"
+
+  step "miri: Tree Borrows, tests/miri.rs"
+  t0=$(now)
+  MIRIFLAGS="$base_flags -Zmiri-tree-borrows" cargo +nightly miri test -p homeslab --test miri
+  echo "miri (tree borrows): $(secs "$t0" "$(now)") s"
+
+  step "miri: threaded tests under 8 scheduler seeds"
+  t0=$(now)
+  MIRIFLAGS="$base_flags -Zmiri-many-seeds=0..8" cargo +nightly miri test -p homeslab --test miri -- \
+    remote_frees_race_owner_drains full_slab_returned_by_remote_free owners_exit_with_live_blocks \
+    overflow_tier_two_threads trim_races_allocation
+  echo "miri (many seeds): $(secs "$t0" "$(now)") s"
+fi
+
+# ------------------------------------------------------------------ soak
+if [ "${SKIP_SOAK:-}" != 1 ]; then
+  export HOMESLAB_SOAK_OPS="${HOMESLAB_SOAK_OPS:-30000000}"
+  step "soak: $HOMESLAB_SOAK_OPS operations, release"
+  t0=$(now)
+  cargo test --release -p homeslab --test soak -- --ignored --nocapture
+  echo "soak: $(secs "$t0" "$(now)") s"
+fi
+
+step "loom, mutation, miri and soak passed in $(secs "$all_start" "$(now)") s"
