@@ -214,6 +214,8 @@ impl Registry {
 /// thread-local cache (so the lookup adds no modelled operations).
 #[cfg(loom)]
 pub(crate) struct Registry {
+    // Boxed: heaps must not move when the list grows.
+    #[allow(clippy::vec_box)]
     heaps: crate::sync::Mutex<Vec<Box<Heap>>>,
 }
 
