@@ -325,16 +325,15 @@ impl Heap {
     }
 
     /// Drains every slab in hand, takes back returned slabs, and releases
-    /// every empty one (all of them if `keep` is 0). Used when a heap is
-    /// orphaned, trimmed, or its pool closes. Returns bytes released.
+    /// every empty one. Used when a heap is orphaned, trimmed, or its pool
+    /// closes.
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn release_empty(&self, sh: &Shared, keep: usize) -> u64 {
+    pub(crate) unsafe fn release_empty(&self, sh: &Shared) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();
-            let mut released = 0;
             let mut in_hand: Vec<*mut Slab> = Vec::new();
             self.core(|c| {
                 while let Some(s) = c.partial.pop() {
@@ -348,23 +347,17 @@ impl Heap {
                     c.current = ptr::null_mut();
                 }
             });
-            let mut kept = 0;
             for s in in_hand {
                 (*s).drain(&self.stats.corruption);
-                if (*s).used() == 0 && kept >= keep {
+                if (*s).used() == 0 {
                     self.core(|c| c.slabs -= 1);
-                    released += sh.config.geometry.region as u64;
                     sh.release_slab(s);
-                } else if (*s).used() == 0 {
-                    kept += 1;
-                    self.core(|c| c.empty.push(s, ListState::Empty));
                 } else if self.core(|c| c.current.is_null()) {
                     self.core(|c| c.current = s);
                 } else {
                     self.core(|c| c.partial.push(s, ListState::Partial));
                 }
             }
-            released
         }
     }
 

@@ -169,20 +169,21 @@ impl TierGuard<'_> {
     }
 
     /// Releases the empty segments of the tier and of every orphan; drops
-    /// orphans left with nothing. Returns bytes released.
-    pub(crate) fn release_empty(&mut self, sh: &Shared) -> u64 {
+    /// orphans left with nothing.
+    pub(crate) fn release_empty(&mut self, sh: &Shared) {
         // SAFETY: the lock is held: we are the tier heap's owner.
-        let mut bytes = unsafe { self.tier.heap.release_empty(sh, 0) };
+        unsafe { self.tier.heap.release_empty(sh) };
         let orphans = core::mem::take(&mut self.state.orphans);
         for o in orphans {
             // SAFETY: `borrow` makes us the owner.
-            let (b, left) = self.borrow(o, |h| unsafe { (h.release_empty(sh, 0), h.slab_count()) });
-            bytes += b;
+            let left = self.borrow(o, |h| unsafe {
+                h.release_empty(sh);
+                h.slab_count()
+            });
             if left > 0 {
                 self.state.orphans.push(o);
             }
         }
-        bytes
     }
 
     /// Runs `f` as the tier heap's owner.

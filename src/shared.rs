@@ -220,7 +220,7 @@ impl Shared {
         let h = unsafe { &*heap };
         let mut g = self.tier.lock();
         // SAFETY: this thread still owns the heap (only it can disown it).
-        unsafe { h.release_empty(self, 0) };
+        unsafe { h.release_empty(self) };
         h.owner.store(NO_OWNER, Ordering::Release);
         self.live_heaps.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: as above, read under the lock.
@@ -393,11 +393,11 @@ impl Shared {
         if core::ptr::eq(heap, self.tier.heap()) {
             g.with_tier_heap(|h| {
                 // SAFETY: the tier lock is held.
-                unsafe { h.release_empty(self, 0) }
+                unsafe { h.release_empty(self) }
             });
         } else if g.is_orphan(heap) {
             // SAFETY: `borrow` makes us the owner.
-            g.borrow(heap, |h| unsafe { h.release_empty(self, 0) });
+            g.borrow(heap, |h| unsafe { h.release_empty(self) });
         }
     }
 
@@ -432,7 +432,7 @@ impl Shared {
             if let Some(h) = self.registry.get(self.as_ptr()) {
                 if h.owner.load(Ordering::Relaxed) == me {
                     // SAFETY: this thread owns `h`.
-                    unsafe { h.release_empty(self, 0) };
+                    unsafe { h.release_empty(self) };
                 }
             }
         }
