@@ -1,0 +1,126 @@
+//! mimalloc-bench style workloads, every subject in one binary.
+//!
+//! `cargo bench --bench alloc` (all groups, ~10 minutes on 2 cores), or a
+//! filter: `cargo bench --bench alloc -- larson`. Results land in
+//! `target/criterion/<group>/<subject>/new/estimates.json`;
+//! `python3 benches/plot.py` turns them into the table and the SVG of
+//! docs/BENCHMARKS.md.
+//!
+//! Groups (64-byte objects unless the name says otherwise):
+//! - `local_t1`, `local_t2`: each thread allocates 1024 blocks, then frees them;
+//! - `local_t1_16B`, `local_t1_256B`, `local_t1_1024B`: the size sweep;
+//! - `xthread_1p1c`: a producer allocates, a consumer frees (all remote);
+//! - `larson_t2`: random replacement in per-thread live sets that migrate;
+//! - `cache_scratch_t2`: hand-off, then hard writes (false sharing shows);
+//!   `cache_scratch_t2_writes_only` and `cache_scratch_t2_handoff_only` are
+//!   its two halves, as controls;
+//! - `local_t2_homeslab_retained`: homeslab alone, `retained_empty_slabs` 1
+//!   (the default) against 8.
+
+#[allow(dead_code)]
+mod common;
+
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+
+use common::subjects::{each_subject, Homeslab, Line, Obj, Subject, Visitor};
+use common::workloads::{CacheScratch, Larson, Local, Workload, XThread};
+
+/// Adds one benchmark per subject to a group.
+struct PerSubject<'g, 'c, W> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    workload: &'g W,
+}
+
+impl<T: Obj, W: Workload<T>> Visitor<T> for PerSubject<'_, '_, W> {
+    fn visit<S: Subject<T>>(&mut self, s: &S) {
+        let w = self.workload;
+        self.group
+            .bench_function(s.name(), |b| b.iter_custom(|iters| w.run(s, iters)));
+    }
+}
+
+fn group<T: Obj, W: Workload<T>>(c: &mut Criterion, name: &str, workload: W) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(workload.elements()));
+    each_subject::<T, _>(&mut PerSubject {
+        group: &mut g,
+        workload: &workload,
+    });
+    g.finish();
+}
+
+fn local(c: &mut Criterion) {
+    group::<[u64; 8], _>(c, "local_t1", Local { threads: 1 });
+    group::<[u64; 8], _>(c, "local_t2", Local { threads: 2 });
+}
+
+fn sizes(c: &mut Criterion) {
+    group::<[u64; 2], _>(c, "local_t1_16B", Local { threads: 1 });
+    group::<[u64; 32], _>(c, "local_t1_256B", Local { threads: 1 });
+    group::<[u64; 128], _>(c, "local_t1_1024B", Local { threads: 1 });
+}
+
+fn xthread(c: &mut Criterion) {
+    group::<[u64; 8], _>(c, "xthread_1p1c", XThread { pairs: 1 });
+}
+
+fn larson(c: &mut Criterion) {
+    group::<[u64; 8], _>(c, "larson_t2", Larson { threads: 2 });
+}
+
+fn cache_scratch(c: &mut Criterion) {
+    let full = CacheScratch {
+        threads: 2,
+        hand_off: true,
+        write: true,
+    };
+    group::<Line, _>(c, "cache_scratch_t2", full);
+    // Controls: the writes alone, the hand-off alone.
+    let writes_only = CacheScratch {
+        hand_off: false,
+        ..full
+    };
+    group::<Line, _>(c, "cache_scratch_t2_writes_only", writes_only);
+    let hand_off_only = CacheScratch {
+        write: false,
+        ..full
+    };
+    group::<Line, _>(c, "cache_scratch_t2_handoff_only", hand_off_only);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(1000))
+        .measurement_time(Duration::from_secs(3))
+}
+
+/// Not a comparison: homeslab's own `retained_empty_slabs` knob on
+/// `local_t2` (the default keeps 1 empty slab per thread; a 1024-block round
+/// spans about 4 slabs of 64-byte blocks).
+fn tuning(c: &mut Criterion) {
+    let w = Local { threads: 2 };
+    let mut g = c.benchmark_group("local_t2_homeslab_retained");
+    g.throughput(Throughput::Elements(Workload::<[u64; 8]>::elements(&w)));
+    for n in [1usize, 8] {
+        let pool = homeslab::Pool::<[u64; 8]>::builder()
+            .retained_empty_slabs(n)
+            .build()
+            .expect("pool config");
+        let s = Homeslab::from_pool(pool, false);
+        g.bench_function(format!("retained_empty_slabs_{n}"), |b| {
+            b.iter_custom(|iters| w.run(&s, iters))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = local, xthread, larson, cache_scratch, sizes, tuning
+}
+criterion_main!(benches);

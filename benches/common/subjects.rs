@@ -1,0 +1,474 @@
+//! The allocators under test, behind one [`Subject`] trait so that every
+//! workload is written once and instantiated per subject.
+//!
+//! A subject hands out *handles*: something that owns one `T` and that can
+//! be sent to another thread and freed there. For the real allocators that is
+//! a pointer; for `sharded-slab` and `Mutex<slab::Slab>` it is a key.
+
+#![allow(clippy::new_without_default)]
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::alloc::{GlobalAlloc, Layout};
+
+/// A benchmark object: plain data of a fixed size, constructible from a seed.
+pub trait Obj: Send + Sync + 'static {
+    /// A value derived from `seed` (every word written, so allocation
+    /// includes initialising the block, as real code does).
+    fn make(seed: u64) -> Self;
+    /// The first word (to read a block back).
+    fn first(&self) -> u64;
+}
+
+impl<const N: usize> Obj for [u64; N] {
+    #[inline(always)]
+    fn make(seed: u64) -> Self {
+        [seed; N]
+    }
+    #[inline(always)]
+    fn first(&self) -> u64 {
+        self[0]
+    }
+}
+
+/// A 64-byte object that can be written through a shared reference (relaxed
+/// atomic stores compile to plain stores). Used by `cache_scratch`, where every
+/// subject must let a thread write a block it holds.
+pub struct Line(pub [AtomicU64; 8]);
+
+impl Obj for Line {
+    #[inline(always)]
+    fn make(seed: u64) -> Self {
+        Line([
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+            AtomicU64::new(seed),
+        ])
+    }
+    #[inline(always)]
+    fn first(&self) -> u64 {
+        self.0[0].load(Ordering::Relaxed)
+    }
+}
+
+/// An allocator (or pool) under test.
+pub trait Subject<T: Obj>: Sync {
+    /// Owns one `T`; may be freed on any thread.
+    type Handle<'a>: Send
+    where
+        Self: 'a;
+
+    /// Short name used as the criterion benchmark id.
+    fn name(&self) -> &'static str;
+
+    /// Moves `v` into a fresh block.
+    fn alloc(&self, v: T) -> Self::Handle<'_>;
+
+    /// Drops the value and frees the block (on any thread).
+    fn free<'a>(&'a self, h: Self::Handle<'a>);
+
+    /// Runs `f` on the value (what it costs to reach a block through a handle).
+    fn with<R>(&self, h: &Self::Handle<'_>, f: impl FnOnce(&T) -> R) -> R;
+
+    /// homeslab's own counters (`None` for the peers).
+    fn stats(&self) -> Option<homeslab::Stats> {
+        None
+    }
+
+    /// homeslab's `trim()` (`None` for the peers).
+    fn trim(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The subjects of the comparison, in report order.
+pub const NAMES: [&str; 8] = [
+    "homeslab",
+    "homeslab-hardened",
+    "box-system",
+    "mimalloc",
+    "jemalloc",
+    "sharded-slab",
+    "lockfree-object-pool",
+    "mutex-slab",
+];
+
+/// Receives each subject in turn (generic, so each call is monomorphised).
+pub trait Visitor<T: Obj> {
+    /// Called once per subject.
+    fn visit<S: Subject<T>>(&mut self, s: &S);
+}
+
+/// Builds every subject for `T` (fresh, in [`NAMES`] order) and hands each to
+/// `v`; a subject is dropped before the next is built.
+pub fn each_subject<T: Obj, V: Visitor<T>>(v: &mut V) {
+    v.visit(&Homeslab::<T>::new(false));
+    v.visit(&Homeslab::<T>::new(true));
+    v.visit(&SystemBox::<T>::new());
+    v.visit(&Raw::<mimalloc::MiMalloc, T>::new(
+        mimalloc::MiMalloc,
+        "mimalloc",
+    ));
+    v.visit(&Raw::<tikv_jemallocator::Jemalloc, T>::new(
+        tikv_jemallocator::Jemalloc,
+        "jemalloc",
+    ));
+    v.visit(&Sharded::<T>::new());
+    v.visit(&LockfreeSpin::<T>::new());
+    v.visit(&MutexSlab::<T>::new());
+}
+
+/// Builds the subject called `name` (one of [`NAMES`]) and hands it to `v`.
+/// False if there is no such subject.
+pub fn by_name<T: Obj, V: Visitor<T>>(name: &str, v: &mut V) -> bool {
+    match name {
+        "homeslab" => v.visit(&Homeslab::<T>::new(false)),
+        "homeslab-hardened" => v.visit(&Homeslab::<T>::new(true)),
+        "box-system" => v.visit(&SystemBox::<T>::new()),
+        "mimalloc" => v.visit(&Raw::<mimalloc::MiMalloc, T>::new(
+            mimalloc::MiMalloc,
+            "mimalloc",
+        )),
+        "jemalloc" => v.visit(&Raw::<tikv_jemallocator::Jemalloc, T>::new(
+            tikv_jemallocator::Jemalloc,
+            "jemalloc",
+        )),
+        "sharded-slab" => v.visit(&Sharded::<T>::new()),
+        "lockfree-object-pool" => v.visit(&LockfreeSpin::<T>::new()),
+        "mutex-slab" => v.visit(&MutexSlab::<T>::new()),
+        _ => return false,
+    }
+    true
+}
+
+/// `homeslab::Pool<T>`.
+pub struct Homeslab<T> {
+    pool: homeslab::Pool<T>,
+    hardened: bool,
+}
+
+impl<T: Obj> Homeslab<T> {
+    /// A default pool, hardened or not.
+    pub fn new(hardened: bool) -> Self {
+        let pool = homeslab::Pool::builder()
+            .hardened(hardened)
+            .build()
+            .expect("homeslab pool config");
+        Self { pool, hardened }
+    }
+
+    /// Wraps a pool built elsewhere (`hardened` only names it).
+    pub fn from_pool(pool: homeslab::Pool<T>, hardened: bool) -> Self {
+        Self { pool, hardened }
+    }
+
+    /// The pool (for `stats()` and `trim()`).
+    pub fn pool(&self) -> &homeslab::Pool<T> {
+        &self.pool
+    }
+}
+
+impl<T: Obj> Subject<T> for Homeslab<T> {
+    type Handle<'a> = homeslab::PoolBox<T>;
+
+    fn name(&self) -> &'static str {
+        if self.hardened {
+            "homeslab-hardened"
+        } else {
+            "homeslab"
+        }
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> homeslab::PoolBox<T> {
+        match self.pool.alloc(v) {
+            Ok(b) => b,
+            Err(e) => panic!("homeslab alloc failed: {e}"),
+        }
+    }
+
+    #[inline]
+    fn free(&self, h: homeslab::PoolBox<T>) {
+        drop(h)
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &homeslab::PoolBox<T>, f: impl FnOnce(&T) -> R) -> R {
+        f(h)
+    }
+
+    fn stats(&self) -> Option<homeslab::Stats> {
+        Some(self.pool.stats())
+    }
+
+    fn trim(&self) -> Option<u64> {
+        Some(self.pool.trim())
+    }
+}
+
+/// `Box<T>` through the global allocator, which in these binaries is the
+/// system allocator (glibc malloc).
+pub struct SystemBox<T>(PhantomData<fn(T) -> T>);
+
+impl<T> SystemBox<T> {
+    /// The subject.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: Obj> Subject<T> for SystemBox<T> {
+    type Handle<'a> = Box<T>;
+
+    fn name(&self) -> &'static str {
+        "box-system"
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> Box<T> {
+        Box::new(v)
+    }
+
+    #[inline]
+    fn free(&self, h: Box<T>) {
+        drop(h)
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &Box<T>, f: impl FnOnce(&T) -> R) -> R {
+        f(h)
+    }
+}
+
+/// A block from a `GlobalAlloc` called directly (mimalloc, jemalloc).
+pub struct RawBox<T>(NonNull<T>);
+
+// SAFETY: a `RawBox<T>` owns its `T` exclusively, like `Box<T>`; both
+// allocators tested here allow freeing on any thread.
+unsafe impl<T: Send> Send for RawBox<T> {}
+
+/// A `GlobalAlloc` used directly, without being the global allocator.
+pub struct Raw<A, T> {
+    a: A,
+    name: &'static str,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<A: GlobalAlloc, T: Obj> Raw<A, T> {
+    /// Wraps `a`.
+    pub fn new(a: A, name: &'static str) -> Self {
+        assert!(core::mem::size_of::<T>() > 0, "no zero-sized objects");
+        Self {
+            a,
+            name,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<A: GlobalAlloc + Sync, T: Obj> Subject<T> for Raw<A, T> {
+    type Handle<'a>
+        = RawBox<T>
+    where
+        Self: 'a;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> RawBox<T> {
+        let layout = Layout::new::<T>();
+        // SAFETY: `layout` has a non-zero size (checked in `new`).
+        let p = unsafe { self.a.alloc(layout) }.cast::<T>();
+        let Some(p) = NonNull::new(p) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: `p` is a fresh allocation with `T`'s layout.
+        unsafe { p.as_ptr().write(v) };
+        RawBox(p)
+    }
+
+    #[inline]
+    fn free(&self, h: RawBox<T>) {
+        let p = h.0.as_ptr();
+        // SAFETY: `h` came from `alloc` of this allocator with `T`'s layout
+        // and holds an initialised `T` that nothing else references.
+        unsafe {
+            p.drop_in_place();
+            self.a.dealloc(p.cast(), Layout::new::<T>());
+        }
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &RawBox<T>, f: impl FnOnce(&T) -> R) -> R {
+        // SAFETY: the block holds an initialised `T` owned by `h`.
+        f(unsafe { h.0.as_ref() })
+    }
+}
+
+/// `sharded_slab::Slab<T>`: `insert` / `take`; the handle is the key.
+pub struct Sharded<T>(sharded_slab::Slab<T>);
+
+impl<T: Obj> Sharded<T> {
+    /// An empty slab with the default configuration.
+    pub fn new() -> Self {
+        Self(sharded_slab::Slab::new())
+    }
+}
+
+impl<T: Obj> Subject<T> for Sharded<T> {
+    type Handle<'a> = usize;
+
+    fn name(&self) -> &'static str {
+        "sharded-slab"
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> usize {
+        match self.0.insert(v) {
+            Some(k) => k,
+            None => panic!("sharded-slab: shard full"),
+        }
+    }
+
+    #[inline]
+    fn free(&self, h: usize) {
+        let v = self.0.take(h);
+        debug_assert!(v.is_some());
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &usize, f: impl FnOnce(&T) -> R) -> R {
+        match self.0.get(*h) {
+            Some(e) => f(&e),
+            None => panic!("sharded-slab: stale key"),
+        }
+    }
+}
+
+/// `lockfree_object_pool::LinearObjectPool<T>`: not in the main comparison
+/// (`benches/lockfree_pick.rs` found `SpinLockObjectPool` faster on every
+/// workload); `alloc` pulls an object and overwrites it with the value, `free`
+/// drops the guard (the reset callback does nothing).
+pub struct LockfreeLinear<T>(lockfree_object_pool::LinearObjectPool<T>);
+
+impl<T: Obj> LockfreeLinear<T> {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self(lockfree_object_pool::LinearObjectPool::new(
+            || T::make(0),
+            |_| {},
+        ))
+    }
+}
+
+impl<T: Obj> Subject<T> for LockfreeLinear<T> {
+    type Handle<'a> = lockfree_object_pool::LinearReusable<'a, T>;
+
+    fn name(&self) -> &'static str {
+        "lockfree-object-pool-linear"
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> Self::Handle<'_> {
+        let mut r = self.0.pull();
+        *r = v;
+        r
+    }
+
+    #[inline]
+    fn free<'a>(&'a self, h: Self::Handle<'a>) {
+        drop(h)
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &Self::Handle<'_>, f: impl FnOnce(&T) -> R) -> R {
+        f(h)
+    }
+}
+
+/// `lockfree_object_pool::SpinLockObjectPool<T>`, the crate's fastest pool on
+/// these workloads (`benches/lockfree_pick.rs`), so it stands for the crate.
+/// It keeps pooled objects *by value* in a spin-locked `Vec` and moves one
+/// into the guard on `pull` (and back on drop): the object lives wherever the
+/// guard lives. `alloc` pulls and overwrites with the value; the reset
+/// callback does nothing.
+pub struct LockfreeSpin<T>(lockfree_object_pool::SpinLockObjectPool<T>);
+
+impl<T: Obj> LockfreeSpin<T> {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self(lockfree_object_pool::SpinLockObjectPool::new(
+            || T::make(0),
+            |_| {},
+        ))
+    }
+}
+
+impl<T: Obj> Subject<T> for LockfreeSpin<T> {
+    type Handle<'a> = lockfree_object_pool::SpinLockReusable<'a, T>;
+
+    fn name(&self) -> &'static str {
+        "lockfree-object-pool"
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> Self::Handle<'_> {
+        let mut r = self.0.pull();
+        *r = v;
+        r
+    }
+
+    #[inline]
+    fn free<'a>(&'a self, h: Self::Handle<'a>) {
+        drop(h)
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &Self::Handle<'_>, f: impl FnOnce(&T) -> R) -> R {
+        f(h)
+    }
+}
+
+/// `parking_lot::Mutex<slab::Slab<T>>`: the lock is held for every alloc,
+/// free and access.
+pub struct MutexSlab<T>(parking_lot::Mutex<slab::Slab<T>>);
+
+impl<T: Obj> MutexSlab<T> {
+    /// An empty slab.
+    pub fn new() -> Self {
+        Self(parking_lot::Mutex::new(slab::Slab::new()))
+    }
+}
+
+impl<T: Obj> Subject<T> for MutexSlab<T> {
+    type Handle<'a> = usize;
+
+    fn name(&self) -> &'static str {
+        "mutex-slab"
+    }
+
+    #[inline]
+    fn alloc(&self, v: T) -> usize {
+        self.0.lock().insert(v)
+    }
+
+    #[inline]
+    fn free(&self, h: usize) {
+        let v = self.0.lock().try_remove(h);
+        debug_assert!(v.is_some());
+    }
+
+    #[inline]
+    fn with<R>(&self, h: &usize, f: impl FnOnce(&T) -> R) -> R {
+        let g = self.0.lock();
+        f(&g[*h])
+    }
+}

@@ -1,0 +1,335 @@
+//! The workloads (mimalloc-bench style, ported to typed pools), each written
+//! once against [`Subject`] and run for every subject.
+//!
+//! One *iteration* is one round of the workload on every thread; a
+//! workload's [`Workload::elements`] is the number of blocks allocated (and
+//! freed) per iteration, summed over threads, so criterion's throughput is
+//! alloc+free pairs per second.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::harness::{recv_spin, run, Body, Gate, Rng};
+use super::subjects::{Line, Obj, Subject};
+
+/// A benchmark workload for objects of type `T`.
+pub trait Workload<T: Obj>: Sync {
+    /// Blocks allocated and freed per iteration (all threads).
+    fn elements(&self) -> u64;
+    /// Runs `iters` iterations on `s` and returns the measured time.
+    fn run<S: Subject<T>>(&self, s: &S, iters: u64) -> Duration;
+}
+
+/// Blocks each thread allocates, then frees, per `local` round.
+pub const LOCAL_BATCH: usize = 1024;
+
+/// `local` (threadtest): each thread allocates [`LOCAL_BATCH`] blocks, then
+/// frees them in allocation order. Every free is local.
+pub struct Local {
+    /// Worker threads.
+    pub threads: usize,
+}
+
+fn local_round<'s, T: Obj, S: Subject<T>>(s: &'s S, v: &mut Vec<S::Handle<'s>>) {
+    for i in 0..LOCAL_BATCH {
+        v.push(s.alloc(T::make(i as u64)));
+    }
+    for h in v.drain(..) {
+        s.free(h);
+    }
+}
+
+impl<T: Obj> Workload<T> for Local {
+    fn elements(&self) -> u64 {
+        (self.threads * LOCAL_BATCH) as u64
+    }
+
+    fn run<S: Subject<T>>(&self, s: &S, iters: u64) -> Duration {
+        let bodies: Vec<Body<'_>> = (0..self.threads)
+            .map(|_| {
+                Box::new(move |g: &Gate| {
+                    let mut v = Vec::with_capacity(LOCAL_BATCH);
+                    local_round::<T, S>(s, &mut v); // warm this thread up
+                    g.start();
+                    for _ in 0..iters {
+                        local_round::<T, S>(s, &mut v);
+                    }
+                    g.stop();
+                }) as Body<'_>
+            })
+            .collect();
+        run(bodies)
+    }
+}
+
+/// Blocks per producer per `xthread` iteration.
+pub const XTHREAD_PER_ITER: usize = 1024;
+/// Blocks per hand-off batch.
+pub const XTHREAD_BATCH: usize = 256;
+/// Batches in flight per producer/consumer pair (bounds live memory).
+const XTHREAD_INFLIGHT: usize = 4;
+
+/// `xthread` (xmalloc-test / producer–consumer): each producer allocates
+/// batches of [`XTHREAD_BATCH`] blocks and hands them to its consumer, which
+/// frees them. Every free is remote. Batch vectors are recycled, so the
+/// hand-off itself allocates nothing.
+pub struct XThread {
+    /// Producer/consumer pairs (threads = 2 × pairs).
+    pub pairs: usize,
+}
+
+impl<T: Obj> Workload<T> for XThread {
+    fn elements(&self) -> u64 {
+        (self.pairs * XTHREAD_PER_ITER) as u64
+    }
+
+    fn run<S: Subject<T>>(&self, s: &S, iters: u64) -> Duration {
+        let batches = iters as usize * (XTHREAD_PER_ITER / XTHREAD_BATCH);
+        let mut bodies: Vec<Body<'_>> = Vec::new();
+        for _ in 0..self.pairs {
+            let (full_tx, full_rx) = mpsc::channel::<Vec<S::Handle<'_>>>();
+            let (empty_tx, empty_rx) = mpsc::channel::<Vec<S::Handle<'_>>>();
+            for _ in 0..XTHREAD_INFLIGHT {
+                empty_tx
+                    .send(Vec::with_capacity(XTHREAD_BATCH))
+                    .expect("channel");
+            }
+            let produce = move |n: usize| {
+                for _ in 0..n {
+                    let mut v = recv_spin(&empty_rx);
+                    for i in 0..XTHREAD_BATCH {
+                        v.push(s.alloc(T::make(i as u64)));
+                    }
+                    full_tx.send(v).expect("consumer alive");
+                }
+            };
+            let consume = move |n: usize| {
+                for _ in 0..n {
+                    let mut v = recv_spin(&full_rx);
+                    for h in v.drain(..) {
+                        s.free(h);
+                    }
+                    // The producer may have finished and gone: fine.
+                    let _ = empty_tx.send(v);
+                }
+            };
+            bodies.push(Box::new(move |g: &Gate| {
+                produce(XTHREAD_INFLIGHT); // warm-up, untimed
+                g.start();
+                produce(batches);
+                g.stop();
+            }));
+            bodies.push(Box::new(move |g: &Gate| {
+                consume(XTHREAD_INFLIGHT);
+                g.start();
+                consume(batches);
+                g.stop();
+            }));
+        }
+        run(bodies)
+    }
+}
+
+/// Live blocks per `larson` thread.
+pub const LARSON_LIVE: usize = 1000;
+/// Replacements per `larson` thread per round (iteration).
+pub const LARSON_REPLACE: usize = 1000;
+
+/// `larson`: each thread keeps [`LARSON_LIVE`] live blocks and replaces random
+/// ones (free, then allocate); after each round of [`LARSON_REPLACE`]
+/// replacements it passes its whole live set to the next thread in a ring and
+/// takes the previous thread's, so most frees are of blocks another thread
+/// allocated (about 63% with these numbers).
+pub struct Larson {
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// One larson round on a live set.
+#[inline]
+pub fn larson_round<'s, T: Obj, S: Subject<T>>(
+    s: &'s S,
+    set: &mut [Option<S::Handle<'s>>],
+    rng: &mut Rng,
+    replacements: usize,
+) {
+    for _ in 0..replacements {
+        let i = rng.below(set.len());
+        if let Some(old) = set[i].take() {
+            s.free(old);
+        }
+        set[i] = Some(s.alloc(T::make(i as u64)));
+    }
+}
+
+/// Larson parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct LarsonParams {
+    /// Worker threads.
+    pub threads: usize,
+    /// Live blocks per thread.
+    pub live: usize,
+    /// Replacements per thread per round.
+    pub replace: usize,
+    /// Rounds (the benchmark's iterations).
+    pub rounds: u64,
+}
+
+/// Runs larson. After every round, thread 0 calls `between(round)`; when it
+/// returns false the run ends a few rounds later (every thread stops at the
+/// same round, so the ring stays consistent). Returns the measured time and
+/// the rounds run.
+pub fn larson_run<T: Obj, S: Subject<T>>(
+    s: &S,
+    p: LarsonParams,
+    between: &(dyn Fn(u64) -> bool + Sync),
+) -> (Duration, u64) {
+    let threads = p.threads;
+    let stop_at = AtomicU64::new(p.rounds);
+    let stop_at = &stop_at;
+    let mut txs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..threads {
+        let (tx, rx) = mpsc::channel::<Vec<Option<S::Handle<'_>>>>();
+        txs.push(tx);
+        rxs.push(rx);
+    }
+    txs.rotate_right(1); // thread t sends to t + 1
+    let bodies: Vec<Body<'_>> = txs
+        .into_iter()
+        .zip(rxs)
+        .enumerate()
+        .map(|(t, (tx, rx))| {
+            Box::new(move |g: &Gate| {
+                let mut rng = Rng::new(t as u64 + 1);
+                let mut set: Vec<Option<S::Handle<'_>>> = (0..p.live)
+                    .map(|i| Some(s.alloc(T::make(i as u64))))
+                    .collect();
+                larson_round::<T, S>(s, &mut set, &mut rng, p.replace);
+                g.start();
+                let mut r = 0;
+                // A thread is at most `threads - 1` rounds ahead of thread 0,
+                // so a stop round set `threads` rounds ahead is seen by all
+                // before they reach it.
+                while r < stop_at.load(Ordering::Acquire) {
+                    larson_round::<T, S>(s, &mut set, &mut rng, p.replace);
+                    if threads > 1 {
+                        tx.send(core::mem::take(&mut set)).expect("ring");
+                        set = recv_spin(&rx);
+                    }
+                    if t == 0 && !between(r) {
+                        stop_at.fetch_min(r + threads as u64, Ordering::AcqRel);
+                    }
+                    r += 1;
+                }
+                g.stop();
+                for h in set.into_iter().flatten() {
+                    s.free(h);
+                }
+            }) as Body<'_>
+        })
+        .collect();
+    let d = run(bodies);
+    (d, stop_at.load(Ordering::Acquire))
+}
+
+impl<T: Obj> Workload<T> for Larson {
+    fn elements(&self) -> u64 {
+        (self.threads * LARSON_REPLACE) as u64
+    }
+
+    fn run<S: Subject<T>>(&self, s: &S, iters: u64) -> Duration {
+        let p = LarsonParams {
+            threads: self.threads,
+            live: LARSON_LIVE,
+            replace: LARSON_REPLACE,
+            rounds: iters,
+        };
+        larson_run::<T, S>(s, p, &|_| true).0
+    }
+}
+
+/// Write passes over the 8 words of a block per `cache_scratch` round.
+pub const SCRATCH_PASSES: u64 = 4000;
+
+/// `cache_scratch`: each round, every thread allocates a block and hands it
+/// to the next thread in a ring; it frees the block it received (a remote
+/// free), allocates a block of its own and writes it hard
+/// ([`SCRATCH_PASSES`] × 8 stores), then frees it. An allocator that places
+/// blocks written by different threads in one cache line (for example by
+/// handing a thread a slot next to one another thread is using) makes the
+/// writes false-share.
+///
+/// The two switches give the controls: without the hand-off, each thread
+/// only allocates, writes and frees its own block (no cross-thread traffic
+/// at all); without the writes, what is left is the cost of the hand-off.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheScratch {
+    /// Worker threads.
+    pub threads: usize,
+    /// Hand a block to the next thread every round.
+    pub hand_off: bool,
+    /// Write the thread's own block hard every round.
+    pub write: bool,
+}
+
+#[inline]
+fn scratch(line: &Line, seed: u64) -> u64 {
+    // An opaque pointer: the stores must reach memory even when the block
+    // lives on this thread's stack (lockfree-object-pool's guard holds the
+    // object by value).
+    let line = std::hint::black_box(line);
+    for p in 0..SCRATCH_PASSES {
+        for (w, word) in line.0.iter().enumerate() {
+            word.store(seed ^ p ^ w as u64, Ordering::Relaxed);
+        }
+    }
+    line.first()
+}
+
+impl Workload<Line> for CacheScratch {
+    fn elements(&self) -> u64 {
+        self.threads as u64
+    }
+
+    fn run<S: Subject<Line>>(&self, s: &S, iters: u64) -> Duration {
+        let mut txs = Vec::new();
+        let mut rxs = Vec::new();
+        for _ in 0..self.threads {
+            let (tx, rx) = mpsc::channel::<S::Handle<'_>>();
+            txs.push(tx);
+            rxs.push(rx);
+        }
+        txs.rotate_right(1);
+        let (hand_off, write) = (self.hand_off, self.write);
+        let bodies: Vec<Body<'_>> = txs
+            .into_iter()
+            .zip(rxs)
+            .map(|(tx, rx)| {
+                Box::new(move |g: &Gate| {
+                    let mut sink = 0u64;
+                    let mut round = |r: u64| {
+                        if hand_off {
+                            tx.send(s.alloc(Line::make(r))).expect("ring");
+                            s.free(recv_spin(&rx));
+                        }
+                        let mine = s.alloc(Line::make(r));
+                        if write {
+                            sink = sink.wrapping_add(s.with(&mine, |l| scratch(l, r)));
+                        }
+                        s.free(mine);
+                    };
+                    round(0);
+                    g.start();
+                    for r in 0..iters {
+                        round(r);
+                    }
+                    g.stop();
+                    std::hint::black_box(sink);
+                }) as Body<'_>
+            })
+            .collect();
+        run(bodies)
+    }
+}
