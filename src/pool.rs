@@ -175,7 +175,7 @@ impl<T> Builder<T> {
         Self {
             hardened: false,
             slab_capacity: None,
-            retained_empty: 1,
+            retained_empty: 4,
             max_thread_heaps: usize::MAX,
             max_thread_slabs: usize::MAX,
             max_bytes: None,
@@ -202,7 +202,9 @@ impl<T> Builder<T> {
         self
     }
 
-    /// Empty slabs each thread heap keeps for reuse (default 1).
+    /// Empty slabs each thread heap keeps for reuse (default 4: a batch that
+    /// spans a few slabs is freed and reallocated without going back to the
+    /// shared page source).
     pub fn retained_empty_slabs(mut self, n: usize) -> Self {
         self.retained_empty = n;
         self

@@ -310,6 +310,15 @@ impl Shared {
         used: usize,
     ) {
         // SAFETY: the slab (still counted) keeps the pool alive.
+        let sh = unsafe { &*pool };
+        if !sh.is_closed() {
+            // An open pool has handles, so releasing a slab cannot drop the
+            // last reference: no shared counter is touched here.
+            // SAFETY: this thread owns `heap`; the slab is its.
+            unsafe { heap.after_free(sh, slab, list, used) };
+            return;
+        }
+        // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: this thread owns `heap`; the slab is its.
         unsafe { heap.after_free(&keep.0, slab, list, used) };

@@ -134,10 +134,12 @@ impl Geometry {
                 states_off + cap * core::mem::size_of::<AtomicU8>(),
                 max(core::mem::align_of::<LinkCell>(), 1),
             );
-            let slots_off = round_up(
-                links_off + cap * core::mem::size_of::<LinkCell>(),
-                slot_align,
-            );
+            // Place slot 0 so that slots start on the strongest boundary
+            // the stride keeps (up to a cache line): 64-byte objects then
+            // never straddle two lines.
+            let stride_pow2 = 1 << stride.trailing_zeros();
+            let place = max(slot_align, if stride_pow2 < 64 { stride_pow2 } else { 64 });
+            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), place);
             if cap == 0 || slots_off + cap * stride <= region {
                 return Geometry {
                     region,
