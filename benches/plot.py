@@ -30,9 +30,9 @@ GROUPS = [
     ("local_t2", "local, 2 threads"),
     ("xthread_1p1c", "xthread, 1P+1C"),
     ("larson_t2", "larson, 2 threads"),
-    ("cache_scratch_t2", "cache_scratch, 2 thr"),
-    ("cache_scratch_t2_writes_only", "cache_scratch: writes only"),
-    ("cache_scratch_t2_handoff_only", "cache_scratch: hand-off only"),
+    ("cache_scratch_t2", "scratch, 2 threads"),
+    ("cache_scratch_t2_writes_only", "scratch: writes only"),
+    ("cache_scratch_t2_handoff_only", "scratch: hand-off only"),
     ("local_t1_16B", "local 16 B"),
     ("local_t1_256B", "local 256 B"),
     ("local_t1_1024B", "local 1024 B"),
@@ -207,7 +207,7 @@ def svg(data):
         cx = x0 + n * bar / 2
         o.append(
             f'<text x="{cx:.1f}" y="{top + ph + 14}" text-anchor="end" '
-            f'transform="rotate(-30 {cx:.1f} {top + ph + 14})">{esc(label)}</text>'
+            f'transform="rotate(-35 {cx:.1f} {top + ph + 14})">{esc(label)}</text>'
         )
     lx, ly = left, height - 28
     for i, s in enumerate(SUBJECTS):
