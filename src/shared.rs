@@ -313,7 +313,9 @@ impl Shared {
         let sh = unsafe { &*pool };
         if !sh.is_closed() {
             // An open pool has handles, so releasing a slab cannot drop the
-            // last reference: no shared counter is touched here.
+            // last reference: no shared counter is touched here. (If the last
+            // handle goes between this check and the release, the release is
+            // still the final action of `after_free`; nothing is read after.)
             // SAFETY: this thread owns `heap`; the slab is its.
             unsafe { heap.after_free(sh, slab, list, used) };
             return;
