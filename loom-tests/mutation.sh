@@ -19,9 +19,11 @@ CASES=(
   "remote_push_relaxed   remote     remote_free_races_drain"
   "remote_push_relaxed   remote     two_remote_freers_race_owner_alloc"
   "remote_push_relaxed   public_api user_model_send_poolbox_to_another_thread"
+  "remote_push_relaxed   remote     batched_chain_races_owner_drain"
   "drain_relaxed         remote     remote_free_races_drain"
   "drain_relaxed         remote     remote_free_to_full_slab_races_owner_running_dry"
   "drain_relaxed         public_api user_model_send_poolbox_to_another_thread"
+  "drain_relaxed         remote     batched_chain_races_owner_drain"
   "returned_push_relaxed remote     two_returned_slabs_race_owner_take"
 )
 

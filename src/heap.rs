@@ -208,9 +208,13 @@ impl Heap {
                 let cur = self.core(|c| c.current);
                 if !cur.is_null() {
                     let s = &*cur;
-                    s.drain(&self.stats.corruption);
+                    // Pop before draining: a drain into an empty freelist
+                    // splices the remote chain without walking it.
                     if let Some(p) = s.pop(&self.stats.corruption) {
                         return Ok(Some(p));
+                    }
+                    if s.drain(&self.stats.corruption) != 0 {
+                        continue;
                     }
                     // Dry: detach it unless a remote free just arrived.
                     if !s.try_detach() {

@@ -5,8 +5,10 @@
 //!
 //! - Each thread allocates from slabs it owns: a thread-local heap lookup and
 //!   a pop from a plain freelist — no lock, no atomic read-modify-write.
-//! - A block freed on another thread goes home through its slab's lock-free
-//!   MPSC list (one CAS); the owner takes the whole list with one swap.
+//! - A block freed on another thread is gathered with other frees into the
+//!   same slab in a per-thread batch and goes home through the slab's
+//!   lock-free MPSC list (one CAS per batch); the owner takes the whole list
+//!   with one swap (see [`flush_remote_frees`]).
 //! - A mutex-guarded, growable shared tier serves threads past the configured
 //!   limits and threads in teardown, and adopts exited threads' slabs.
 //! - Empty slabs go back to the OS on [`Pool::trim`] or after an idle period.
@@ -35,6 +37,7 @@
 
 mod sync;
 
+mod batch;
 mod heap;
 mod os;
 mod overflow;
@@ -50,3 +53,17 @@ mod stats;
 pub use error::{AllocError, ConfigError};
 pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
 pub use stats::Stats;
+
+/// Publishes the remote frees this thread still holds in its batches, for
+/// every pool.
+///
+/// A free on a thread that does not own the block's slab is gathered with
+/// other frees into the same slab and sent home in one atomic push; until
+/// then (at most 8 slabs × 32 blocks per thread) the blocks count as free in
+/// [`Pool::stats`] but their slabs cannot be reused or released. The batches
+/// are published when the thread allocates on a slow path, calls
+/// [`Pool::trim`], or exits; call this before a thread that freed blocks of
+/// other threads blocks for a long time.
+pub fn flush_remote_frees() {
+    shared::flush_batches();
+}

@@ -1,10 +1,12 @@
 //! The lock-free remote lists: blocks freed on a foreign thread go home
 //! through them.
 //!
-//! [`RemoteStack`] is a slab's MPSC list of freed blocks: any thread pushes
-//! with one CAS (Release), the owner takes everything with one
-//! `swap(0, Acquire)`. Because the consumer only ever takes the whole list,
-//! there is no ABA problem and no bounded queue to spin on.
+//! [`RemoteStack`] is a slab's MPSC list of freed blocks: any thread pushes a
+//! chain of blocks (one, or a batch gathered by [`crate::batch`]) with one CAS
+//! (Release), the owner takes everything with one `swap(0, Acquire)`. Because
+//! the consumer only ever takes the whole list, there is no ABA problem and no
+//! bounded queue to spin on; because the head also counts the blocks, the
+//! owner splices the chain onto its freelist without walking it.
 //!
 //! Bit 0 of the head is the *detached* tag: the owner sets it (CAS `0 → TAG`)
 //! on a slab that ran full and left its lists. The first pusher to find the
@@ -12,7 +14,7 @@
 //! through a [`SlabQueue`] — the owner learns of the free without scanning its
 //! full slabs.
 
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 
 /// The success ordering of a remote push (Release publishes the link and the
 /// freed state to the draining owner). `homeslab_mutation` weakens it so loom
@@ -35,33 +37,69 @@ const RETURN: Ordering = Ordering::Release;
 const RETURN: Ordering = Ordering::Relaxed;
 
 /// The detached tag in a [`RemoteStack`] head.
-pub(crate) const TAG: usize = 1;
+pub(crate) const TAG: u64 = 1;
 
-/// A slab's MPSC stack of remotely freed blocks (addresses; links live in the
-/// blocks and are written by the caller's `link` closure).
+/// A slab's MPSC stack of remotely freed blocks. The head word packs the top
+/// block's slot index (plus one, so 0 is "empty") and how many blocks the
+/// stack holds, so the owner takes the whole chain *and its length* with one
+/// swap and can splice it without walking it. Links live in the blocks; the
+/// caller's `link` closure writes them.
+///
+/// Head layout: bit 0 the detached tag, bits 1–31 top index + 1, bits 32–63
+/// the count. Slabs hold fewer than 2^30 slots (`Geometry` keeps them far
+/// smaller).
 #[derive(Debug)]
 pub(crate) struct RemoteStack {
-    head: AtomicUsize,
+    head: AtomicU64,
+}
+
+/// What the owner took off a [`RemoteStack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Slot index of the most recently pushed block (the chain's first).
+    pub(crate) top: usize,
+    /// Blocks in the chain.
+    pub(crate) count: usize,
+}
+
+#[inline(always)]
+fn decode(head: u64) -> Option<Taken> {
+    let top = ((head as u32) >> 1) as usize;
+    (top != 0).then(|| Taken {
+        top: top - 1,
+        count: (head >> 32) as usize,
+    })
 }
 
 impl RemoteStack {
     pub(crate) fn new() -> Self {
         Self {
-            head: AtomicUsize::new(0),
+            head: AtomicU64::new(0),
         }
     }
 
-    /// Pushes `block`. `link(block, next)` stores the (untagged) old head in
-    /// the block before it is published. Returns true if this push cleared the
-    /// detached tag: the caller must then return the slab to its heap.
+    /// Pushes a chain of `count` blocks whose first block is slot `top`.
+    /// `link(old_top)` stores the link from the chain's last block to the old
+    /// top (`None`: the stack was empty) before the chain is published.
+    /// Returns true if this push cleared the detached tag: the caller must
+    /// then return the slab to its heap.
     #[inline]
-    pub(crate) fn push(&self, block: usize, mut link: impl FnMut(usize, usize)) -> bool {
+    pub(crate) fn push(
+        &self,
+        top: usize,
+        count: usize,
+        mut link: impl FnMut(Option<usize>),
+    ) -> bool {
+        debug_assert!(top < 1 << 30 && count < 1 << 30);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            link(block, head & !TAG);
+            let old = decode(head);
+            link(old.map(|t| t.top));
+            let total = old.map_or(0, |t| t.count) + count;
+            let new = ((total as u64) << 32) | (((top + 1) as u64) << 1);
             match self
                 .head
-                .compare_exchange_weak(head, block, PUSH, Ordering::Relaxed)
+                .compare_exchange_weak(head, new, PUSH, Ordering::Relaxed)
             {
                 Ok(_) => return head & TAG != 0,
                 Err(now) => head = now,
@@ -69,14 +107,13 @@ impl RemoteStack {
         }
     }
 
-    /// Owner only: takes the whole list (0 if empty). Never called on a
-    /// detached slab, so the result carries no tag.
+    /// Owner only: takes the whole chain (`None` if empty). Never called on a
+    /// detached slab. Always a swap, never a plain load first: a read-modify-
+    /// write sees the latest push, so a chain published just before (say by
+    /// a freer's thread-exit flush) is never missed by a stale read.
     #[inline]
-    pub(crate) fn take_all(&self) -> usize {
-        if self.head.load(Ordering::Relaxed) == 0 {
-            return 0;
-        }
-        self.head.swap(0, DRAIN)
+    pub(crate) fn take_all(&self) -> Option<Taken> {
+        decode(self.head.swap(0, DRAIN))
     }
 
     /// Owner only: marks the slab detached if no block is pending.

@@ -13,7 +13,7 @@ use crate::error::AllocError;
 use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
-use crate::slab::{Freed, Geometry, ListState, Slab};
+use crate::slab::{Chain, Freed, Geometry, ListState, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
@@ -142,6 +142,7 @@ impl Shared {
 
     #[cold]
     fn alloc_owned_slow(&self, heap: &Heap) -> Result<NonNull<u8>, AllocError> {
+        flush_batches();
         // SAFETY: the caller checked that this thread owns `heap`.
         match unsafe { heap.alloc_slow(self, true) }? {
             Some(p) => {
@@ -156,6 +157,7 @@ impl Shared {
     /// heap limit, or teardown.
     #[cold]
     fn alloc_cold(&self) -> Result<NonNull<u8>, AllocError> {
+        flush_batches();
         if thread::may_activate() {
             // The registry slot first, then our exit hooks: see `thread`.
             let heap = self.registry.get_or_create(self.as_ptr());
@@ -327,8 +329,9 @@ impl Shared {
         drop(keep);
     }
 
-    /// The remote path. Everything that touches the pool happens before the
-    /// publishing push: after it, the owner may drain and release the slab.
+    /// The remote path: mark the block free (refusing double and foreign
+    /// frees at once), count it, and hand it to this thread's batch for its
+    /// slab; during teardown, publish it at once.
     ///
     /// # Safety
     /// As [`Shared::free_block`].
@@ -336,6 +339,35 @@ impl Shared {
     unsafe fn free_remote(pool: *const Shared, slab: *mut Slab, addr: usize) {
         // SAFETY: per the contract.
         let (sh, s) = unsafe { (&*pool, &*slab) };
+        let idx = match s.mark_remote(addr) {
+            Ok(idx) => idx,
+            Err(bad) => return sh.count(bad),
+        };
+        if let Some(c) = sh.remote_counter() {
+            bump(c, 1);
+        }
+        // SAFETY: the mark made this thread the block's holder, and the
+        // block (counted in use until published) keeps its slab live.
+        let batched = thread::with_batches(|b| unsafe { b.add(slab, addr, idx) });
+        if batched.is_none() {
+            // SAFETY: as above.
+            unsafe { Self::publish(slab, &Chain::one(addr, idx)) };
+        }
+    }
+
+    /// Publishes a chain of held blocks on `slab`'s remote list. Everything
+    /// that touches the pool happens before the push: after it, the owner may
+    /// drain and release the slab (and, once the pool is closed, the pool —
+    /// so a closed pool is kept alive across).
+    ///
+    /// # Safety
+    /// The caller holds every block of the chain, so `slab` is live.
+    pub(crate) unsafe fn publish(slab: *mut Slab, chain: &Chain) {
+        // SAFETY: a live slab's pool is live (the slab holds a reference).
+        let s = unsafe { &*slab };
+        let pool = s.pool as *const Shared;
+        // SAFETY: as above.
+        let sh = unsafe { &*pool };
         let heap = s.heap.load(Ordering::Acquire);
         let keep = if sh.is_closed() {
             // SAFETY: the pool is alive (the block's slab holds it).
@@ -343,18 +375,10 @@ impl Shared {
         } else {
             None
         };
-        let counter = sh.remote_counter();
-        match s.free_remote(addr) {
-            Freed::Ok { claimed } => {
-                if let Some(c) = counter {
-                    bump(c, 1);
-                }
-                if claimed {
-                    // SAFETY: a slab's heap outlives the slab.
-                    unsafe { (*heap).push_returned(slab) };
-                }
-            }
-            bad => sh.count(bad),
+        // SAFETY: per the contract.
+        if unsafe { s.push_chain(chain) } {
+            // SAFETY: a slab's heap outlives the slab.
+            unsafe { (*heap).push_returned(slab) };
         }
         if let Some(keep) = keep {
             keep.collect(heap);
@@ -438,6 +462,7 @@ impl Shared {
     /// Releases every empty slab this thread's heap, the tier and the orphans
     /// hold, then unmaps what the page source no longer needs.
     pub(crate) fn trim(&self) -> u64 {
+        flush_batches();
         let me = thread::serial();
         if me != 0 {
             if let Some(h) = self.registry.get(self.as_ptr()) {
@@ -489,6 +514,11 @@ impl Shared {
         s.slab_capacity = self.config.geometry.capacity as u64;
         s
     }
+}
+
+/// Publishes this thread's remote-free batches (all pools).
+pub(crate) fn flush_batches() {
+    let _ = thread::with_batches(|b| b.flush());
 }
 
 /// A strong reference taken on a path that may release the pool's last slab.

@@ -10,10 +10,10 @@
 //! - owner only (plain memory in an `UnsafeCell`): [`Local`] — the local
 //!   freelist head, the bump frontier, the live count, list links;
 //! - any thread: `remote` (the MPSC list), the per-slot state bytes (the owner
-//!   stores, a remote freer CASes `ALLOCATED → FREE`), `next_returned`.
+//!   stores, a remote freer flips `ALLOCATED → FREE`), `next_returned`.
 //!
 //! Hardening: freelist links are stored as `next ^ key ^ slot` with a random
-//! per-slab key and checked on every pop and drain; a link that decodes to
+//! per-slab key and checked on every pop (and on a drain that walks); a link that decodes to
 //! anything but a free slot below the bump frontier is counted as corruption
 //! and the rest of that list is abandoned (its slots come back when the slab is
 //! recycled). Double frees and foreign pointers are caught by the state bytes
@@ -197,6 +197,30 @@ pub(crate) struct Slab {
     remote: CachePadded<RemoteStack>,
     /// Link in a heap's returned queue.
     pub(crate) next_returned: AtomicPtr<Slab>,
+}
+
+/// Remotely freed blocks of one slab, linked `first → … → last`, held by
+/// the thread that freed them until it publishes them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chain {
+    pub(crate) first: usize,
+    pub(crate) first_idx: usize,
+    pub(crate) last: usize,
+    pub(crate) last_idx: usize,
+    pub(crate) count: usize,
+}
+
+impl Chain {
+    /// The chain of one block.
+    pub(crate) fn one(addr: usize, idx: usize) -> Chain {
+        Chain {
+            first: addr,
+            first_idx: idx,
+            last: addr,
+            last_idx: idx,
+            count: 1,
+        }
+    }
 }
 
 /// What a free found.
@@ -479,11 +503,26 @@ impl Slab {
         Freed::Ok { claimed: false }
     }
 
-    /// Any thread: frees `addr` onto the remote list.
-    #[inline]
+    /// Any thread: frees `addr` onto the remote list (a chain of one).
+    #[cfg(test)]
     pub(crate) fn free_remote(&self, addr: usize) -> Freed {
+        match self.mark_remote(addr) {
+            Ok(idx) => {
+                // SAFETY: the mark made this thread the holder of the block.
+                let claimed = unsafe { self.push_chain(&Chain::one(addr, idx)) };
+                Freed::Ok { claimed }
+            }
+            Err(bad) => bad,
+        }
+    }
+
+    /// Any thread: the first half of a remote free. Checks `addr` and flips
+    /// its state to free, which makes the caller the holder of the block
+    /// until it pushes it with [`Slab::push_chain`]. Returns the slot index.
+    #[inline]
+    pub(crate) fn mark_remote(&self, addr: usize) -> Result<usize, Freed> {
         let Some(idx) = self.slot_index(addr) else {
-            return Freed::Foreign;
+            return Err(Freed::Foreign);
         };
         let state = self.state(idx);
         if self.hardened {
@@ -492,50 +531,78 @@ impl Slab {
                 .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
-                return Freed::DoubleFree;
+                return Err(Freed::DoubleFree);
             }
         } else {
             // A load and a store: catches every double free that does not
             // race with another free of the same block (that race is a data
             // race in the caller; hardened mode catches it too).
             if state.load(Ordering::Relaxed) != ALLOCATED {
-                return Freed::DoubleFree;
+                return Err(Freed::DoubleFree);
             }
             state.store(FREE, Ordering::Relaxed);
         }
-        let claimed = self.remote.push(addr, |block, next| {
-            // SAFETY: the state flip above made this thread the one holding the
-            // freed block until the push publishes it.
-            unsafe { self.write_link(block, idx, self.encode(block, next)) }
-        });
-        Freed::Ok { claimed }
+        Ok(idx)
+    }
+
+    /// Links the held block `addr` (slot `idx`) to `next`, the block that
+    /// follows it in a chain being gathered.
+    ///
+    /// # Safety
+    /// The caller holds `addr` (marked by [`Slab::mark_remote`], not pushed).
+    #[inline(always)]
+    pub(crate) unsafe fn link_held(&self, addr: usize, idx: usize, next: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.write_link(addr, idx, self.encode(addr, next)) }
+    }
+
+    /// Publishes a chain of `count` held blocks, linked from slot `first_idx`
+    /// to `last` (slot `last_idx`),
+    /// on the remote list with one CAS. Returns true if this push took the
+    /// detached tag: the caller must return the slab to its heap.
+    ///
+    /// # Safety
+    /// The caller holds every block of the chain, and the links between them
+    /// are written ([`Slab::link_held`]).
+    #[inline]
+    pub(crate) unsafe fn push_chain(&self, c: &Chain) -> bool {
+        self.remote.push(c.first_idx, c.count, |old| {
+            let next = old.map_or(0, |i| self.slots + i * self.stride);
+            // SAFETY: the caller holds `last` until the push publishes it.
+            unsafe { self.write_link(c.last, c.last_idx, self.encode(c.last, next)) }
+        })
     }
 
     /// Owner: moves every remotely freed block onto the local freelist and
-    /// returns how many arrived. Corrupt links (hardened) cut the chain.
+    /// returns how many arrived. The head counts the chain, so when the local
+    /// list is empty (the usual case: the owner drains when it runs dry) the
+    /// chain is spliced in whole and its links are read — and, hardened,
+    /// checked — only as blocks are popped. Otherwise it is walked to find
+    /// its tail; a corrupt link (hardened) then cuts it.
     ///
     /// # Safety
     /// The caller is the owner and the slab is not detached.
     pub(crate) unsafe fn drain(&self, corruption: &AtomicU64) -> usize {
-        let head = self.remote.take_all();
-        if head == 0 {
+        let Some(taken) = self.remote.take_all() else {
             return 0;
-        }
+        };
+        let head = self.slots + taken.top * self.stride;
         // SAFETY: the caller is the owner; the taken chain is ours alone.
         unsafe {
             self.local(|l| {
-                let mut n = 1;
+                l.used -= taken.count.min(l.used);
+                if l.free == 0 {
+                    l.free = head;
+                    return taken.count;
+                }
                 let mut tail = head;
-                loop {
+                for _ in 1..taken.count {
                     let idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
                     let raw = self.read_link(tail, idx);
                     match self.decode(tail, raw, l.bump) {
-                        Some(0) => break,
-                        Some(next) => {
-                            tail = next;
-                            n += 1;
-                        }
-                        None => {
+                        Some(next) if next != 0 => tail = next,
+                        _ => {
+                            // Corrupt (or cut short): keep what we walked.
                             bump(corruption, 1);
                             break;
                         }
@@ -544,8 +611,7 @@ impl Slab {
                 let tail_idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
                 self.write_link(tail, tail_idx, self.encode(tail, l.free));
                 l.free = head;
-                l.used -= n.min(l.used);
-                n
+                taken.count
             })
         }
     }

@@ -19,6 +19,7 @@
 
 use core::cell::{Cell, RefCell};
 
+use crate::batch::Batches;
 use crate::heap::Heap;
 use crate::shared::Shared;
 use crate::sync::thread_local_facade;
@@ -60,7 +61,10 @@ thread_local_facade! {
     static STATE: Cell<u8> = Cell::new(FRESH);
 }
 thread_local_facade! {
-    static HOOKS: Hooks = Hooks { list: RefCell::new(Vec::new()) };
+    static HOOKS: Hooks = Hooks {
+        list: RefCell::new(Vec::new()),
+        batches: Batches::new(),
+    };
 }
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
@@ -77,13 +81,17 @@ pub(crate) struct ExitHook {
     pub(crate) heap: *const Heap,
 }
 
+/// The thread-local with a destructor: exit hooks, and the remote-free
+/// batches (here so that exit publishes them before anything else).
 struct Hooks {
     list: RefCell<Vec<ExitHook>>,
+    batches: Batches,
 }
 
 impl Drop for Hooks {
     fn drop(&mut self) {
         let _ = STATE.try_with(|s| s.set(DEAD));
+        self.batches.flush();
         let hooks = core::mem::take(&mut *self.list.borrow_mut());
         for hook in hooks {
             #[cfg(not(loom))]
@@ -154,6 +162,13 @@ pub(crate) fn cache_slot(pool: u64, slot: *const Heap) {
             f.set(v);
         }
     });
+}
+
+/// Runs `f` on this thread's remote-free batches. `None` once the thread is
+/// being torn down (the batches were published and must not take more).
+#[inline(always)]
+pub(crate) fn with_batches<R>(f: impl FnOnce(&Batches) -> R) -> Option<R> {
+    HOOKS.try_with(|h| f(&h.batches)).ok()
 }
 
 /// Registers `hook` to run when this thread exits. False during teardown.

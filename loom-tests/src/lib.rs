@@ -72,9 +72,25 @@ pub fn alloc(pool: &Pool<Stamp>, id: u64) -> PoolBox<Stamp> {
     b
 }
 
-/// Verifies `b` carries `id`, then drops (frees) it.
+/// Verifies `b` carries `id`, then drops (frees) it and publishes this
+/// thread's remote-free batch ([`homeslab::flush_remote_frees`]).
+///
+/// Why the explicit flush: a thread's batch is also published by its
+/// thread-local destructor at exit, and `std`'s `JoinHandle::join` returns
+/// only after those destructors ran. loom's `join` does not wait for them,
+/// so in a model a joined thread's exit flush may still be in flight. Models
+/// therefore publish explicitly where a free must be home; the gathering of
+/// several blocks into one chain is modelled with [`free_held`].
 #[track_caller]
 pub fn free(b: PoolBox<Stamp>, id: u64) {
+    free_held(b, id);
+    homeslab::flush_remote_frees();
+}
+
+/// Verifies `b` carries `id`, then drops (frees) it, leaving a remote free in
+/// this thread's batch until the thread flushes.
+#[track_caller]
+pub fn free_held(b: PoolBox<Stamp>, id: u64) {
     b.verify(id);
     drop(b);
 }

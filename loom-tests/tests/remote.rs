@@ -9,7 +9,9 @@
 
 use homeslab::Pool;
 use loom::thread;
-use loom_tests::{addr, alloc, assert_clean, assert_distinct, free, Outcomes, Sched, Stamp};
+use loom_tests::{
+    addr, alloc, assert_clean, assert_distinct, free, free_held, Outcomes, Sched, Stamp,
+};
 
 /// A remote free races with the owner's drain: the owner's second allocation
 /// may or may not find the remotely freed block, but no block is lost and
@@ -217,4 +219,60 @@ fn two_returned_slabs_race_owner_take() {
         assert_clean(&pool);
     });
     SEEN.assert_seen(&["d_home", "d_tier"]);
+}
+
+/// A remote freer gathers two blocks of one slab in its batch and publishes
+/// them as one chain (one CAS) while the owner allocates through its slab
+/// and runs dry. The owner either splices the whole chain (both blocks come
+/// back, in either order) or finds nothing yet and uses the overflow tier;
+/// never half a chain. Hardened, so every link of the spliced chain is
+/// decoded and checked as it is popped: a link seen before its publication
+/// would count as corruption.
+#[test]
+fn batched_chain_races_owner_drain() {
+    static SEEN: Outcomes = Outcomes::new();
+    loom::model(|| {
+        let pool = Pool::<Stamp>::builder()
+            .slab_capacity(3)
+            .max_thread_slabs(1)
+            .hardened(true)
+            .build()
+            .unwrap();
+        let a = alloc(&pool, 1);
+        let b = alloc(&pool, 2);
+        let c = alloc(&pool, 3);
+        let mut chain = [addr(&a), addr(&b)];
+        chain.sort_unstable();
+        let hint = Sched::new();
+        let h = hint.clone();
+        let t = thread::spawn(move || {
+            free_held(a, 1);
+            free_held(b, 2);
+            homeslab::flush_remote_frees();
+            h.done();
+        });
+        free(c, 3);
+        hint.point();
+        let d = alloc(&pool, 4); // c's slot, from the local list
+        let e = alloc(&pool, 5); // the chain, or the tier
+        let from_tier = pool.stats().overflow_allocs > 0;
+        t.join().unwrap();
+        let f = alloc(&pool, 6);
+        assert_distinct(&[&d, &e, &f]);
+        if from_tier {
+            SEEN.saw("tier");
+        } else {
+            SEEN.saw("chain_spliced");
+            let mut got = [addr(&e), addr(&f)];
+            got.sort_unstable();
+            assert_eq!(got, chain, "the chain came back incomplete");
+        }
+        let s = pool.stats();
+        assert_eq!(s.remote_frees, 2, "{s:?}");
+        free(d, 4);
+        free(e, 5);
+        free(f, 6);
+        assert_clean(&pool);
+    });
+    SEEN.assert_seen(&["chain_spliced", "tier"]);
 }

@@ -259,12 +259,100 @@ fn corrupted_remote_link_detected() {
     }
     // SAFETY: inside our test region.
     unsafe { (blocks[3] as *mut usize).write(r.ptr as usize + 3) };
-    let n = drain(s, &c);
-    assert_eq!(n, 1, "the chain is cut at the corrupt link");
-    assert_eq!(c.load(Ordering::Relaxed), 1);
+    // Into an empty freelist the chain is spliced whole; the corrupt link is
+    // caught by the pop that reads it.
+    assert_eq!(drain(s, &c), 4);
+    assert_eq!(c.load(Ordering::Relaxed), 0);
+    assert_eq!(pop(s, &c).unwrap().as_ptr() as usize, blocks[3]);
+    assert_eq!(
+        c.load(Ordering::Relaxed),
+        1,
+        "the corrupt link was followed"
+    );
     while let Some(p) = pop(s, &c) {
         assert!(in_slots(s, p.as_ptr() as usize));
+        assert!(!blocks[..3].contains(&(p.as_ptr() as usize)), "cut off");
     }
+}
+
+#[test]
+fn corrupted_remote_link_cuts_a_walked_drain() {
+    let g = Geometry::of(64, 8);
+    let r = Region::new(&g);
+    let s = slab(&g, &r, true);
+    let c = AtomicU64::new(0);
+    let blocks: Vec<usize> = (0..5)
+        .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+        .collect();
+    // A local free first, so the drain must walk to link behind it.
+    assert_eq!(free_local(s, blocks[4]), Freed::Ok { claimed: false });
+    for &b in &blocks[..4] {
+        assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
+    }
+    // SAFETY: inside our test region.
+    unsafe { (blocks[3] as *mut usize).write(r.ptr as usize + 3) };
+    assert_eq!(drain(s, &c), 4);
+    assert_eq!(
+        c.load(Ordering::Relaxed),
+        1,
+        "the walk found the corrupt link"
+    );
+    let mut got = Vec::new();
+    while let Some(p) = pop(s, &c) {
+        got.push(p.as_ptr() as usize);
+    }
+    assert_eq!(
+        &got[..2],
+        &[blocks[3], blocks[4]],
+        "walked part, then the local list"
+    );
+    assert!(!got.contains(&blocks[0]) && !got.contains(&blocks[1]));
+}
+
+#[test]
+fn remote_chain_is_pushed_once_and_spliced() {
+    let g = Geometry::of(64, 8);
+    let r = Region::new(&g);
+    let s = slab(&g, &r, true);
+    let c = AtomicU64::new(0);
+    let blocks: Vec<usize> = (0..6)
+        .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+        .collect();
+    // One single push, then a chain of five gathered as a batch does.
+    assert_eq!(s.free_remote(blocks[5]), Freed::Ok { claimed: false });
+    let mut chain: Option<Chain> = None;
+    for &b in &blocks[..5] {
+        let idx = s.mark_remote(b).unwrap();
+        chain = Some(match chain {
+            None => Chain::one(b, idx),
+            Some(mut ch) => {
+                // SAFETY: both blocks are held (marked, not pushed).
+                unsafe { s.link_held(b, idx, ch.first) };
+                ch.first = b;
+                ch.first_idx = idx;
+                ch.count += 1;
+                ch
+            }
+        });
+    }
+    assert_eq!(
+        s.mark_remote(blocks[2]),
+        Err(Freed::DoubleFree),
+        "held is freed"
+    );
+    // SAFETY: the chain's blocks are held and linked.
+    assert!(!unsafe { s.push_chain(&chain.unwrap()) });
+    assert_eq!(used(s), 6);
+    assert_eq!(drain(s, &c), 6);
+    assert_eq!(used(s), 0);
+    let mut got: Vec<usize> = (0..6)
+        .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+        .collect();
+    assert_eq!(c.load(Ordering::Relaxed), 0);
+    got.sort_unstable();
+    let mut want = blocks.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
 }
 
 #[test]
