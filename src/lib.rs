@@ -64,6 +64,11 @@ pub use stats::Stats;
 /// are published when the thread allocates on a slow path, calls
 /// [`Pool::trim`], or exits; call this before a thread that freed blocks of
 /// other threads blocks for a long time.
+///
+/// Publication at exit runs in a thread-local destructor. `JoinHandle::join`
+/// waits for those, but `std::thread::scope` returns as soon as the scoped
+/// closures return, possibly before: call this at the end of a scoped thread
+/// whose remote frees must be home when the scope ends.
 pub fn flush_remote_frees() {
     shared::flush_batches();
 }
