@@ -4,9 +4,9 @@
 //! at once (so double frees are caught at the call), links it into a small
 //! per-thread chain for the block's slab, and publishes the whole chain on
 //! the slab's remote list with one CAS ([`crate::remote::RemoteStack::push`]).
-//! The freer then writes each block's link with plain stores that overlap in
-//! the store buffer, instead of paying a locked instruction — which must wait
-//! for that store's cache miss — per block.
+//! The freer writes each slot's link (outside the block, beside the slot's
+//! state byte) with a plain store, and pays one locked instruction per chain
+//! instead of one per block.
 //!
 //! The table has [`WAYS`] entries, direct-mapped by slab address; each holds
 //! at most [`MAX_CHAIN`] blocks of one slab. An entry is published when it
@@ -39,13 +39,7 @@ struct Entry {
 
 const EMPTY: Entry = Entry {
     slab: core::ptr::null_mut(),
-    chain: Chain {
-        first: 0,
-        first_idx: 0,
-        last: 0,
-        last_idx: 0,
-        count: 0,
-    },
+    chain: Chain::one(0),
 };
 
 /// One thread's table (lives in the thread-local whose destructor runs the
@@ -61,22 +55,21 @@ impl Batches {
         Self { ways: [E; WAYS] }
     }
 
-    /// Adds the block `addr`, slot `idx` of `slab`, which this thread holds
-    /// (marked by [`Slab::mark_remote`], not yet published).
+    /// Adds slot `idx` of `slab`, which this thread holds (marked by
+    /// [`Slab::mark_remote`], not yet published).
     ///
     /// # Safety
-    /// As stated: the caller holds the block, and `slab` is live.
+    /// As stated: the caller holds the slot, and `slab` is live.
     #[inline]
-    pub(crate) unsafe fn add(&self, slab: *mut Slab, addr: usize, idx: usize) {
+    pub(crate) unsafe fn add(&self, slab: *mut Slab, idx: usize) {
         // Regions are at least 16 KiB and aligned to their size.
         let way = &self.ways[((slab as usize >> 14) ^ (slab as usize >> 20)) % WAYS];
         let mut e = way.get();
         if e.slab == slab {
-            // SAFETY: we hold `addr` and the chain's first block, both of
-            // `slab`; the link makes `addr` the chain's new first.
-            unsafe { (*slab).link_held(addr, idx, e.chain.first) };
-            e.chain.first = addr;
-            e.chain.first_idx = idx;
+            // SAFETY: we hold `idx` and the chain's first slot, both of
+            // `slab`; the link makes `idx` the chain's new first.
+            unsafe { (*slab).link_held(idx, e.chain.first) };
+            e.chain.first = idx;
             e.chain.count += 1;
             if e.chain.count < MAX_CHAIN {
                 way.set(e);
@@ -86,7 +79,7 @@ impl Batches {
         } else {
             way.set(Entry {
                 slab,
-                chain: Chain::one(addr, idx),
+                chain: Chain::one(idx),
             });
         }
         if !e.slab.is_null() {

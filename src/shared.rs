@@ -348,10 +348,10 @@ impl Shared {
         }
         // SAFETY: the mark made this thread the block's holder, and the
         // block (counted in use until published) keeps its slab live.
-        let batched = thread::with_batches(|b| unsafe { b.add(slab, addr, idx) });
+        let batched = thread::with_batches(|b| unsafe { b.add(slab, idx) });
         if batched.is_none() {
             // SAFETY: as above.
-            unsafe { Self::publish(slab, &Chain::one(addr, idx)) };
+            unsafe { Self::publish(slab, &Chain::one(idx)) };
         }
     }
 

@@ -1,7 +1,7 @@
 //! A slab: one region of equal-size slots for a given (size, align), with its
 //! header at the start of the region — the untyped core.
 //!
-//! Region layout: `[Slab header][slot states][loom-only link cells][slots…]`.
+//! Region layout: `[Slab header][slot states][freelist links][slots…]`.
 //! The region is aligned to its own size, so `ptr & !(region - 1)` finds the
 //! header of any block in O(1).
 //!
@@ -10,10 +10,18 @@
 //! - owner only (plain memory in an `UnsafeCell`): [`Local`] — the local
 //!   freelist head, the bump frontier, the live count, list links;
 //! - any thread: `remote` (the MPSC list), the per-slot state bytes (the owner
-//!   stores, a remote freer flips `ALLOCATED → FREE`), `next_returned`.
+//!   stores, a remote freer flips `ALLOCATED → FREE`), `next_returned`;
+//! - the freelist link of a free slot: whoever holds the free slot.
 //!
-//! Hardening: freelist links are stored as `next ^ key ^ slot` with a random
-//! per-slab key and checked on every pop (and on a drain that walks); a link that decodes to
+//! Freelist links live *outside* the blocks, one `u16` per slot beside the
+//! state bytes (slot index + 1; 0 ends a list). A free — local or remote —
+//! never touches the block's memory, so a block freed on another thread
+//! stays in its owner's cache, and a use-after-free write cannot reach a
+//! link.
+//!
+//! Hardening: freelist links are stored as `next ^ key ^ slot` (16 bits) with
+//! a random per-slab key and checked on every pop (and on a drain that
+//! walks); a link that decodes to
 //! anything but a free slot below the bump frontier is counted as corruption
 //! and the rest of that list is abandoned (its slots come back when the slab is
 //! recycled). Double frees and foreign pointers are caught by the state bytes
@@ -44,13 +52,13 @@ pub(crate) const MAX_ALIGN: usize = 4096;
 /// Largest supported object.
 pub(crate) const MAX_SIZE: usize = 64 << 20;
 
-/// Under loom, freelist links live in tracked cells beside the states, so loom
-/// sees the hand-off of link data between threads. In production they live in
-/// the free block itself.
-#[cfg(loom)]
-type LinkCell = UnsafeCell<usize>;
-#[cfg(not(loom))]
-type LinkCell = ();
+/// A freelist link: the next free slot's index + 1 (0: end), encoded when
+/// hardened. Through the facade, so loom tracks every hand-off of link data.
+type LinkCell = UnsafeCell<u16>;
+
+// Links are `u16`: a region only grows past `MIN_REGION` while it holds fewer
+// than `MIN_SLOTS` slots, so no slab has more than `MIN_REGION / 9` slots.
+const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
 
 /// Where a list-managed slab sits, from its owner's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +76,7 @@ pub(crate) enum ListState {
 /// Owner-only state.
 #[derive(Debug)]
 pub(crate) struct Local {
-    /// First block of the local freelist (0: none).
+    /// First slot of the local freelist, as index + 1 (0: none).
     free: usize,
     /// Slots below this index have been handed out at least once.
     bump: usize,
@@ -158,8 +166,7 @@ impl Geometry {
     pub(crate) fn limited(mut self, limit: usize) -> Geometry {
         if limit < self.capacity {
             self.capacity = limit.max(1);
-            // The link cells (loom only) sit right after the states, where
-            // `Slab::links_base` looks for them; the slots stay put.
+            // The links sit right after the states; the slots stay put.
             self.links_off = round_up(
                 self.states_off + self.capacity * core::mem::size_of::<AtomicU8>(),
                 max(core::mem::align_of::<LinkCell>(), 1),
@@ -184,6 +191,8 @@ pub(crate) struct Slab {
     capacity: usize,
     /// Address of slot 0.
     slots: usize,
+    /// Address of the link cells.
+    links: usize,
     /// `u64::MAX / stride + 1`: divides slot offsets by a multiply.
     div: u64,
     /// Link key (0 when not hardened).
@@ -199,25 +208,21 @@ pub(crate) struct Slab {
     pub(crate) next_returned: AtomicPtr<Slab>,
 }
 
-/// Remotely freed blocks of one slab, linked `first → … → last`, held by
-/// the thread that freed them until it publishes them.
+/// Remotely freed slots of one slab (indices), linked `first → … → last`,
+/// held by the thread that freed them until it publishes them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chain {
     pub(crate) first: usize,
-    pub(crate) first_idx: usize,
     pub(crate) last: usize,
-    pub(crate) last_idx: usize,
     pub(crate) count: usize,
 }
 
 impl Chain {
-    /// The chain of one block.
-    pub(crate) fn one(addr: usize, idx: usize) -> Chain {
+    /// The chain of one slot.
+    pub(crate) const fn one(idx: usize) -> Chain {
         Chain {
-            first: addr,
-            first_idx: idx,
-            last: addr,
-            last_idx: idx,
+            first: idx,
+            last: idx,
             count: 1,
         }
     }
@@ -256,6 +261,7 @@ impl Slab {
             stride: geo.stride,
             capacity: geo.capacity,
             slots: region + geo.slots_off,
+            links: region + geo.links_off,
             div: u64::MAX / geo.stride as u64 + 1,
             key: if hardened { key | 1 } else { 0 },
             hardened,
@@ -279,12 +285,9 @@ impl Slab {
             for i in 0..geo.capacity {
                 states.add(i).write(AtomicU8::new(FREE));
             }
-            #[cfg(loom)]
-            {
-                let links = (region + geo.links_off) as *mut LinkCell;
-                for i in 0..geo.capacity {
-                    links.add(i).write(UnsafeCell::new(0));
-                }
+            let links = (region + geo.links_off) as *mut LinkCell;
+            for i in 0..geo.capacity {
+                links.add(i).write(UnsafeCell::new(0));
             }
             NonNull::new_unchecked(slab)
         }
@@ -307,7 +310,7 @@ impl Slab {
             for i in 0..cap {
                 core::ptr::drop_in_place((geo_states as *mut AtomicU8).add(i));
             }
-            let links = (*s).links_base();
+            let links = (*s).links;
             for i in 0..cap {
                 core::ptr::drop_in_place((links as *mut LinkCell).add(i));
             }
@@ -315,14 +318,6 @@ impl Slab {
         }
         #[cfg(not(loom))]
         let _ = slab;
-    }
-
-    #[cfg(loom)]
-    fn links_base(&self) -> usize {
-        let states_end = self as *const Slab as usize
-            + core::mem::size_of::<Slab>()
-            + self.capacity * core::mem::size_of::<AtomicU8>();
-        round_up(states_end, core::mem::align_of::<LinkCell>())
     }
 
     /// The header of the region holding `addr`.
@@ -362,58 +357,43 @@ impl Slab {
         unsafe { &*(base as *const AtomicU8).add(idx) }
     }
 
+    /// Encodes the link of slot `idx` to `next` (index + 1, or 0).
     #[inline(always)]
-    fn encode(&self, slot: usize, next: usize) -> usize {
+    fn encode(&self, idx: usize, next: usize) -> u16 {
         if self.hardened {
-            next ^ self.key ^ slot
+            (next ^ self.key ^ idx) as u16
         } else {
-            next
+            next as u16
         }
     }
 
-    /// Stores the encoded link `raw` for the free block `slot` (index `idx`).
+    #[inline(always)]
+    fn link(&self, idx: usize) -> &LinkCell {
+        // SAFETY: `idx < capacity` (callers hold a slot of this slab), and
+        // `init` constructed `capacity` link cells at `links`.
+        unsafe { &*(self.links as *const LinkCell).add(idx) }
+    }
+
+    /// Stores the encoded link `raw` of the free slot `idx`.
     ///
     /// # Safety
-    /// `slot` is a slot of this slab that the caller exclusively holds as free.
+    /// The caller exclusively holds slot `idx` as free.
     #[inline(always)]
     #[cfg_attr(loom, track_caller)]
-    unsafe fn write_link(&self, slot: usize, idx: usize, raw: usize) {
-        #[cfg(not(loom))]
-        {
-            let _ = idx;
-            // SAFETY: slots are at least 8 bytes and 8-aligned; the caller holds
-            // the free block, so no one else reads or writes it.
-            unsafe { (slot as *mut usize).write(raw) };
-        }
-        #[cfg(loom)]
-        {
-            let _ = slot;
-            let cell = (self.links_base() as *const LinkCell).wrapping_add(idx);
-            // SAFETY: `idx < capacity`; the cell was constructed by `init`.
-            unsafe { (*cell).with_mut(|p| *p = raw) };
-        }
+    unsafe fn write_link(&self, idx: usize, raw: u16) {
+        // SAFETY: per the contract, no one else reads or writes this link.
+        self.link(idx).with_mut(|p| unsafe { *p = raw })
     }
 
-    /// Reads the encoded link of the free block `slot` (index `idx`).
+    /// Reads the encoded link of the free slot `idx`.
     ///
     /// # Safety
     /// As [`Slab::write_link`].
     #[inline(always)]
     #[cfg_attr(loom, track_caller)]
-    unsafe fn read_link(&self, slot: usize, idx: usize) -> usize {
-        #[cfg(not(loom))]
-        {
-            let _ = idx;
-            // SAFETY: as in `write_link`.
-            unsafe { (slot as *const usize).read() }
-        }
-        #[cfg(loom)]
-        {
-            let _ = slot;
-            let cell = (self.links_base() as *const LinkCell).wrapping_add(idx);
-            // SAFETY: `idx < capacity`; the cell was constructed by `init`.
-            unsafe { (*cell).with(|p| *p) }
-        }
+    unsafe fn read_link(&self, idx: usize) -> u16 {
+        // SAFETY: as in `write_link`.
+        self.link(idx).with(|p| unsafe { *p })
     }
 
     /// Runs `f` on the owner-only state.
@@ -427,18 +407,24 @@ impl Slab {
         self.local.with_mut(|l| f(unsafe { &mut *l }))
     }
 
-    /// Decodes the link read from free block `slot` and checks it when
-    /// hardened. `None`: corrupt.
+    /// Decodes the link read from free slot `idx` into the next slot's
+    /// index + 1 (0: end). `None`: corrupt — when hardened, anything but a
+    /// free slot below the frontier; in every mode, anything past the slots.
     #[inline(always)]
-    fn decode(&self, slot: usize, raw: usize, bump: usize) -> Option<usize> {
-        let next = self.encode(slot, raw);
-        if !self.hardened || next == 0 {
-            return Some(next);
+    fn decode(&self, idx: usize, raw: u16, bump: usize) -> Option<usize> {
+        let next = if self.hardened {
+            (raw as usize ^ self.key ^ idx) & 0xffff
+        } else {
+            raw as usize
+        };
+        if next == 0 {
+            return Some(0);
         }
-        match self.slot_index(next) {
-            Some(i) if i < bump && self.state(i).load(Ordering::Relaxed) == FREE => Some(next),
-            _ => None,
+        if !self.hardened {
+            return (next <= self.capacity).then_some(next);
         }
+        let i = next - 1;
+        (i < bump && self.state(i).load(Ordering::Relaxed) == FREE).then_some(next)
     }
 
     /// Owner: hands out a slot from the local freelist or the bump frontier.
@@ -450,29 +436,28 @@ impl Slab {
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
-                let slot = if l.free != 0 {
-                    let slot = l.free;
-                    let idx = ((self.div as u128 * (slot - self.slots) as u128) >> 64) as usize;
-                    let raw = self.read_link(slot, idx);
-                    match self.decode(slot, raw, l.bump) {
+                let idx = if l.free != 0 {
+                    let idx = l.free - 1;
+                    let raw = self.read_link(idx);
+                    match self.decode(idx, raw, l.bump) {
                         Some(next) => l.free = next,
                         None => {
                             bump(corruption, 1);
                             l.free = 0;
                         }
                     }
-                    self.state(idx).store(ALLOCATED, Ordering::Relaxed);
-                    slot
+                    idx
                 } else if l.bump < self.capacity {
-                    let idx = l.bump;
                     l.bump += 1;
-                    self.state(idx).store(ALLOCATED, Ordering::Relaxed);
-                    self.slots + idx * self.stride
+                    l.bump - 1
                 } else {
                     return None;
                 };
+                self.state(idx).store(ALLOCATED, Ordering::Relaxed);
                 l.used += 1;
-                Some(NonNull::new_unchecked(slot as *mut u8))
+                Some(NonNull::new_unchecked(
+                    (self.slots + idx * self.stride) as *mut u8,
+                ))
             })
         }
     }
@@ -495,8 +480,8 @@ impl Slab {
         // SAFETY: the caller is the owner; the block is ours and now free.
         unsafe {
             self.local(|l| {
-                self.write_link(addr, idx, self.encode(addr, l.free));
-                l.free = addr;
+                self.write_link(idx, self.encode(idx, l.free));
+                l.free = idx + 1;
                 l.used -= 1;
             });
         }
@@ -509,7 +494,7 @@ impl Slab {
         match self.mark_remote(addr) {
             Ok(idx) => {
                 // SAFETY: the mark made this thread the holder of the block.
-                let claimed = unsafe { self.push_chain(&Chain::one(addr, idx)) };
+                let claimed = unsafe { self.push_chain(&Chain::one(idx)) };
                 Freed::Ok { claimed }
             }
             Err(bad) => bad,
@@ -545,15 +530,16 @@ impl Slab {
         Ok(idx)
     }
 
-    /// Links the held block `addr` (slot `idx`) to `next`, the block that
-    /// follows it in a chain being gathered.
+    /// Links the held slot `idx` to slot `next`, which follows it in a chain
+    /// being gathered.
     ///
     /// # Safety
-    /// The caller holds `addr` (marked by [`Slab::mark_remote`], not pushed).
+    /// The caller holds slot `idx` (marked by [`Slab::mark_remote`], not
+    /// pushed).
     #[inline(always)]
-    pub(crate) unsafe fn link_held(&self, addr: usize, idx: usize, next: usize) {
+    pub(crate) unsafe fn link_held(&self, idx: usize, next: usize) {
         // SAFETY: per the contract.
-        unsafe { self.write_link(addr, idx, self.encode(addr, next)) }
+        unsafe { self.write_link(idx, self.encode(idx, next + 1)) }
     }
 
     /// Publishes a chain of `count` held blocks, linked from slot `first_idx`
@@ -566,10 +552,10 @@ impl Slab {
     /// are written ([`Slab::link_held`]).
     #[inline]
     pub(crate) unsafe fn push_chain(&self, c: &Chain) -> bool {
-        self.remote.push(c.first_idx, c.count, |old| {
-            let next = old.map_or(0, |i| self.slots + i * self.stride);
+        self.remote.push(c.first, c.count, |old| {
+            let next = old.map_or(0, |i| i + 1);
             // SAFETY: the caller holds `last` until the push publishes it.
-            unsafe { self.write_link(c.last, c.last_idx, self.encode(c.last, next)) }
+            unsafe { self.write_link(c.last, self.encode(c.last, next)) }
         })
     }
 
@@ -586,21 +572,18 @@ impl Slab {
         let Some(taken) = self.remote.take_all() else {
             return 0;
         };
-        let head = self.slots + taken.top * self.stride;
         // SAFETY: the caller is the owner; the taken chain is ours alone.
         unsafe {
             self.local(|l| {
                 l.used -= taken.count.min(l.used);
                 if l.free == 0 {
-                    l.free = head;
+                    l.free = taken.top + 1;
                     return taken.count;
                 }
-                let mut tail = head;
+                let mut tail = taken.top;
                 for _ in 1..taken.count {
-                    let idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
-                    let raw = self.read_link(tail, idx);
-                    match self.decode(tail, raw, l.bump) {
-                        Some(next) if next != 0 => tail = next,
+                    match self.decode(tail, self.read_link(tail), l.bump) {
+                        Some(next) if next != 0 => tail = next - 1,
                         _ => {
                             // Corrupt (or cut short): keep what we walked.
                             bump(corruption, 1);
@@ -608,9 +591,8 @@ impl Slab {
                         }
                     }
                 }
-                let tail_idx = ((self.div as u128 * (tail - self.slots) as u128) >> 64) as usize;
-                self.write_link(tail, tail_idx, self.encode(tail, l.free));
-                l.free = head;
+                self.write_link(tail, self.encode(tail, l.free));
+                l.free = taken.top + 1;
                 taken.count
             })
         }

@@ -60,6 +60,20 @@ fn drain(s: &Slab, c: &AtomicU64) -> usize {
     unsafe { s.drain(c) }
 }
 
+/// Overwrites the link of the free block at `block` with `raw` (what a stray
+/// write into the slab's metadata would do; an attacker does not know the
+/// key, so the raw value is what lands).
+fn forge_link(s: &Slab, block: usize, raw: u16) {
+    let idx = s.slot_index(block).unwrap();
+    // SAFETY: the test thread owns the slab and the block is free.
+    unsafe { s.write_link(idx, raw) };
+}
+
+/// The raw link to `block` (index + 1), unencoded.
+fn raw_link_to(s: &Slab, block: usize) -> u16 {
+    (s.slot_index(block).unwrap() + 1) as u16
+}
+
 fn in_slots(s: &Slab, p: usize) -> bool {
     s.slot_index(p).is_some()
 }
@@ -206,16 +220,18 @@ fn corrupted_local_link_detected_and_contained() {
     for &b in &blocks[..4] {
         assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
     }
-    // A use-after-free write: overwrite the link bytes of the head block with
-    // a pointer outside the slab.
-    let head = blocks[3];
-    // SAFETY: the block is inside our test region.
-    unsafe { (head as *mut usize).write(0xdead_beef_0000) };
+    // A stray metadata write: the head block's link now names a live block
+    // (in range, so only the hardened check can tell).
+    forge_link(s, blocks[3], raw_link_to(s, blocks[6]));
     let mut out = Vec::new();
     while let Some(p) = pop(s, &c) {
         out.push(p.as_ptr() as usize);
     }
     assert!(c.load(Ordering::Relaxed) >= 1, "corruption must be counted");
+    assert!(
+        !out.contains(&blocks[6]),
+        "a live block was handed out again"
+    );
     for &p in &out {
         assert!(in_slots(s, p), "{p:#x} escaped the slot array");
     }
@@ -234,10 +250,9 @@ fn corrupted_link_to_live_block_detected() {
     let a = pop(s, &c).unwrap().as_ptr() as usize;
     let live = pop(s, &c).unwrap().as_ptr() as usize;
     assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
-    // Forge a correctly-aligned, in-range link to a block that is still live:
-    // without the key the attacker writes the raw address.
-    // SAFETY: inside our test region.
-    unsafe { (a as *mut usize).write(live) };
+    // Forge an in-range link to a block that is still live: without the key
+    // the attacker writes the raw index.
+    forge_link(s, a, raw_link_to(s, live));
     let first = pop(s, &c).unwrap().as_ptr() as usize;
     assert_eq!(first, a);
     assert_eq!(c.load(Ordering::Relaxed), 1);
@@ -257,8 +272,7 @@ fn corrupted_remote_link_detected() {
     for &b in &blocks {
         assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
     }
-    // SAFETY: inside our test region.
-    unsafe { (blocks[3] as *mut usize).write(r.ptr as usize + 3) };
+    forge_link(s, blocks[3], raw_link_to(s, blocks[0]) + 1);
     // Into an empty freelist the chain is spliced whole; the corrupt link is
     // caught by the pop that reads it.
     assert_eq!(drain(s, &c), 4);
@@ -289,8 +303,7 @@ fn corrupted_remote_link_cuts_a_walked_drain() {
     for &b in &blocks[..4] {
         assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
     }
-    // SAFETY: inside our test region.
-    unsafe { (blocks[3] as *mut usize).write(r.ptr as usize + 3) };
+    forge_link(s, blocks[3], raw_link_to(s, blocks[0]) + 1);
     assert_eq!(drain(s, &c), 4);
     assert_eq!(
         c.load(Ordering::Relaxed),
@@ -324,12 +337,11 @@ fn remote_chain_is_pushed_once_and_spliced() {
     for &b in &blocks[..5] {
         let idx = s.mark_remote(b).unwrap();
         chain = Some(match chain {
-            None => Chain::one(b, idx),
+            None => Chain::one(idx),
             Some(mut ch) => {
-                // SAFETY: both blocks are held (marked, not pushed).
-                unsafe { s.link_held(b, idx, ch.first) };
-                ch.first = b;
-                ch.first_idx = idx;
+                // SAFETY: both slots are held (marked, not pushed).
+                unsafe { s.link_held(idx, ch.first) };
+                ch.first = idx;
                 ch.count += 1;
                 ch
             }
@@ -366,11 +378,49 @@ fn plain_mode_links_are_raw() {
     let a = pop(s, &c).unwrap().as_ptr() as usize;
     let live = pop(s, &c).unwrap().as_ptr() as usize;
     assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
-    // SAFETY: inside our test region.
-    unsafe { (a as *mut usize).write(live) };
+    forge_link(s, a, raw_link_to(s, live));
     assert_eq!(pop(s, &c).unwrap().as_ptr() as usize, a);
     assert_eq!(pop(s, &c).unwrap().as_ptr() as usize, live);
     assert_eq!(c.load(Ordering::Relaxed), 0);
+    // Even unhardened, a link past the slot array is refused.
+    let b = pop(s, &c).unwrap().as_ptr() as usize;
+    assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
+    forge_link(s, b, 0xfff0);
+    assert_eq!(pop(s, &c).unwrap().as_ptr() as usize, b);
+    assert_eq!(c.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn use_after_free_writes_cannot_reach_the_freelist() {
+    // Links live outside the blocks: scribbling over freed blocks (local and
+    // remote frees) changes nothing the allocator reads, in either mode.
+    for hardened in [false, true] {
+        let g = Geometry::of(64, 8);
+        let r = Region::new(&g);
+        let s = slab(&g, &r, hardened);
+        let c = AtomicU64::new(0);
+        let blocks: Vec<usize> = (0..16)
+            .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+            .collect();
+        for (i, &b) in blocks.iter().enumerate() {
+            if i % 2 == 0 {
+                assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
+            } else {
+                assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
+            }
+            // SAFETY: the whole 64-byte block lies in our test region.
+            unsafe { core::ptr::write_bytes(b as *mut u8, 0xa5, 64) };
+        }
+        assert_eq!(drain(s, &c), 8);
+        let mut got: Vec<usize> = (0..16)
+            .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
+            .collect();
+        got.sort_unstable();
+        let mut want = blocks.clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "hardened={hardened}");
+        assert_eq!(c.load(Ordering::Relaxed), 0, "hardened={hardened}");
+    }
 }
 
 #[test]
