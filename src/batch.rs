@@ -8,10 +8,11 @@
 //! state byte) with a plain store, and pays one locked instruction per chain
 //! instead of one per block.
 //!
-//! The table has [`WAYS`] entries, direct-mapped by slab address; each holds
-//! at most [`MAX_CHAIN`] blocks of one slab. An entry is published when it
-//! fills, when a block of another slab needs its way, when the thread takes an
-//! allocation slow path or calls [`Pool::trim`](crate::Pool::trim) or
+//! The table has [`WAYS`] entries (fully associative, round-robin eviction);
+//! each holds at most [`MAX_CHAIN`] blocks of one slab. An entry is published when it
+//! fills, when a block of another slab needs its way, when the thread is about
+//! to map a new slab or use the overflow tier, when it calls
+//! [`Pool::trim`](crate::Pool::trim) or
 //! [`flush_remote_frees`](crate::flush_remote_frees), and at thread exit. So
 //! a thread holds back at most `WAYS × MAX_CHAIN` blocks, and only until it
 //! next does one of those things: a thread that frees remote blocks and then
@@ -30,29 +31,29 @@ pub(crate) const WAYS: usize = 8;
 /// Blocks an entry gathers before it is published.
 pub(crate) const MAX_CHAIN: usize = 32;
 
-#[derive(Clone, Copy)]
-struct Entry {
-    /// The slab (null: the entry is empty).
-    slab: *mut Slab,
-    chain: Chain,
-}
-
-const EMPTY: Entry = Entry {
-    slab: core::ptr::null_mut(),
-    chain: Chain::one(0),
-};
-
 /// One thread's table (lives in the thread-local whose destructor runs the
-/// exit hooks, see [`crate::thread`]).
+/// exit hooks, see [`crate::thread`]). Fully associative: the slab pointers
+/// fill one cache line and are scanned in order; a slab that finds no entry
+/// takes an empty one, else evicts (publishes) the next in round-robin order.
 pub(crate) struct Batches {
-    ways: [Cell<Entry>; WAYS],
+    /// The slab each entry gathers for (null: empty).
+    slabs: [Cell<*mut Slab>; WAYS],
+    chains: [Cell<Chain>; WAYS],
+    /// The next entry to evict.
+    victim: Cell<usize>,
 }
 
 impl Batches {
     pub(crate) const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
-        const E: Cell<Entry> = Cell::new(EMPTY);
-        Self { ways: [E; WAYS] }
+        const S: Cell<*mut Slab> = Cell::new(core::ptr::null_mut());
+        #[allow(clippy::declare_interior_mutable_const)]
+        const C: Cell<Chain> = Cell::new(Chain::one(0));
+        Self {
+            slabs: [S; WAYS],
+            chains: [C; WAYS],
+            victim: Cell::new(0),
+        }
     }
 
     /// Adds slot `idx` of `slab`, which this thread holds (marked by
@@ -62,39 +63,51 @@ impl Batches {
     /// As stated: the caller holds the slot, and `slab` is live.
     #[inline]
     pub(crate) unsafe fn add(&self, slab: *mut Slab, idx: usize) {
-        // Regions are at least 16 KiB and aligned to their size.
-        let way = &self.ways[((slab as usize >> 14) ^ (slab as usize >> 20)) % WAYS];
-        let mut e = way.get();
-        if e.slab == slab {
-            // SAFETY: we hold `idx` and the chain's first slot, both of
-            // `slab`; the link makes `idx` the chain's new first.
-            unsafe { (*slab).link_held(idx, e.chain.first) };
-            e.chain.first = idx;
-            e.chain.count += 1;
-            if e.chain.count < MAX_CHAIN {
-                way.set(e);
+        let mut empty = WAYS;
+        for w in 0..WAYS {
+            let s = self.slabs[w].get();
+            if s == slab {
+                let mut c = self.chains[w].get();
+                // SAFETY: we hold `idx` and the chain's first slot, both of
+                // `slab`; the link makes `idx` the chain's new first.
+                unsafe { (*slab).link_held(idx, c.first) };
+                c.first = idx;
+                c.count += 1;
+                if c.count < MAX_CHAIN {
+                    self.chains[w].set(c);
+                } else {
+                    self.slabs[w].set(core::ptr::null_mut());
+                    // SAFETY: the chain's blocks are held, so `slab` is live.
+                    unsafe { Shared::publish(slab, &c) };
+                }
                 return;
             }
-            way.set(EMPTY);
-        } else {
-            way.set(Entry {
-                slab,
-                chain: Chain::one(idx),
-            });
+            if s.is_null() && empty == WAYS {
+                empty = w;
+            }
         }
-        if !e.slab.is_null() {
-            // SAFETY: the entry's blocks are held, so its slab is live.
-            unsafe { Shared::publish(e.slab, &e.chain) };
+        let w = if empty < WAYS {
+            empty
+        } else {
+            let w = self.victim.get();
+            self.victim.set((w + 1) % WAYS);
+            w
+        };
+        let old = self.slabs[w].replace(slab);
+        let old_chain = self.chains[w].replace(Chain::one(idx));
+        if !old.is_null() {
+            // SAFETY: the evicted chain's blocks are held, so its slab is live.
+            unsafe { Shared::publish(old, &old_chain) };
         }
     }
 
     /// Publishes every entry.
     pub(crate) fn flush(&self) {
-        for way in &self.ways {
-            let e = way.replace(EMPTY);
-            if !e.slab.is_null() {
+        for w in 0..WAYS {
+            let slab = self.slabs[w].replace(core::ptr::null_mut());
+            if !slab.is_null() {
                 // SAFETY: as in `add`.
-                unsafe { Shared::publish(e.slab, &e.chain) };
+                unsafe { Shared::publish(slab, &self.chains[w].get()) };
             }
         }
     }

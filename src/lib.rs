@@ -61,8 +61,8 @@ pub use stats::Stats;
 /// other frees into the same slab and sent home in one atomic push; until
 /// then (at most 8 slabs × 32 blocks per thread) the blocks count as free in
 /// [`Pool::stats`] but their slabs cannot be reused or released. The batches
-/// are published when the thread allocates on a slow path, calls
-/// [`Pool::trim`], or exits; call this before a thread that freed blocks of
+/// are published when they fill, when the thread is about to map a new slab
+/// (or use the overflow tier), calls [`Pool::trim`], or exits; call this before a thread that freed blocks of
 /// other threads blocks for a long time.
 ///
 /// Publication at exit runs in a thread-local destructor. `JoinHandle::join`

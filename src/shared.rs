@@ -142,9 +142,19 @@ impl Shared {
 
     #[cold]
     fn alloc_owned_slow(&self, heap: &Heap) -> Result<NonNull<u8>, AllocError> {
-        flush_batches();
         // SAFETY: the caller checked that this thread owns `heap`.
-        match unsafe { heap.alloc_slow(self, true) }? {
+        let got = match unsafe { heap.alloc_slow(self, false) }? {
+            Some(p) => Some(p),
+            None => {
+                // About to map a slab: publish what this thread holds for
+                // other heaps first, so no thread grows while it sits on
+                // freed blocks (they may be exactly what another heap needs).
+                flush_batches();
+                // SAFETY: as above.
+                unsafe { heap.alloc_slow(self, true) }?
+            }
+        };
+        match got {
             Some(p) => {
                 bump(&heap.stats.allocs, 1);
                 Ok(p)
