@@ -22,7 +22,9 @@ pub struct Stats {
     pub released_bytes: u64,
     /// Threads currently owning a heap in this pool.
     pub thread_heaps: u64,
-    /// Frees made by a thread other than the block's owner.
+    /// Frees made by a thread other than the block's owner. Counted (and
+    /// counted in `frees`) when made; the block is reusable once the freeing
+    /// thread publishes its batch (see [`crate::flush_remote_frees`]).
     pub remote_frees: u64,
     /// Corrupted freelist links detected (hardened pools).
     pub corruption_events: u64,
