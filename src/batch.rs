@@ -9,9 +9,9 @@
 //! instead of one per block.
 //!
 //! The table has [`WAYS`] entries (fully associative, round-robin eviction);
-//! each holds at most [`MAX_CHAIN`] blocks of one slab. An entry is published when it
-//! fills, when a block of another slab needs its way, when the thread is about
-//! to map a new slab or use the overflow tier, when it calls
+//! each holds at most [`MAX_CHAIN`] blocks of one slab. An entry is published
+//! when it fills, when a block of another slab needs its entry, when the
+//! thread is about to map a new slab or use the overflow tier, when it calls
 //! [`Pool::trim`](crate::Pool::trim) or
 //! [`flush_remote_frees`](crate::flush_remote_frees), and at thread exit. So
 //! a thread holds back at most `WAYS × MAX_CHAIN` blocks, and only until it

@@ -62,8 +62,8 @@ pub use stats::Stats;
 /// then (at most 8 slabs × 32 blocks per thread) the blocks count as free in
 /// [`Pool::stats`] but their slabs cannot be reused or released. The batches
 /// are published when they fill, when the thread is about to map a new slab
-/// (or use the overflow tier), calls [`Pool::trim`], or exits; call this before a thread that freed blocks of
-/// other threads blocks for a long time.
+/// (or use the overflow tier), calls [`Pool::trim`], or exits; call this
+/// before a thread that freed blocks of other threads blocks for a long time.
 ///
 /// Publication at exit runs in a thread-local destructor. `JoinHandle::join`
 /// waits for those, but `std::thread::scope` returns as soon as the scoped

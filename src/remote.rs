@@ -42,8 +42,8 @@ pub(crate) const TAG: u64 = 1;
 /// A slab's MPSC stack of remotely freed blocks. The head word packs the top
 /// block's slot index (plus one, so 0 is "empty") and how many blocks the
 /// stack holds, so the owner takes the whole chain *and its length* with one
-/// swap and can splice it without walking it. Links live in the blocks; the
-/// caller's `link` closure writes them.
+/// swap and can splice it without walking it. Links live in the slab's link
+/// array, beside the slot states; the caller's `link` closure writes them.
 ///
 /// Head layout: bit 0 the detached tag, bits 1–31 top index + 1, bits 32–63
 /// the count. Slabs hold fewer than 2^30 slots (`Geometry` keeps them far
