@@ -26,6 +26,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::harness::rss_bytes;
 use common::subjects::{by_name, Subject, Visitor, NAMES};
 use common::workloads::{larson_run, LarsonParams};
 
@@ -39,20 +40,6 @@ usage: memory_report [--live N[,N...]] [--seconds S] [--subjects a,b,...] [--ret
   --seconds S       larson run time per subject and size (default 1.5)
   --subjects list   subjects to run (default: all of them)
   --retained N      homeslab: Pool::builder().retained_empty_slabs(N) (default: the pool's default)";
-
-fn page_size() -> u64 {
-    4096
-}
-
-/// Resident bytes of this process (`/proc/self/statm`, field 2).
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    s.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * page_size()
-}
 
 #[derive(Clone, Copy, Default)]
 struct Sample {

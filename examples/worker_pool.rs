@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use common::harness::Rng;
+use common::harness::{rss_bytes, Rng};
 use common::subjects::{Homeslab, Obj, Subject, SystemBox};
 
 const USAGE: &str = "\
@@ -343,16 +343,6 @@ fn worker<'s, T: Stamped, S: Subject<T>>(
         served += 1;
     }
     (slot, m)
-}
-
-/// Resident bytes of this process.
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    s.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
 }
 
 struct Config {

@@ -43,22 +43,13 @@ pub(crate) const FREE: u8 = 0;
 pub(crate) const ALLOCATED: u8 = 1;
 
 const MAGIC: usize = 0x686f_6d65_736c_6162; // "homeslab"
-/// Smallest region; also the granularity of `MADV_DONTNEED`.
-const MIN_REGION: usize = 16 * 1024;
-/// A region grows until it holds at least this many slots.
-const MIN_SLOTS: usize = 8;
-/// Largest supported alignment.
-pub(crate) const MAX_ALIGN: usize = 4096;
-/// Largest supported object.
-pub(crate) const MAX_SIZE: usize = 64 << 20;
 
 /// A freelist link: the next free slot's index + 1 (0: end), encoded when
 /// hardened. Through the facade, so loom tracks every hand-off of link data.
 type LinkCell = UnsafeCell<u16>;
 
-// Links are `u16`: a region only grows past `MIN_REGION` while it holds fewer
-// than `MIN_SLOTS` slots, so no slab has more than `MIN_REGION / 9` slots.
-const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
+mod geometry;
+pub(crate) use geometry::{Geometry, MAX_ALIGN, MAX_SIZE};
 
 /// Where a list-managed slab sits, from its owner's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,95 +76,6 @@ pub(crate) struct Local {
     pub(crate) list: ListState,
     pub(crate) prev: *mut Slab,
     pub(crate) next: *mut Slab,
-}
-
-/// Geometry of a slab for one (size, align).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub(crate) region: usize,
-    pub(crate) stride: usize,
-    pub(crate) capacity: usize,
-    states_off: usize,
-    links_off: usize,
-    slots_off: usize,
-}
-
-const fn round_up(x: usize, to: usize) -> usize {
-    (x + to - 1) & !(to - 1)
-}
-
-const fn max(a: usize, b: usize) -> usize {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-impl Geometry {
-    /// The geometry for objects of `size` and `align` (a power of two,
-    /// at most [`MAX_ALIGN`]; `size` at most [`MAX_SIZE`]). Depends on nothing
-    /// else, so a block's region size is known from its type alone.
-    pub(crate) const fn of(size: usize, align: usize) -> Geometry {
-        let slot_align = max(align, 8);
-        let stride = round_up(max(size, 8), slot_align);
-        let mut region = MIN_REGION;
-        loop {
-            let g = Self::fit(region, stride, slot_align);
-            if g.capacity >= MIN_SLOTS {
-                return g;
-            }
-            region *= 2;
-        }
-    }
-
-    /// The most slots a `region` holds, header and metadata included.
-    const fn fit(region: usize, stride: usize, slot_align: usize) -> Geometry {
-        let header = core::mem::size_of::<Slab>();
-        let meta = core::mem::size_of::<AtomicU8>() + core::mem::size_of::<LinkCell>();
-        let mut cap = if region > header {
-            (region - header) / (stride + meta)
-        } else {
-            0
-        };
-        loop {
-            let states_off = header;
-            let links_off = round_up(
-                states_off + cap * core::mem::size_of::<AtomicU8>(),
-                max(core::mem::align_of::<LinkCell>(), 1),
-            );
-            // Place slot 0 so that slots start on the strongest boundary
-            // the stride keeps (up to a cache line): 64-byte objects then
-            // never straddle two lines.
-            let stride_pow2 = 1 << stride.trailing_zeros();
-            let place = max(slot_align, if stride_pow2 < 64 { stride_pow2 } else { 64 });
-            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), place);
-            if cap == 0 || slots_off + cap * stride <= region {
-                return Geometry {
-                    region,
-                    stride,
-                    capacity: cap,
-                    states_off,
-                    links_off,
-                    slots_off,
-                };
-            }
-            cap -= 1;
-        }
-    }
-
-    /// The same region, using at most `limit` slots.
-    pub(crate) fn limited(mut self, limit: usize) -> Geometry {
-        if limit < self.capacity {
-            self.capacity = limit.max(1);
-            // The links sit right after the states; the slots stay put.
-            self.links_off = round_up(
-                self.states_off + self.capacity * core::mem::size_of::<AtomicU8>(),
-                max(core::mem::align_of::<LinkCell>(), 1),
-            );
-        }
-        self
-    }
 }
 
 /// The header at the start of every slab region.

@@ -1,6 +1,7 @@
 //! Unit tests of the slab core: geometry, freelist, bump frontier, remote
 //! list, hardening.
 
+use super::geometry::MIN_SLOTS;
 use super::*;
 
 /// A region from the heap, aligned to its size, freed on drop.

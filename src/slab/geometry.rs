@@ -1,0 +1,108 @@
+//! Where a slab's parts sit in its region, for one (size, align): the
+//! region size, the slot stride and capacity, and the offsets of the state
+//! bytes, the link array and slot 0. Computed at compile time per type.
+
+use super::{LinkCell, Slab};
+use crate::sync::AtomicU8;
+
+/// Smallest region; also the granularity of `MADV_DONTNEED`.
+const MIN_REGION: usize = 16 * 1024;
+/// A region grows until it holds at least this many slots.
+pub(super) const MIN_SLOTS: usize = 8;
+/// Largest supported alignment.
+pub(crate) const MAX_ALIGN: usize = 4096;
+/// Largest supported object.
+pub(crate) const MAX_SIZE: usize = 64 << 20;
+
+// Links are `u16`: a region only grows past `MIN_REGION` while it holds fewer
+// than `MIN_SLOTS` slots, so no slab has more than `MIN_REGION / 9` slots.
+const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
+
+/// Geometry of a slab for one (size, align).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) region: usize,
+    pub(crate) stride: usize,
+    pub(crate) capacity: usize,
+    pub(super) states_off: usize,
+    pub(super) links_off: usize,
+    pub(super) slots_off: usize,
+}
+
+const fn round_up(x: usize, to: usize) -> usize {
+    (x + to - 1) & !(to - 1)
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+impl Geometry {
+    /// The geometry for objects of `size` and `align` (a power of two,
+    /// at most [`MAX_ALIGN`]; `size` at most [`MAX_SIZE`]). Depends on nothing
+    /// else, so a block's region size is known from its type alone.
+    pub(crate) const fn of(size: usize, align: usize) -> Geometry {
+        let slot_align = max(align, 8);
+        let stride = round_up(max(size, 8), slot_align);
+        let mut region = MIN_REGION;
+        loop {
+            let g = Self::fit(region, stride, slot_align);
+            if g.capacity >= MIN_SLOTS {
+                return g;
+            }
+            region *= 2;
+        }
+    }
+
+    /// The most slots a `region` holds, header and metadata included.
+    const fn fit(region: usize, stride: usize, slot_align: usize) -> Geometry {
+        let header = core::mem::size_of::<Slab>();
+        let meta = core::mem::size_of::<AtomicU8>() + core::mem::size_of::<LinkCell>();
+        let mut cap = if region > header {
+            (region - header) / (stride + meta)
+        } else {
+            0
+        };
+        loop {
+            let states_off = header;
+            let links_off = round_up(
+                states_off + cap * core::mem::size_of::<AtomicU8>(),
+                max(core::mem::align_of::<LinkCell>(), 1),
+            );
+            // Place slot 0 so that slots start on the strongest boundary
+            // the stride keeps (up to a cache line): 64-byte objects then
+            // never straddle two lines.
+            let stride_pow2 = 1 << stride.trailing_zeros();
+            let place = max(slot_align, if stride_pow2 < 64 { stride_pow2 } else { 64 });
+            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), place);
+            if cap == 0 || slots_off + cap * stride <= region {
+                return Geometry {
+                    region,
+                    stride,
+                    capacity: cap,
+                    states_off,
+                    links_off,
+                    slots_off,
+                };
+            }
+            cap -= 1;
+        }
+    }
+
+    /// The same region, using at most `limit` slots.
+    pub(crate) fn limited(mut self, limit: usize) -> Geometry {
+        if limit < self.capacity {
+            self.capacity = limit.max(1);
+            // The links sit right after the states; the slots stay put.
+            self.links_off = round_up(
+                self.states_off + self.capacity * core::mem::size_of::<AtomicU8>(),
+                max(core::mem::align_of::<LinkCell>(), 1),
+            );
+        }
+        self
+    }
+}
