@@ -124,8 +124,9 @@ impl PageSource {
         loop {
             let mut st = self.state.lock();
             if let Some(addr) = self.take_free(&mut st)? {
+                let cutoff = self.sweep_due(&mut st, None);
                 drop(st);
-                self.maybe_sweep();
+                self.sweep(cutoff);
                 return Ok(addr);
             }
             drop(st);
@@ -185,14 +186,16 @@ impl PageSource {
 
     /// Returns a region; its pages stay warm until released.
     pub(crate) fn release(&self, addr: usize) {
+        let now = Instant::now();
         let mut st = self.state.lock();
         self.chunk_of(&mut st, addr).free += 1;
         st.free.push(FreeRegion {
             addr,
-            warm_since: Some(Instant::now()),
+            warm_since: Some(now),
         });
+        let cutoff = self.sweep_due(&mut st, Some(now));
         drop(st);
-        self.maybe_sweep();
+        self.sweep(cutoff);
     }
 
     /// True if `addr` lies inside one of this source's chunks.
@@ -204,20 +207,22 @@ impl PageSource {
     }
 
     /// The working-set policy: warm free regions idle for a whole period go
-    /// back to the OS. Runs on the slow paths that already reach the source.
-    fn maybe_sweep(&self) {
-        let Some(period) = self.release_after else {
-            return;
-        };
-        let now = Instant::now();
-        let cutoff = {
-            let mut st = self.state.lock();
-            if now.duration_since(st.last_sweep) < period / 2 {
-                return;
-            }
-            st.last_sweep = now;
-            now.checked_sub(period)
-        };
+    /// back to the OS. Runs on the slow paths that already reach the source,
+    /// under the lock they hold, with one clock read (`now`, if the caller
+    /// has read it): if half a period passed since the last sweep, starts
+    /// one and returns its cutoff for [`PageSource::sweep`].
+    fn sweep_due(&self, st: &mut SourceState, now: Option<Instant>) -> Option<Instant> {
+        let period = self.release_after?;
+        let now = now.unwrap_or_else(Instant::now);
+        if now.duration_since(st.last_sweep) < period / 2 {
+            return None;
+        }
+        st.last_sweep = now;
+        now.checked_sub(period)
+    }
+
+    /// Releases the warm regions free since before `cutoff` (outside the lock).
+    fn sweep(&self, cutoff: Option<Instant>) {
         if let Some(cutoff) = cutoff {
             self.release_warm(|since| since <= cutoff);
         }

@@ -102,20 +102,40 @@ impl Shared {
         self.this.load(Ordering::Relaxed)
     }
 
-    /// Allocates one block.
-    #[inline]
+    /// Allocates one block: the fast path inline, the rest out of line.
+    #[inline(always)]
     pub(crate) fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
+        match self.alloc_fast() {
+            Some(p) => Ok(p),
+            None => self.alloc_slow(),
+        }
+    }
+
+    /// The owner fast path: this thread's cached heap, its current slab.
+    #[inline(always)]
+    fn alloc_fast(&self) -> Option<NonNull<u8>> {
+        let fast = thread::fast();
+        if fast.pool != self.id {
+            return None;
+        }
+        // SAFETY: the cache holds only a heap this thread owns, of this
+        // (live) pool; ownership ends only when the thread exits, which
+        // clears the cache.
+        let heap = unsafe { &*fast.heap };
+        // SAFETY: this thread owns `heap`.
+        let p = unsafe { heap.alloc_fast() }?;
+        bump(&heap.stats.allocs, 1);
+        Some(p)
+    }
+
+    /// Everything but the fast path.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
         let fast = thread::fast();
         if fast.pool == self.id {
-            // SAFETY: the cache holds only a heap this thread owns, of this
-            // (live) pool; ownership ends only when the thread exits, which
-            // clears the cache.
+            // SAFETY: as in `alloc_fast`.
             let heap = unsafe { &*fast.heap };
-            // SAFETY: this thread owns `heap`.
-            if let Some(p) = unsafe { heap.alloc_fast() } {
-                bump(&heap.stats.allocs, 1);
-                return Ok(p);
-            }
             return self.alloc_owned_slow(heap);
         }
         self.alloc_uncached(fast.serial)

@@ -185,7 +185,7 @@ impl<T: Obj> Subject<T> for Homeslab<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> homeslab::PoolBox<T> {
         match self.pool.alloc(v) {
             Ok(b) => b,
@@ -193,12 +193,12 @@ impl<T: Obj> Subject<T> for Homeslab<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, h: homeslab::PoolBox<T>) {
         drop(h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &homeslab::PoolBox<T>, f: impl FnOnce(&T) -> R) -> R {
         f(h)
     }
@@ -230,17 +230,17 @@ impl<T: Obj> Subject<T> for SystemBox<T> {
         "box-system"
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> Box<T> {
         Box::new(v)
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, h: Box<T>) {
         drop(h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &Box<T>, f: impl FnOnce(&T) -> R) -> R {
         f(h)
     }
@@ -282,7 +282,7 @@ impl<A: GlobalAlloc + Sync, T: Obj> Subject<T> for Raw<A, T> {
         self.name
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> RawBox<T> {
         let layout = Layout::new::<T>();
         // SAFETY: `layout` has a non-zero size (checked in `new`).
@@ -295,7 +295,7 @@ impl<A: GlobalAlloc + Sync, T: Obj> Subject<T> for Raw<A, T> {
         RawBox(p)
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, h: RawBox<T>) {
         let p = h.0.as_ptr();
         // SAFETY: `h` came from `alloc` of this allocator with `T`'s layout
@@ -306,7 +306,7 @@ impl<A: GlobalAlloc + Sync, T: Obj> Subject<T> for Raw<A, T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &RawBox<T>, f: impl FnOnce(&T) -> R) -> R {
         // SAFETY: the block holds an initialised `T` owned by `h`.
         f(unsafe { h.0.as_ref() })
@@ -330,7 +330,7 @@ impl<T: Obj> Subject<T> for Sharded<T> {
         "sharded-slab"
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> usize {
         match self.0.insert(v) {
             Some(k) => k,
@@ -338,13 +338,13 @@ impl<T: Obj> Subject<T> for Sharded<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, h: usize) {
         let v = self.0.take(h);
         debug_assert!(v.is_some());
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &usize, f: impl FnOnce(&T) -> R) -> R {
         match self.0.get(*h) {
             Some(e) => f(&e),
@@ -376,19 +376,19 @@ impl<T: Obj> Subject<T> for LockfreeLinear<T> {
         "lockfree-object-pool-linear"
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> Self::Handle<'_> {
         let mut r = self.0.pull();
         *r = v;
         r
     }
 
-    #[inline]
+    #[inline(always)]
     fn free<'a>(&'a self, h: Self::Handle<'a>) {
         drop(h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &Self::Handle<'_>, f: impl FnOnce(&T) -> R) -> R {
         f(h)
     }
@@ -419,19 +419,19 @@ impl<T: Obj> Subject<T> for LockfreeSpin<T> {
         "lockfree-object-pool"
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> Self::Handle<'_> {
         let mut r = self.0.pull();
         *r = v;
         r
     }
 
-    #[inline]
+    #[inline(always)]
     fn free<'a>(&'a self, h: Self::Handle<'a>) {
         drop(h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &Self::Handle<'_>, f: impl FnOnce(&T) -> R) -> R {
         f(h)
     }
@@ -455,18 +455,18 @@ impl<T: Obj> Subject<T> for MutexSlab<T> {
         "mutex-slab"
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&self, v: T) -> usize {
         self.0.lock().insert(v)
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, h: usize) {
         let v = self.0.lock().try_remove(h);
         debug_assert!(v.is_some());
     }
 
-    #[inline]
+    #[inline(always)]
     fn with<R>(&self, h: &usize, f: impl FnOnce(&T) -> R) -> R {
         let g = self.0.lock();
         f(&g[*h])

@@ -9,14 +9,21 @@ use crate::sync::AtomicU8;
 const MIN_REGION: usize = 16 * 1024;
 /// A region grows until it holds at least this many slots.
 pub(super) const MIN_SLOTS: usize = 8;
+/// Below this many slots a region also grows, up to [`GROWN_REGION`]: a
+/// slab of few slots sends every few allocations to the slow path.
+pub(super) const TARGET_SLOTS: usize = 64;
+/// Largest region grown for [`TARGET_SLOTS`].
+pub(super) const GROWN_REGION: usize = 64 * 1024;
 /// Largest supported alignment.
 pub(crate) const MAX_ALIGN: usize = 4096;
 /// Largest supported object.
 pub(crate) const MAX_SIZE: usize = 64 << 20;
 
 // Links are `u16`: a region only grows past `MIN_REGION` while it holds fewer
-// than `MIN_SLOTS` slots, so no slab has more than `MIN_REGION / 9` slots.
+// than `TARGET_SLOTS` slots, so no slab has more than
+// `max(MIN_REGION / 9, 2 * TARGET_SLOTS + 1)` slots.
 const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
+const _: () = assert!(2 * TARGET_SLOTS + 1 < u16::MAX as usize);
 
 /// Geometry of a slab for one (size, align).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +58,8 @@ impl Geometry {
         let mut region = MIN_REGION;
         loop {
             let g = Self::fit(region, stride, slot_align);
-            if g.capacity >= MIN_SLOTS {
+            let few = g.capacity < TARGET_SLOTS && region < GROWN_REGION;
+            if g.capacity >= MIN_SLOTS && !few {
                 return g;
             }
             region *= 2;

@@ -1,7 +1,7 @@
 //! Unit tests of the slab core: geometry, freelist, bump frontier, remote
 //! list, hardening.
 
-use super::geometry::MIN_SLOTS;
+use super::geometry::{GROWN_REGION, MIN_SLOTS, TARGET_SLOTS};
 use super::*;
 
 /// A region from the heap, aligned to its size, freed on drop.
@@ -95,6 +95,11 @@ fn geometry_fits_and_aligns() {
         let g = Geometry::of(size, align);
         assert!(g.region.is_power_of_two());
         assert!(g.capacity >= MIN_SLOTS, "{size}/{align}: {g:?}");
+        assert!(
+            g.capacity >= TARGET_SLOTS || g.region >= GROWN_REGION,
+            "{size}/{align}: {g:?}"
+        );
+        assert!(g.capacity <= u16::MAX as usize, "{size}/{align}: {g:?}");
         assert_eq!(g.slots_off % align.max(8), 0);
         assert!(g.slots_off + g.capacity * g.stride <= g.region);
         assert!(g.stride >= size && g.stride % align.max(8) == 0);
