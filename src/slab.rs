@@ -23,9 +23,10 @@
 //! a random per-slab key and checked on every pop (and on a drain that
 //! walks); a link that decodes to anything but a free slot below the bump
 //! frontier is counted as corruption and the rest of that list is abandoned
-//! (its slots come back when the region is released and initialised again). Double frees and foreign pointers are caught by the state bytes
-//! and the slot-index check in every mode (plain mode checks a remote free with
-//! a load and a store, hardened mode with a CAS, which also catches two threads
+//! (its slots come back when the region is released and initialised again).
+//! Double frees and foreign pointers are caught by the state bytes and the
+//! slot-index check in every mode (plain mode checks a remote free with a load
+//! and a store, hardened mode with a CAS, which also catches two threads
 //! freeing one block at the same instant).
 
 use core::ptr::NonNull;
@@ -90,6 +91,8 @@ pub(crate) struct Slab {
     pub(crate) pool: *const (),
     stride: usize,
     capacity: usize,
+    /// `capacity * stride`: the bytes the slots span.
+    span: usize,
     /// Address of slot 0.
     slots: usize,
     /// Address of the link cells.
@@ -161,6 +164,7 @@ impl Slab {
             pool,
             stride: geo.stride,
             capacity: geo.capacity,
+            span: geo.capacity * geo.stride,
             slots: region + geo.slots_off,
             links: region + geo.links_off,
             div: u64::MAX / geo.stride as u64 + 1,
@@ -237,7 +241,7 @@ impl Slab {
     #[inline(always)]
     pub(crate) fn slot_index(&self, addr: usize) -> Option<usize> {
         let off = addr.wrapping_sub(self.slots);
-        if off >= self.capacity * self.stride {
+        if off >= self.span {
             return None;
         }
         let idx = ((self.div as u128 * off as u128) >> 64) as usize;
