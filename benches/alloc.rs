@@ -9,6 +9,9 @@
 //! Groups (64-byte objects unless the name says otherwise):
 //! - `local_t1`, `local_t2`: each thread allocates 1024 blocks, then frees them;
 //! - `local_t1_16B`, `local_t1_256B`, `local_t1_1024B`: the size sweep;
+//!   the one-thread `local` groups also run `floor`, the workload with no
+//!   allocator at all (a fixed array of blocks handed out LIFO), which
+//!   bounds what any allocator can reach there;
 //! - `xthread_1p1c`: a producer allocates, a consumer frees (all remote);
 //! - `larson_t2`: random replacement in per-thread live sets that migrate;
 //! - `cache_scratch_t2`: hand-off, then hard writes (false sharing shows);
@@ -25,7 +28,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
-use common::subjects::{each_subject, Homeslab, Line, Obj, Subject, Visitor};
+use common::subjects::{each_subject, Floor, Homeslab, Line, Obj, Subject, Visitor};
 use common::workloads::{CacheScratch, Larson, Local, Workload, XThread};
 
 /// Adds one benchmark per subject to a group.
@@ -52,15 +55,30 @@ fn group<T: Obj, W: Workload<T>>(c: &mut Criterion, name: &str, workload: W) {
     g.finish();
 }
 
+/// A one-thread `local` group: every subject, then the [`Floor`] (the
+/// workload without an allocator), which is sound only with one thread.
+fn local_one_thread<T: Obj>(c: &mut Criterion, name: &str) {
+    let workload = Local { threads: 1 };
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(Workload::<T>::elements(&workload)));
+    let mut per = PerSubject {
+        group: &mut g,
+        workload: &workload,
+    };
+    each_subject::<T, _>(&mut per);
+    per.visit(&Floor::<T>::new());
+    g.finish();
+}
+
 fn local(c: &mut Criterion) {
-    group::<[u64; 8], _>(c, "local_t1", Local { threads: 1 });
+    local_one_thread::<[u64; 8]>(c, "local_t1");
     group::<[u64; 8], _>(c, "local_t2", Local { threads: 2 });
 }
 
 fn sizes(c: &mut Criterion) {
-    group::<[u64; 2], _>(c, "local_t1_16B", Local { threads: 1 });
-    group::<[u64; 32], _>(c, "local_t1_256B", Local { threads: 1 });
-    group::<[u64; 128], _>(c, "local_t1_1024B", Local { threads: 1 });
+    local_one_thread::<[u64; 2]>(c, "local_t1_16B");
+    local_one_thread::<[u64; 32]>(c, "local_t1_256B");
+    local_one_thread::<[u64; 128]>(c, "local_t1_1024B");
 }
 
 fn xthread(c: &mut Criterion) {

@@ -23,8 +23,10 @@ SUBJECTS = [
     "sharded-slab",
     "lockfree-object-pool",
     "mutex-slab",
+    "floor",
 ]
-PEERS = [s for s in SUBJECTS if not s.startswith("homeslab")]
+# `floor` is no allocator (benches/common/subjects.rs): a bound, not a peer.
+PEERS = [s for s in SUBJECTS if not s.startswith("homeslab") and s != "floor"]
 GROUPS = [
     ("local_t1", "local, 1 thread"),
     ("local_t2", "local, 2 threads"),
@@ -46,6 +48,7 @@ COLORS = {
     "sharded-slab": "#d6604d",
     "lockfree-object-pool": "#f4a582",
     "mutex-slab": "#878787",
+    "floor": "#252525",
 }
 
 
@@ -96,7 +99,7 @@ def tables(data):
     for group, label in GROUPS:
         row = data.get(group, {})
         cells = []
-        best = max((melems(v) for v in row.values()), default=0)
+        best = max((melems(v) for k, v in row.items() if k != "floor"), default=0)
         for s in SUBJECTS:
             if s in row:
                 v = melems(row[s])
@@ -149,6 +152,32 @@ def tables(data):
             hard,
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "The floor (the one-thread `local` workload with no allocator; "
+        "no allocator can exceed it):"
+    )
+    lines.append("")
+    lines.append(
+        "| workload | floor | homeslab ÷ floor | mimalloc ÷ floor "
+        "| floor ÷ sharded-slab | floor ÷ lockfree-object-pool |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for group, label in GROUPS:
+        row = data.get(group, {})
+        if "floor" not in row:
+            continue
+        f = melems(row["floor"])
+
+        def q(a, b):
+            if a in row and b in row:
+                return f"{melems(row[a]) / melems(row[b]):.2f}×"
+            return "–"
+
+        lines.append(
+            f"| {label} | {fmt(f)} | {q('homeslab', 'floor')} | {q('mimalloc', 'floor')} "
+            f"| {q('floor', 'sharded-slab')} | {q('floor', 'lockfree-object-pool')} |"
+        )
     return "\n".join(lines)
 
 

@@ -472,3 +472,89 @@ impl<T: Obj> Subject<T> for MutexSlab<T> {
         f(&g[*h])
     }
 }
+
+/// Not an allocator: the cost of a one-thread workload itself. A fixed array
+/// of [`FLOOR_SLOTS`] blocks handed out and taken back in LIFO order (a
+/// pop and a push on a vector of pointers), so what remains is the
+/// workload's own work — writing the objects, keeping the handles. No
+/// allocator can beat it on the same workload; it bounds every ratio.
+///
+/// Single-threaded: only the one-thread `local` groups use it (see
+/// `benches/alloc.rs`), where one worker thread makes every call.
+pub struct Floor<T> {
+    _slots: Box<[core::mem::MaybeUninit<T>]>,
+    free: core::cell::UnsafeCell<Vec<NonNull<T>>>,
+}
+
+/// Blocks a [`Floor`] holds (one `local` round's worth).
+pub const FLOOR_SLOTS: usize = super::workloads::LOCAL_BATCH;
+
+// SAFETY: a `Floor` is only driven by one thread at a time (the one-thread
+// `local` groups: one worker makes every call, after the constructing
+// thread handed it over), so the `UnsafeCell` is never accessed
+// concurrently; the blocks it hands out hold `T: Send` values.
+unsafe impl<T: Send> Sync for Floor<T> {}
+
+/// A block of a [`Floor`].
+pub struct FloorBox<T>(NonNull<T>);
+
+// SAFETY: it owns its `T` exclusively (the floor never hands a block out
+// twice), like `Box<T>`.
+unsafe impl<T: Send> Send for FloorBox<T> {}
+
+impl<T: Obj> Floor<T> {
+    /// A floor with [`FLOOR_SLOTS`] blocks.
+    pub fn new() -> Self {
+        let mut slots: Box<[core::mem::MaybeUninit<T>]> = (0..FLOOR_SLOTS)
+            .map(|_| core::mem::MaybeUninit::uninit())
+            .collect();
+        let free = slots
+            .iter_mut()
+            .rev()
+            .map(|s| NonNull::from(s).cast::<T>())
+            .collect();
+        Self {
+            _slots: slots,
+            free: core::cell::UnsafeCell::new(free),
+        }
+    }
+}
+
+impl<T: Obj> Subject<T> for Floor<T> {
+    type Handle<'a>
+        = FloorBox<T>
+    where
+        Self: 'a;
+
+    fn name(&self) -> &'static str {
+        "floor"
+    }
+
+    #[inline(always)]
+    fn alloc(&self, v: T) -> FloorBox<T> {
+        // SAFETY: one thread drives a floor (see the `Sync` impl).
+        let free = unsafe { &mut *self.free.get() };
+        let Some(p) = free.pop() else {
+            panic!("floor: more than {FLOOR_SLOTS} blocks live");
+        };
+        // SAFETY: `p` is a vacant block of `_slots`, sized and aligned for T.
+        unsafe { p.as_ptr().write(v) };
+        FloorBox(p)
+    }
+
+    #[inline(always)]
+    fn free(&self, h: FloorBox<T>) {
+        // SAFETY: `h` holds an initialised `T` that nothing else references;
+        // one thread drives a floor (see the `Sync` impl).
+        unsafe {
+            h.0.as_ptr().drop_in_place();
+            (*self.free.get()).push(h.0);
+        }
+    }
+
+    #[inline(always)]
+    fn with<R>(&self, h: &FloorBox<T>, f: impl FnOnce(&T) -> R) -> R {
+        // SAFETY: the block holds an initialised `T` owned by `h`.
+        f(unsafe { h.0.as_ref() })
+    }
+}
