@@ -82,6 +82,7 @@ pub(crate) struct Local {
 ///
 /// Three cache-line groups, so that remote freers (which read the first and
 /// write the third) never share a line with the owner's hot `local` state.
+/// The first group fits one 64-byte line: every alloc and free reads it.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Slab {
@@ -89,21 +90,23 @@ pub(crate) struct Slab {
     magic: usize,
     /// The pool this slab belongs to (opaque; the pool layer casts it).
     pub(crate) pool: *const (),
-    stride: usize,
-    capacity: usize,
-    /// `capacity * stride`: the bytes the slots span.
-    span: usize,
+    /// The owning heap.
+    pub(crate) heap: AtomicPtr<Heap>,
     /// Address of slot 0.
     slots: usize,
     /// Address of the link cells.
     links: usize,
     /// `u64::MAX / stride + 1`: divides slot offsets by a multiply.
     div: u64,
-    /// Link key (0 when not hardened).
-    key: usize,
+    // `u32` suffices: a region is at most 1 GiB (`MAX_SIZE` × `MIN_SLOTS`
+    // rounded up; asserted in `geometry`).
+    stride: u32,
+    /// `capacity * stride`: the bytes the slots span.
+    span: u32,
+    capacity: u32,
+    /// Link key (0 when not hardened); links are 16 bits.
+    key: u16,
     hardened: bool,
-    /// The owning heap.
-    pub(crate) heap: AtomicPtr<Heap>,
     // Owner only.
     local: CachePadded<UnsafeCell<Local>>,
     // Written by remote freers.
@@ -162,13 +165,13 @@ impl Slab {
         let header = Slab {
             magic: MAGIC ^ region,
             pool,
-            stride: geo.stride,
-            capacity: geo.capacity,
-            span: geo.capacity * geo.stride,
+            stride: geo.stride as u32,
+            capacity: geo.capacity as u32,
+            span: (geo.capacity * geo.stride) as u32,
             slots: region + geo.slots_off,
             links: region + geo.links_off,
             div: u64::MAX / geo.stride as u64 + 1,
-            key: if hardened { key | 1 } else { 0 },
+            key: if hardened { (key | 1) as u16 } else { 0 },
             hardened,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
@@ -209,7 +212,7 @@ impl Slab {
         // `init` wrote is dropped exactly once.
         unsafe {
             let s = slab.as_ptr();
-            let cap = (*s).capacity;
+            let cap = (*s).capacity as usize;
             let region = s as usize;
             let geo_states = region + core::mem::size_of::<Slab>();
             for i in 0..cap {
@@ -241,11 +244,11 @@ impl Slab {
     #[inline(always)]
     pub(crate) fn slot_index(&self, addr: usize) -> Option<usize> {
         let off = addr.wrapping_sub(self.slots);
-        if off >= self.span {
+        if off >= self.span as usize {
             return None;
         }
         let idx = ((self.div as u128 * off as u128) >> 64) as usize;
-        (idx * self.stride == off).then_some(idx)
+        (idx * self.stride as usize == off).then_some(idx)
     }
 
     /// True if `addr` is a slot of this slab that is currently handed out.
@@ -266,7 +269,7 @@ impl Slab {
     #[inline(always)]
     fn encode(&self, idx: usize, next: usize) -> u16 {
         if self.hardened {
-            (next ^ self.key ^ idx) as u16
+            (next ^ self.key as usize ^ idx) as u16
         } else {
             next as u16
         }
@@ -318,7 +321,7 @@ impl Slab {
     #[inline(always)]
     fn decode(&self, idx: usize, raw: u16, bump: usize) -> Option<usize> {
         let next = if self.hardened {
-            (raw as usize ^ self.key ^ idx) & 0xffff
+            (raw as usize ^ self.key as usize ^ idx) & 0xffff
         } else {
             raw as usize
         };
@@ -326,7 +329,7 @@ impl Slab {
             return Some(0);
         }
         if !self.hardened {
-            return (next <= self.capacity).then_some(next);
+            return (next <= self.capacity as usize).then_some(next);
         }
         let i = next - 1;
         (i < bump && self.state(i).load(Ordering::Relaxed) == FREE).then_some(next)
@@ -352,7 +355,7 @@ impl Slab {
                         }
                     }
                     idx
-                } else if l.bump < self.capacity {
+                } else if l.bump < self.capacity as usize {
                     l.bump += 1;
                     l.bump - 1
                 } else {
@@ -361,7 +364,7 @@ impl Slab {
                 self.state(idx).store(ALLOCATED, Ordering::Relaxed);
                 l.used += 1;
                 Some(NonNull::new_unchecked(
-                    (self.slots + idx * self.stride) as *mut u8,
+                    (self.slots + idx * self.stride as usize) as *mut u8,
                 ))
             })
         }

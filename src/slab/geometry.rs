@@ -24,6 +24,9 @@ pub(crate) const MAX_SIZE: usize = 64 << 20;
 // `max(MIN_REGION / 9, 2 * TARGET_SLOTS + 1)` slots.
 const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
 const _: () = assert!(2 * TARGET_SLOTS + 1 < u16::MAX as usize);
+// The header keeps stride and span as `u32`: the largest region (a
+// `MAX_SIZE` object, grown to `MIN_SLOTS` slots) stays below 4 GiB.
+const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
 
 /// Geometry of a slab for one (size, align).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,7 +178,7 @@ fn double_free_detected_local_and_remote() {
         assert_eq!(s.free_remote(b), Freed::DoubleFree);
         assert_eq!(free_local(s, b), Freed::DoubleFree);
         // Never-allocated slots are refused too.
-        let never = s.slots + 5 * s.stride;
+        let never = s.slots + 5 * s.stride as usize;
         assert_eq!(s.free_remote(never), Freed::DoubleFree);
         assert_eq!(drain(s, &c), 1);
         assert_eq!(used(s), 0);
@@ -458,4 +458,18 @@ fn detach_refused_while_remote_blocks_pending() {
     assert_eq!(drain(s, &c), 1);
     assert!(s.try_detach());
     assert!(s.try_reattach());
+}
+
+#[test]
+#[cfg(not(loom))]
+fn read_mostly_header_fits_one_line() {
+    let s = core::mem::MaybeUninit::<Slab>::uninit();
+    let base = s.as_ptr() as usize;
+    // SAFETY: only the field's address is computed; nothing is read.
+    let last = unsafe { core::ptr::addr_of!((*s.as_ptr()).hardened) } as usize;
+    assert!(
+        last - base < 64,
+        "read-mostly fields end at {}",
+        last - base
+    );
 }
