@@ -482,7 +482,10 @@ impl<T: Obj> Subject<T> for MutexSlab<T> {
 /// Single-threaded: only the one-thread `local` groups use it (see
 /// `benches/alloc.rs`), where one worker thread makes every call.
 pub struct Floor<T> {
-    _slots: Box<[core::mem::MaybeUninit<T>]>,
+    /// The blocks (`Box::into_raw` of a boxed slice, freed on drop): kept
+    /// raw, so that moving the `Floor` does not move a `Box` the handed-out
+    /// pointers were derived from.
+    slots: NonNull<[core::mem::MaybeUninit<T>]>,
     free: core::cell::UnsafeCell<Vec<NonNull<T>>>,
 }
 
@@ -505,18 +508,29 @@ unsafe impl<T: Send> Send for FloorBox<T> {}
 impl<T: Obj> Floor<T> {
     /// A floor with [`FLOOR_SLOTS`] blocks.
     pub fn new() -> Self {
-        let mut slots: Box<[core::mem::MaybeUninit<T>]> = (0..FLOOR_SLOTS)
+        let slots: Box<[core::mem::MaybeUninit<T>]> = (0..FLOOR_SLOTS)
             .map(|_| core::mem::MaybeUninit::uninit())
             .collect();
-        let free = slots
-            .iter_mut()
+        let slots = NonNull::from(Box::leak(slots));
+        let base = slots.as_ptr().cast::<T>();
+        let free = (0..FLOOR_SLOTS)
             .rev()
-            .map(|s| NonNull::from(s).cast::<T>())
+            // SAFETY: `i < FLOOR_SLOTS`, the slice's length: in bounds, non-null.
+            .map(|i| unsafe { NonNull::new_unchecked(base.add(i)) })
             .collect();
         Self {
-            _slots: slots,
+            slots,
             free: core::cell::UnsafeCell::new(free),
         }
+    }
+}
+
+impl<T> Drop for Floor<T> {
+    fn drop(&mut self) {
+        // SAFETY: `slots` came from `Box::leak` in `new` and is freed once;
+        // `MaybeUninit` drops nothing, and every block was freed (the
+        // workloads free all they allocate).
+        drop(unsafe { Box::from_raw(self.slots.as_ptr()) });
     }
 }
 
