@@ -46,27 +46,28 @@ impl<T: Obj, W: Workload<T>> Visitor<T> for PerSubject<'_, '_, W> {
 }
 
 fn group<T: Obj, W: Workload<T>>(c: &mut Criterion, name: &str, workload: W) {
-    let mut g = c.benchmark_group(name);
-    g.throughput(Throughput::Elements(workload.elements()));
-    each_subject::<T, _>(&mut PerSubject {
-        group: &mut g,
-        workload: &workload,
-    });
-    g.finish();
+    group_of::<T, W>(c, name, workload, false);
 }
 
 /// A one-thread `local` group: every subject, then the [`Floor`] (the
 /// workload without an allocator), which is sound only with one thread.
 fn local_one_thread<T: Obj>(c: &mut Criterion, name: &str) {
-    let workload = Local { threads: 1 };
+    group_of::<T, _>(c, name, Local { threads: 1 }, true);
+}
+
+/// Every subject on `workload`, and the floor if `floor` (callers: one
+/// thread only, see [`local_one_thread`]).
+fn group_of<T: Obj, W: Workload<T>>(c: &mut Criterion, name: &str, workload: W, floor: bool) {
     let mut g = c.benchmark_group(name);
-    g.throughput(Throughput::Elements(Workload::<T>::elements(&workload)));
+    g.throughput(Throughput::Elements(workload.elements()));
     let mut per = PerSubject {
         group: &mut g,
         workload: &workload,
     };
     each_subject::<T, _>(&mut per);
-    per.visit(&Floor::<T>::new());
+    if floor {
+        per.visit(&Floor::<T>::new());
+    }
     g.finish();
 }
 
