@@ -10,8 +10,8 @@
 //! - `local_t1`, `local_t2`: each thread allocates 1024 blocks, then frees them;
 //! - `local_t1_16B`, `local_t1_256B`, `local_t1_1024B`: the size sweep;
 //!   the one-thread `local` groups also run `floor`, the workload with no
-//!   allocator at all (a fixed array of blocks handed out LIFO), which
-//!   bounds what any allocator can reach there;
+//!   allocator at all (a fixed array of blocks handed out LIFO): an
+//!   allocator cheaper than its pop and push could pass it, none here does;
 //! - `xthread_1p1c`: a producer allocates, a consumer frees (all remote);
 //! - `larson_t2`: random replacement in per-thread live sets that migrate;
 //! - `cache_scratch_t2`: hand-off, then hard writes (false sharing shows);

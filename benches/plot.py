@@ -155,7 +155,7 @@ def tables(data):
     lines.append("")
     lines.append(
         "The floor (the one-thread `local` workload with no allocator; "
-        "no allocator can exceed it):"
+        "an allocator would have to cost less than its pop and push to exceed it):"
     )
     lines.append("")
     lines.append(

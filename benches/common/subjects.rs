@@ -476,8 +476,9 @@ impl<T: Obj> Subject<T> for MutexSlab<T> {
 /// Not an allocator: the cost of a one-thread workload itself. A fixed array
 /// of [`FLOOR_SLOTS`] blocks handed out and taken back in LIFO order (a
 /// pop and a push on a vector of pointers), so what remains is the
-/// workload's own work — writing the objects, keeping the handles. No
-/// allocator can beat it on the same workload; it bounds every ratio.
+/// workload's own work — writing the objects, keeping the handles. An
+/// allocator would have to cost less than that pop and push to beat it; it
+/// bounds every ratio.
 ///
 /// Single-threaded: only the one-thread `local` groups use it (see
 /// `benches/alloc.rs`), where one worker thread makes every call.
