@@ -16,11 +16,12 @@ use crossbeam_utils::CachePadded;
 use crate::error::AllocError;
 use crate::remote::SlabQueue;
 use crate::shared::Shared;
-use crate::slab::{Freed, ListState, Slab};
+use crate::slab::{ListState, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
-/// `owner` of a heap that no thread owns.
-pub(crate) const NO_OWNER: u64 = 0;
+/// `owner` of a heap that no thread owns. Not 0: that is the serial of a
+/// thread without one, and a free compares serials without checking for it.
+pub(crate) const NO_OWNER: u64 = u64::MAX - 1;
 /// `owner` of the overflow tier's heap and of orphans it borrows: no thread
 /// serial ever equals it, so every free into such a slab takes the remote path.
 pub(crate) const TIER_OWNER: u64 = u64::MAX;
@@ -57,7 +58,7 @@ impl List {
         // SAFETY: the caller owns `s` and every slab on this list.
         unsafe {
             (*s).local(|l| {
-                l.list = state;
+                l.set_list(state);
                 l.prev = ptr::null_mut();
                 l.next = old;
             });
@@ -86,7 +87,7 @@ impl List {
             (*s).local(|l| {
                 l.prev = ptr::null_mut();
                 l.next = ptr::null_mut();
-                l.list = ListState::Current;
+                l.set_list(ListState::Current);
             });
         }
         self.len -= 1;
@@ -122,8 +123,8 @@ pub(crate) enum LocalFree {
     Done,
     /// Freed; the slab's list placement must be updated.
     Upkeep(ListState, usize),
-    /// Refused (double or foreign free).
-    Refused(Freed),
+    /// Refused: the block was not allocated (a double free).
+    DoubleFree,
 }
 
 /// One owner's heap.
@@ -220,7 +221,7 @@ impl Heap {
                     if !s.try_detach() {
                         continue;
                     }
-                    s.local(|l| l.list = ListState::Detached);
+                    s.local(|l| l.set_list(ListState::Detached));
                     self.core(|c| c.current = ptr::null_mut());
                 }
                 let next = self.core(|c| c.partial.pop().or_else(|| c.empty.pop()));
@@ -266,21 +267,21 @@ impl Heap {
     /// was detached (full) or is now empty: call [`Heap::after_free`].
     ///
     /// # Safety
-    /// The caller is the owner and `slab` belongs to this heap.
+    /// The caller is the owner, `slab` belongs to this heap and `idx` came
+    /// from its [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, addr: usize) -> LocalFree {
-        // SAFETY: the caller is the owner.
+    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize) -> LocalFree {
+        // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
-            let r = s.free_local(addr);
-            if r != (Freed::Ok { claimed: false }) {
-                return LocalFree::Refused(r);
-            }
+            let Ok(upkeep) = s.free_local(idx) else {
+                return LocalFree::DoubleFree;
+            };
             bump(&self.stats.local_frees, 1);
-            let (list, used) = s.local(|l| (l.list, l.used));
-            if used != 0 && list != ListState::Detached {
+            if !upkeep {
                 return LocalFree::Done;
             }
+            let (list, used) = s.local(|l| (l.list(), l.used()));
             LocalFree::Upkeep(list, used)
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::{AllocError, ConfigError};
 use crate::shared::{Config, Shared};
-use crate::slab::{Geometry, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
 use crate::stats::Stats;
 use crate::sync::{unmodelled, Arc};
 
@@ -24,6 +24,7 @@ impl<T> Layout<T> {
     } else {
         Geometry::of(8, 8)
     };
+    const SHAPE: Shape = Self::GEOMETRY.shape();
 }
 
 /// A pool of `T` blocks: per-thread owner heaps, lock-free remote frees,
@@ -373,7 +374,9 @@ impl<T> PoolBox<T> {
             // SAFETY: the address lies in memory this pool mapped, so its
             // region header is readable.
             let s = unsafe { &*slab };
-            s.magic_ok() && core::ptr::eq(s.pool.cast::<Shared>(), sh) && s.is_allocated(addr)
+            s.magic_ok()
+                && core::ptr::eq(s.pool.cast::<Shared>(), sh)
+                && s.is_allocated(addr, Layout::<T>::SHAPE)
         };
         if ok {
             Ok(Self {
@@ -417,8 +420,13 @@ unsafe fn free<T>(ptr: NonNull<T>) {
         unmodelled::count_unowned_free();
         return;
     }
-    // SAFETY: the header is a live slab of `s.pool`, which it keeps alive.
-    unsafe { Shared::free_block(s.pool.cast(), slab, addr) };
+    let pool = s.pool.cast::<Shared>();
+    let Some(idx) = s.slot_index(addr, Layout::<T>::SHAPE) else {
+        // SAFETY: the header is a live slab of `pool`, which it keeps alive.
+        return unsafe { (*pool).count_foreign() };
+    };
+    // SAFETY: as above; `idx` is a slot of `slab`.
+    unsafe { Shared::free_block(pool, slab, idx) };
 }
 
 impl<T> Drop for PoolBox<T> {

@@ -13,7 +13,7 @@ use crate::error::AllocError;
 use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
-use crate::slab::{Chain, Freed, Geometry, ListState, Slab};
+use crate::slab::{Chain, Geometry, ListState, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
@@ -299,24 +299,25 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Frees the block at `addr` in `slab`, which belongs to the pool at
-    /// `pool`. Counts and refuses double and foreign frees.
+    /// Frees slot `idx` of `slab`, which belongs to the pool at `pool`.
+    /// Counts and refuses double frees.
     ///
     /// # Safety
     /// `slab` passed [`Slab::magic_ok`], so `pool` is a live pool: the
-    /// block's slab holds a reference to it.
+    /// block's slab holds a reference to it; `idx` came from
+    /// [`Slab::slot_index`].
     #[inline]
-    pub(crate) unsafe fn free_block(pool: *const Shared, slab: *mut Slab, addr: usize) {
+    pub(crate) unsafe fn free_block(pool: *const Shared, slab: *mut Slab, idx: usize) {
         // SAFETY: per the contract the pool is alive while the block is.
         let sh = unsafe { &*pool };
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
-        let me = thread::serial();
-        if me != 0 && heap.owner.load(Ordering::Relaxed) == me {
+        // No owner value is 0, the serial of a thread that has none.
+        if heap.owner.load(Ordering::Relaxed) == thread::serial() {
             // SAFETY: this thread owns the heap and the slab is its.
-            match unsafe { heap.free_local(slab, addr) } {
+            match unsafe { heap.free_local(slab, idx) } {
                 LocalFree::Done => {}
-                LocalFree::Refused(r) => sh.count(r),
+                LocalFree::DoubleFree => sh.count_double_free(),
                 // SAFETY: as above.
                 LocalFree::Upkeep(list, used) => unsafe {
                     Self::upkeep(pool, heap, slab, list, used)
@@ -325,7 +326,7 @@ impl Shared {
             return;
         }
         // SAFETY: as above.
-        unsafe { Self::free_remote(pool, slab, addr) }
+        unsafe { Self::free_remote(pool, slab, idx) }
     }
 
     /// List upkeep after an owner's free; may release the slab (and, once the
@@ -366,13 +367,12 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`].
     #[cold]
-    unsafe fn free_remote(pool: *const Shared, slab: *mut Slab, addr: usize) {
+    unsafe fn free_remote(pool: *const Shared, slab: *mut Slab, idx: usize) {
         // SAFETY: per the contract.
         let (sh, s) = unsafe { (&*pool, &*slab) };
-        let idx = match s.mark_remote(addr) {
-            Ok(idx) => idx,
-            Err(bad) => return sh.count(bad),
-        };
+        if s.mark_remote(idx).is_err() {
+            return sh.count_double_free();
+        }
         if let Some(c) = sh.remote_counter() {
             bump(c, 1);
         }
@@ -440,16 +440,9 @@ impl Shared {
         None
     }
 
-    fn count(&self, r: Freed) {
-        match r {
-            Freed::Ok { .. } => {}
-            Freed::DoubleFree => {
-                self.double_frees.fetch_add(1, Ordering::Relaxed);
-            }
-            Freed::Foreign => {
-                self.foreign_frees.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    #[cold]
+    fn count_double_free(&self) {
+        self.double_frees.fetch_add(1, Ordering::Relaxed);
     }
 
     /// After close: releases what `heap` (an orphan or the tier) holds empty.
@@ -467,6 +460,7 @@ impl Shared {
     }
 
     /// Counts a refused free of a pointer that claims this pool.
+    #[cold]
     pub(crate) fn count_foreign(&self) {
         self.foreign_frees.fetch_add(1, Ordering::Relaxed);
     }

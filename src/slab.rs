@@ -49,7 +49,7 @@ const MAGIC: usize = 0x686f_6d65_736c_6162; // "homeslab"
 type LinkCell = UnsafeCell<u16>;
 
 mod geometry;
-pub(crate) use geometry::{Geometry, MAX_ALIGN, MAX_SIZE};
+pub(crate) use geometry::{Geometry, Shape, MAX_ALIGN, MAX_SIZE};
 
 /// Where a list-managed slab sits, from its owner's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,11 @@ pub(crate) enum ListState {
     Detached,
 }
 
+/// Added to [`Local::count`] while the slab is detached: above any slot
+/// count (links are `u16`), so one compare after a free tells "now empty or
+/// detached" from "nothing to do".
+const DETACHED_BIAS: usize = 1 << 20;
+
 /// Owner-only state.
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -71,11 +76,35 @@ pub(crate) struct Local {
     free: usize,
     /// Slots below this index have been handed out at least once.
     bump: usize,
-    /// Blocks handed out and not yet freed back to this slab's local list.
-    pub(crate) used: usize,
-    pub(crate) list: ListState,
+    /// Blocks handed out and not yet freed back to this slab's local list,
+    /// plus [`DETACHED_BIAS`] while `list` is `Detached`.
+    count: usize,
+    list: ListState,
     pub(crate) prev: *mut Slab,
     pub(crate) next: *mut Slab,
+}
+
+impl Local {
+    /// Blocks handed out and not yet freed back to this slab's local list.
+    pub(crate) fn used(&self) -> usize {
+        self.count & (DETACHED_BIAS - 1)
+    }
+
+    pub(crate) fn list(&self) -> ListState {
+        self.list
+    }
+
+    /// Moves the slab to `list` (keeping the detached bias in step).
+    pub(crate) fn set_list(&mut self, list: ListState) {
+        let was = self.list == ListState::Detached;
+        let is = list == ListState::Detached;
+        if is && !was {
+            self.count += DETACHED_BIAS;
+        } else if was && !is {
+            self.count -= DETACHED_BIAS;
+        }
+        self.list = list;
+    }
 }
 
 /// The header at the start of every slab region.
@@ -96,11 +125,10 @@ pub(crate) struct Slab {
     slots: usize,
     /// Address of the link cells.
     links: usize,
-    /// `u64::MAX / stride + 1`: divides slot offsets by a multiply.
-    div: u64,
     // `u32` suffices: a region is at most 1 GiB (`MAX_SIZE` × `MIN_SLOTS`
     // rounded up; asserted in `geometry`).
-    stride: u32,
+    /// Stride and offset of slot 0.
+    shape: Shape,
     /// `capacity * stride`: the bytes the slots span.
     span: u32,
     capacity: u32,
@@ -135,7 +163,12 @@ impl Chain {
     }
 }
 
-/// What a free found.
+/// A free of a slot that was not allocated: refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DoubleFree;
+
+/// What a free found (the unit tests' summary of one).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Freed {
     /// Freed; for a remote free, `claimed` says this push took the detached
@@ -143,8 +176,6 @@ pub(crate) enum Freed {
     Ok { claimed: bool },
     /// The slot was not allocated: a double free, refused.
     DoubleFree,
-    /// Not a slot of this slab, refused.
-    Foreign,
 }
 
 impl Slab {
@@ -165,18 +196,17 @@ impl Slab {
         let header = Slab {
             magic: MAGIC ^ region,
             pool,
-            stride: geo.stride as u32,
+            shape: geo.shape(),
             capacity: geo.capacity as u32,
             span: (geo.capacity * geo.stride) as u32,
             slots: region + geo.slots_off,
             links: region + geo.links_off,
-            div: u64::MAX / geo.stride as u64 + 1,
             key: if hardened { (key | 1) as u16 } else { 0 },
             hardened,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
                 bump: 0,
-                used: 0,
+                count: 0,
                 list: ListState::Current,
                 prev: core::ptr::null_mut(),
                 next: core::ptr::null_mut(),
@@ -240,20 +270,33 @@ impl Slab {
         self.magic == MAGIC ^ (self as *const Slab as usize)
     }
 
-    /// Index of the slot starting at `addr`, if there is one.
+    /// This slab's stride and slot offset.
+    #[cfg(test)]
+    pub(crate) fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Index of the slot starting at `addr`, if there is one. `shape` is the
+    /// caller's idea of this slab's shape — the pool's type's, a constant —
+    /// so the division compiles to a shift or a constant multiply; a slab of
+    /// another shape has no slot there.
     #[inline(always)]
-    pub(crate) fn slot_index(&self, addr: usize) -> Option<usize> {
-        let off = addr.wrapping_sub(self.slots);
+    pub(crate) fn slot_index(&self, addr: usize, shape: Shape) -> Option<usize> {
+        if self.shape != shape {
+            return None;
+        }
+        let off = addr.wrapping_sub(self as *const Slab as usize + shape.slots_off as usize);
         if off >= self.span as usize {
             return None;
         }
-        let idx = ((self.div as u128 * off as u128) >> 64) as usize;
-        (idx * self.stride as usize == off).then_some(idx)
+        let stride = shape.stride as usize;
+        (off % stride == 0).then_some(off / stride)
     }
 
-    /// True if `addr` is a slot of this slab that is currently handed out.
-    pub(crate) fn is_allocated(&self, addr: usize) -> bool {
-        self.slot_index(addr)
+    /// True if `addr` is a slot of this slab (of `shape`) that is currently
+    /// handed out.
+    pub(crate) fn is_allocated(&self, addr: usize, shape: Shape) -> bool {
+        self.slot_index(addr, shape)
             .is_some_and(|i| self.state(i).load(Ordering::Relaxed) == ALLOCATED)
     }
 
@@ -325,11 +368,11 @@ impl Slab {
         } else {
             raw as usize
         };
-        if next == 0 {
-            return Some(0);
-        }
         if !self.hardened {
             return (next <= self.capacity as usize).then_some(next);
+        }
+        if next == 0 {
+            return Some(0);
         }
         let i = next - 1;
         (i < bump && self.state(i).load(Ordering::Relaxed) == FREE).then_some(next)
@@ -362,27 +405,25 @@ impl Slab {
                     return None;
                 };
                 self.state(idx).store(ALLOCATED, Ordering::Relaxed);
-                l.used += 1;
+                l.count += 1;
                 Some(NonNull::new_unchecked(
-                    (self.slots + idx * self.stride as usize) as *mut u8,
+                    (self.slots + idx * self.shape.stride as usize) as *mut u8,
                 ))
             })
         }
     }
 
-    /// Owner: frees `addr` onto the local freelist. On `Ok`, `used` has
-    /// dropped by one.
+    /// Owner: frees slot `idx` onto the local freelist, dropping `used` by
+    /// one. `Ok(true)`: the slab is now empty or is detached, so its list
+    /// needs upkeep.
     ///
     /// # Safety
-    /// The caller is the owner.
+    /// The caller is the owner; `idx` came from [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, addr: usize) -> Freed {
-        let Some(idx) = self.slot_index(addr) else {
-            return Freed::Foreign;
-        };
+    pub(crate) unsafe fn free_local(&self, idx: usize) -> Result<bool, DoubleFree> {
         let state = self.state(idx);
         if state.load(Ordering::Relaxed) != ALLOCATED {
-            return Freed::DoubleFree;
+            return Err(DoubleFree);
         }
         state.store(FREE, Ordering::Relaxed);
         // SAFETY: the caller is the owner; the block is ours and now free.
@@ -390,33 +431,34 @@ impl Slab {
             self.local(|l| {
                 self.write_link(idx, self.encode(idx, l.free));
                 l.free = idx + 1;
-                l.used -= 1;
-            });
+                l.count -= 1;
+                // 0 (empty) wraps; a biased count stays at or above the bias.
+                Ok(l.count.wrapping_sub(1) >= DETACHED_BIAS - 1)
+            })
         }
-        Freed::Ok { claimed: false }
     }
 
     /// Any thread: frees `addr` onto the remote list (a chain of one).
     #[cfg(test)]
     pub(crate) fn free_remote(&self, addr: usize) -> Freed {
-        match self.mark_remote(addr) {
-            Ok(idx) => {
+        let idx = self
+            .slot_index(addr, self.shape)
+            .expect("a slot of this slab");
+        match self.mark_remote(idx) {
+            Ok(()) => {
                 // SAFETY: the mark made this thread the holder of the block.
                 let claimed = unsafe { self.push_chain(&Chain::one(idx)) };
                 Freed::Ok { claimed }
             }
-            Err(bad) => bad,
+            Err(DoubleFree) => Freed::DoubleFree,
         }
     }
 
-    /// Any thread: the first half of a remote free. Checks `addr` and flips
-    /// its state to free, which makes the caller the holder of the block
-    /// until it pushes it with [`Slab::push_chain`]. Returns the slot index.
+    /// Any thread: the first half of a remote free. Flips the state of slot
+    /// `idx` (from [`Slab::slot_index`]) to free, which makes the caller the
+    /// holder of the block until it pushes it with [`Slab::push_chain`].
     #[inline]
-    pub(crate) fn mark_remote(&self, addr: usize) -> Result<usize, Freed> {
-        let Some(idx) = self.slot_index(addr) else {
-            return Err(Freed::Foreign);
-        };
+    pub(crate) fn mark_remote(&self, idx: usize) -> Result<(), DoubleFree> {
         let state = self.state(idx);
         if self.hardened {
             // Catches even two threads freeing the same block at once.
@@ -424,18 +466,18 @@ impl Slab {
                 .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
-                return Err(Freed::DoubleFree);
+                return Err(DoubleFree);
             }
         } else {
             // A load and a store: catches every double free that does not
             // race with another free of the same block (that race is a data
             // race in the caller; hardened mode catches it too).
             if state.load(Ordering::Relaxed) != ALLOCATED {
-                return Err(Freed::DoubleFree);
+                return Err(DoubleFree);
             }
             state.store(FREE, Ordering::Relaxed);
         }
-        Ok(idx)
+        Ok(())
     }
 
     /// Links the held slot `idx` to slot `next`, which follows it in a chain
@@ -483,7 +525,7 @@ impl Slab {
         // SAFETY: the caller is the owner; the taken chain is ours alone.
         unsafe {
             self.local(|l| {
-                l.used -= taken.count.min(l.used);
+                l.count -= taken.count.min(l.used());
                 if l.free == 0 {
                     l.free = taken.top + 1;
                     return taken.count;
@@ -524,7 +566,7 @@ impl Slab {
     /// The caller is the owner.
     pub(crate) unsafe fn used(&self) -> usize {
         // SAFETY: the caller is the owner.
-        unsafe { self.local(|l| l.used) }
+        unsafe { self.local(|l| l.used()) }
     }
 }
 

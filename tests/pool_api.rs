@@ -259,6 +259,33 @@ fn from_raw_in_refuses_foreign_pointers() {
     assert!(e.contains("not a live block"), "{e}");
 }
 
+/// A box of another type over a block (breaking `from_raw`'s contract on
+/// purpose; the `[u64; 2]` lies inside the live 64-byte block, so nothing is
+/// read out of bounds): both types' slabs are 16 KiB, so the drop finds the
+/// right header, but the slab's shape is not `[u64; 2]`'s. Refused and
+/// counted; the block stays live and is freed normally afterwards.
+#[test]
+fn drop_through_another_type_is_refused() {
+    let pool = Pool::<Block>::new();
+    // A block well inside its slab, where a 16-byte stride would find slots.
+    let mut others: Vec<_> = (0..150).map(|i| pool.alloc([i; 8]).unwrap()).collect();
+    let b = pool.alloc([9; 8]).unwrap();
+    let raw = PoolBox::into_raw(b);
+    // SAFETY: see above: readable, aligned memory; only the drop is wrong.
+    drop(unsafe { PoolBox::<[u64; 2]>::from_raw(raw.cast()) });
+    let s = pool.stats();
+    assert_eq!((s.foreign_frees, s.double_frees), (1, 0));
+    assert_eq!((s.live_blocks, s.frees), (151, 0));
+    for (i, o) in others.drain(..).enumerate() {
+        assert_eq!(*o, [i as u64; 8]);
+    }
+    // SAFETY: `raw` is still a live block of `pool`, owned by nothing.
+    let b = unsafe { PoolBox::from_raw_in(&pool, raw) }.unwrap();
+    assert_eq!(*b, [9; 8]);
+    drop(b);
+    assert_eq!(pool.stats().live_blocks, 0);
+}
+
 // --------------------------------------------------- zero-sized types
 
 #[test]

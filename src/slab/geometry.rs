@@ -28,6 +28,17 @@ const _: () = assert!(2 * TARGET_SLOTS + 1 < u16::MAX as usize);
 // `MAX_SIZE` object, grown to `MIN_SLOTS` slots) stays below 4 GiB.
 const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
 
+/// What a free needs of a slab's geometry to find a block's slot: the stride
+/// and where slot 0 starts. Every slab header keeps its own; the pool passes
+/// its type's, a compile-time constant, so the division by the stride is a
+/// shift or a multiply by a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Shape {
+    pub(crate) stride: u32,
+    pub(crate) slots_off: u32,
+}
+
 /// Geometry of a slab for one (size, align).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
@@ -101,6 +112,15 @@ impl Geometry {
                 };
             }
             cap -= 1;
+        }
+    }
+
+    /// The stride and slot offset, as slab headers keep them (both fit `u32`:
+    /// asserted above for the stride, and `slots_off` < region < 4 GiB).
+    pub(crate) const fn shape(&self) -> Shape {
+        Shape {
+            stride: self.stride as u32,
+            slots_off: self.slots_off as u32,
         }
     }
 

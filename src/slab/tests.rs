@@ -49,8 +49,12 @@ fn pop(s: &Slab, c: &AtomicU64) -> Option<NonNull<u8>> {
     unsafe { s.pop(c) }
 }
 fn free_local(s: &Slab, p: usize) -> Freed {
-    // SAFETY: the test thread owns the slab.
-    unsafe { s.free_local(p) }
+    let idx = s.slot_index(p, s.shape()).expect("a slot of this slab");
+    // SAFETY: the test thread owns the slab; `idx` is one of its slots.
+    match unsafe { s.free_local(idx) } {
+        Ok(_) => Freed::Ok { claimed: false },
+        Err(DoubleFree) => Freed::DoubleFree,
+    }
 }
 fn used(s: &Slab) -> usize {
     // SAFETY: the test thread owns the slab.
@@ -65,18 +69,18 @@ fn drain(s: &Slab, c: &AtomicU64) -> usize {
 /// write into the slab's metadata would do; an attacker does not know the
 /// key, so the raw value is what lands).
 fn forge_link(s: &Slab, block: usize, raw: u16) {
-    let idx = s.slot_index(block).unwrap();
+    let idx = s.slot_index(block, s.shape()).unwrap();
     // SAFETY: the test thread owns the slab and the block is free.
     unsafe { s.write_link(idx, raw) };
 }
 
 /// The raw link to `block` (index + 1), unencoded.
 fn raw_link_to(s: &Slab, block: usize) -> u16 {
-    (s.slot_index(block).unwrap() + 1) as u16
+    (s.slot_index(block, s.shape()).unwrap() + 1) as u16
 }
 
 fn in_slots(s: &Slab, p: usize) -> bool {
-    s.slot_index(p).is_some()
+    s.slot_index(p, s.shape()).is_some()
 }
 
 #[test]
@@ -178,7 +182,7 @@ fn double_free_detected_local_and_remote() {
         assert_eq!(s.free_remote(b), Freed::DoubleFree);
         assert_eq!(free_local(s, b), Freed::DoubleFree);
         // Never-allocated slots are refused too.
-        let never = s.slots + 5 * s.stride as usize;
+        let never = s.slots + 5 * s.shape.stride as usize;
         assert_eq!(s.free_remote(never), Freed::DoubleFree);
         assert_eq!(drain(s, &c), 1);
         assert_eq!(used(s), 0);
@@ -208,9 +212,13 @@ fn foreign_pointers_refused() {
         8,
         usize::MAX - 7,
     ] {
-        assert_eq!(free_local(s, bad), Freed::Foreign, "{bad:#x}");
-        assert_eq!(s.free_remote(bad), Freed::Foreign, "{bad:#x}");
+        assert_eq!(s.slot_index(bad, s.shape()), None, "{bad:#x}");
+        assert!(!s.is_allocated(bad, s.shape()), "{bad:#x}");
     }
+    // A slab of another shape has no slots for this one's type.
+    let other = Geometry::of(64, 8).shape();
+    assert_eq!(s.slot_index(a, other), None);
+    assert_eq!(s.slot_index(a, s.shape()), Some(0));
     assert_eq!(used(s), 1);
 }
 
@@ -341,7 +349,8 @@ fn remote_chain_is_pushed_once_and_spliced() {
     assert_eq!(s.free_remote(blocks[5]), Freed::Ok { claimed: false });
     let mut chain: Option<Chain> = None;
     for &b in &blocks[..5] {
-        let idx = s.mark_remote(b).unwrap();
+        let idx = s.slot_index(b, s.shape()).unwrap();
+        s.mark_remote(idx).unwrap();
         chain = Some(match chain {
             None => Chain::one(idx),
             Some(mut ch) => {
@@ -354,8 +363,8 @@ fn remote_chain_is_pushed_once_and_spliced() {
         });
     }
     assert_eq!(
-        s.mark_remote(blocks[2]),
-        Err(Freed::DoubleFree),
+        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap()),
+        Err(DoubleFree),
         "held is freed"
     );
     // SAFETY: the chain's blocks are held and linked.
