@@ -144,7 +144,7 @@ impl<T> Pool<T> {
     }
 
     /// Frees that reached no pool (the pointer's region had no homeslab
-    /// header), counted process-wide.
+    /// header, or one of another type's slab), counted process-wide.
     pub fn unowned_frees() -> u64 {
         unmodelled::unowned_frees()
     }
@@ -374,7 +374,7 @@ impl<T> PoolBox<T> {
             // SAFETY: the address lies in memory this pool mapped, so its
             // region header is readable.
             let s = unsafe { &*slab };
-            s.magic_ok()
+            s.header_ok(Layout::<T>::SHAPE)
                 && core::ptr::eq(s.pool.cast::<Shared>(), sh)
                 && s.is_allocated(addr, Layout::<T>::SHAPE)
         };
@@ -416,7 +416,7 @@ unsafe fn free<T>(ptr: NonNull<T>) {
     // SAFETY: per the contract the block lies in a slab region whose header
     // is mapped.
     let s = unsafe { &*slab };
-    if !s.magic_ok() {
+    if !s.header_ok(Layout::<T>::SHAPE) {
         unmodelled::count_unowned_free();
         return;
     }

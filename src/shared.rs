@@ -303,7 +303,7 @@ impl Shared {
     /// Counts and refuses double frees.
     ///
     /// # Safety
-    /// `slab` passed [`Slab::magic_ok`], so `pool` is a live pool: the
+    /// `slab` passed [`Slab::header_ok`], so `pool` is a live pool: the
     /// block's slab holds a reference to it; `idx` came from
     /// [`Slab::slot_index`].
     #[inline]

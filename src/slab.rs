@@ -64,10 +64,11 @@ pub(crate) enum ListState {
     Detached,
 }
 
-/// Added to [`Local::count`] while the slab is detached: above any slot
-/// count (links are `u16`), so one compare after a free tells "now empty or
-/// detached" from "nothing to do".
+/// Taken from [`Local::count`] while the slab is detached: above any slot
+/// count (links are `u16`), so the count is negative then, and "not above
+/// zero" after a free means "now empty or detached: upkeep".
 const DETACHED_BIAS: usize = 1 << 20;
+const _: () = assert!((u16::MAX as usize) < DETACHED_BIAS);
 
 /// Owner-only state.
 #[derive(Debug)]
@@ -77,7 +78,7 @@ pub(crate) struct Local {
     /// Slots below this index have been handed out at least once.
     bump: usize,
     /// Blocks handed out and not yet freed back to this slab's local list,
-    /// plus [`DETACHED_BIAS`] while `list` is `Detached`.
+    /// less [`DETACHED_BIAS`] (wrapping) while `list` is `Detached`.
     count: usize,
     list: ListState,
     pub(crate) prev: *mut Slab,
@@ -99,9 +100,9 @@ impl Local {
         let was = self.list == ListState::Detached;
         let is = list == ListState::Detached;
         if is && !was {
-            self.count += DETACHED_BIAS;
+            self.count = self.count.wrapping_sub(DETACHED_BIAS);
         } else if was && !is {
-            self.count -= DETACHED_BIAS;
+            self.count = self.count.wrapping_add(DETACHED_BIAS);
         }
         self.list = list;
     }
@@ -194,7 +195,7 @@ impl Slab {
     ) -> NonNull<Slab> {
         let slab = region as *mut Slab;
         let header = Slab {
-            magic: MAGIC ^ region,
+            magic: MAGIC ^ region ^ geo.shape().tag(),
             pool,
             shape: geo.shape(),
             capacity: geo.capacity as u32,
@@ -264,10 +265,11 @@ impl Slab {
         (addr & !(region - 1)) as *mut Slab
     }
 
-    /// True if this looks like a live homeslab slab header.
+    /// True if this looks like a live homeslab slab header of `shape`: the
+    /// caller's type's, so a slab of another type is refused, not misread.
     #[inline(always)]
-    pub(crate) fn magic_ok(&self) -> bool {
-        self.magic == MAGIC ^ (self as *const Slab as usize)
+    pub(crate) fn header_ok(&self, shape: Shape) -> bool {
+        self.magic == MAGIC ^ (self as *const Slab as usize) ^ shape.tag()
     }
 
     /// This slab's stride and slot offset.
@@ -276,15 +278,13 @@ impl Slab {
         self.shape
     }
 
-    /// Index of the slot starting at `addr`, if there is one. `shape` is the
-    /// caller's idea of this slab's shape — the pool's type's, a constant —
-    /// so the division compiles to a shift or a constant multiply; a slab of
-    /// another shape has no slot there.
+    /// Index of the slot starting at `addr`, if there is one. `shape` is
+    /// this slab's (checked by [`Slab::header_ok`]) as the pool's type gives
+    /// it — a constant, so the division compiles to a shift or a constant
+    /// multiply.
     #[inline(always)]
     pub(crate) fn slot_index(&self, addr: usize, shape: Shape) -> Option<usize> {
-        if self.shape != shape {
-            return None;
-        }
+        debug_assert_eq!(self.shape, shape);
         let off = addr.wrapping_sub(self as *const Slab as usize + shape.slots_off as usize);
         if off >= self.span as usize {
             return None;
@@ -405,7 +405,7 @@ impl Slab {
                     return None;
                 };
                 self.state(idx).store(ALLOCATED, Ordering::Relaxed);
-                l.count += 1;
+                l.count = l.count.wrapping_add(1);
                 Some(NonNull::new_unchecked(
                     (self.slots + idx * self.shape.stride as usize) as *mut u8,
                 ))
@@ -431,9 +431,9 @@ impl Slab {
             self.local(|l| {
                 self.write_link(idx, self.encode(idx, l.free));
                 l.free = idx + 1;
-                l.count -= 1;
-                // 0 (empty) wraps; a biased count stays at or above the bias.
-                Ok(l.count.wrapping_sub(1) >= DETACHED_BIAS - 1)
+                l.count = l.count.wrapping_sub(1);
+                // Empty (0) or detached (negative).
+                Ok(l.count as isize <= 0)
             })
         }
     }
@@ -525,7 +525,7 @@ impl Slab {
         // SAFETY: the caller is the owner; the taken chain is ours alone.
         unsafe {
             self.local(|l| {
-                l.count -= taken.count.min(l.used());
+                l.count = l.used() - taken.count.min(l.used());
                 if l.free == 0 {
                     l.free = taken.top + 1;
                     return taken.count;

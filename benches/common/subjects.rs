@@ -105,23 +105,41 @@ pub trait Visitor<T: Obj> {
     fn visit<S: Subject<T>>(&mut self, s: &S);
 }
 
+/// Receives each subject in turn, by value (to keep it).
+pub trait Sink<T: Obj> {
+    /// Called once per subject.
+    fn take<S: Subject<T> + 'static>(&mut self, s: S);
+}
+
 /// Builds every subject for `T` (fresh, in [`NAMES`] order) and hands each to
-/// `v`; a subject is dropped before the next is built.
-pub fn each_subject<T: Obj, V: Visitor<T>>(v: &mut V) {
-    v.visit(&Homeslab::<T>::new(false));
-    v.visit(&Homeslab::<T>::new(true));
-    v.visit(&SystemBox::<T>::new());
-    v.visit(&Raw::<mimalloc::MiMalloc, T>::new(
+/// `k`.
+pub fn each_owned<T: Obj, K: Sink<T>>(k: &mut K) {
+    k.take(Homeslab::<T>::new(false));
+    k.take(Homeslab::<T>::new(true));
+    k.take(SystemBox::<T>::new());
+    k.take(Raw::<mimalloc::MiMalloc, T>::new(
         mimalloc::MiMalloc,
         "mimalloc",
     ));
-    v.visit(&Raw::<tikv_jemallocator::Jemalloc, T>::new(
+    k.take(Raw::<tikv_jemallocator::Jemalloc, T>::new(
         tikv_jemallocator::Jemalloc,
         "jemalloc",
     ));
-    v.visit(&Sharded::<T>::new());
-    v.visit(&LockfreeSpin::<T>::new());
-    v.visit(&MutexSlab::<T>::new());
+    k.take(Sharded::<T>::new());
+    k.take(LockfreeSpin::<T>::new());
+    k.take(MutexSlab::<T>::new());
+}
+
+/// Builds every subject for `T` (fresh, in [`NAMES`] order) and hands each to
+/// `v`; a subject is dropped before the next is built.
+pub fn each_subject<T: Obj, V: Visitor<T>>(v: &mut V) {
+    struct Lend<'v, V>(&'v mut V);
+    impl<T: Obj, V: Visitor<T>> Sink<T> for Lend<'_, V> {
+        fn take<S: Subject<T> + 'static>(&mut self, s: S) {
+            self.0.visit(&s);
+        }
+    }
+    each_owned::<T, _>(&mut Lend(v));
 }
 
 /// Builds the subject called `name` (one of [`NAMES`]) and hands it to `v`.

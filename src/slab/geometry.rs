@@ -39,6 +39,15 @@ pub(crate) struct Shape {
     pub(crate) slots_off: u32,
 }
 
+impl Shape {
+    /// Both fields in one word, mixed into the slab's magic so that one
+    /// compare checks "a slab, of this shape" (on 32-bit targets only the
+    /// stride is kept).
+    pub(crate) const fn tag(self) -> usize {
+        (self.stride as u64 | (self.slots_off as u64) << 32) as usize
+    }
+}
+
 /// Geometry of a slab for one (size, align).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {

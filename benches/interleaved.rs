@@ -1,0 +1,223 @@
+//! Interleaved side-by-side runs, for machines whose speed drifts.
+//!
+//! ```text
+//! cargo bench --bench interleaved
+//! cargo bench --bench interleaved -- --rounds 40 --sample-ms 50 --groups local_t1,xthread_1p1c
+//! ```
+//!
+//! criterion measures one subject after another, so on a shared host whose
+//! speed changes from minute to minute (a busy neighbour on the same core,
+//! vCPUs moved) two subjects of one group can be measured at different
+//! speeds. Here every subject of a group takes one short sample per round,
+//! in a new random order each round, for many rounds: a change of speed
+//! hits all of them alike. Printed per group: each subject's median
+//! throughput over the rounds, its interquartile range, and the median over
+//! rounds of homeslab's throughput ÷ the subject's in the same round.
+//!
+//! Same workloads, subjects and timing harness as `benches/alloc.rs`.
+
+#[allow(dead_code)]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::harness::Rng;
+use common::subjects::{each_owned, Floor, Obj, Sink, Subject};
+use common::workloads::{Larson, Local, Workload, XThread};
+
+const USAGE: &str = "\
+usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
+
+  --rounds N      samples per subject (default 30)
+  --sample-ms M   target length of one sample (default 40)
+  --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
+                  local_t1_1024B xthread_1p1c larson_t2 (default: all)";
+
+const GROUPS: [&str; 7] = [
+    "local_t1",
+    "local_t2",
+    "local_t1_16B",
+    "local_t1_256B",
+    "local_t1_1024B",
+    "xthread_1p1c",
+    "larson_t2",
+];
+
+struct Opts {
+    rounds: usize,
+    sample: Duration,
+    groups: Vec<String>,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        rounds: 30,
+        sample: Duration::from_millis(40),
+        groups: GROUPS.iter().map(|g| g.to_string()).collect(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--rounds" => {
+                o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?;
+                if o.rounds == 0 {
+                    return Err("--rounds must be at least 1".into());
+                }
+            }
+            "--sample-ms" => {
+                let ms: u64 = val()?.parse().map_err(|e| format!("--sample-ms: {e}"))?;
+                o.sample = Duration::from_millis(ms.max(1));
+            }
+            "--groups" => {
+                o.groups = val()?.split(',').map(str::to_string).collect();
+                if let Some(g) = o.groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+                    return Err(format!("unknown group {g}"));
+                }
+            }
+            // What `cargo bench` passes to every bench binary.
+            "--bench" => {}
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One subject bound to one workload: runs `iters` iterations, returns the
+/// measured time.
+type Runner<'w> = Box<dyn FnMut(u64) -> Duration + 'w>;
+
+/// Collects a runner per subject.
+struct Runners<'w, W> {
+    workload: &'w W,
+    list: Vec<(&'static str, Runner<'w>)>,
+}
+
+impl<'w, T: Obj, W: Workload<T>> Sink<T> for Runners<'w, W> {
+    fn take<S: Subject<T> + 'static>(&mut self, s: S) {
+        let w = self.workload;
+        let name = s.name();
+        self.list
+            .push((name, Box::new(move |iters| w.run(&s, iters))));
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Three significant digits, as `plot.py` prints them.
+fn sig3(v: f64) -> String {
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else if v >= 1.0 {
+        2
+    } else {
+        3
+    };
+    format!("{v:.decimals$}")
+}
+
+fn quartiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.75))
+}
+
+/// Runs one group: every subject (and the floor if `floor`) on `w`,
+/// interleaved, and prints its table.
+fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
+    let mut r = Runners {
+        workload: w,
+        list: Vec::new(),
+    };
+    each_owned::<T, _>(&mut r);
+    if floor {
+        r.take(Floor::<T>::new());
+    }
+    let mut runners = r.list;
+    // Calibrate: iterations per sample, from one warm-up sample each.
+    let mut iters = Vec::with_capacity(runners.len());
+    for (_, run) in runners.iter_mut() {
+        let mut n = 1u64;
+        loop {
+            let t = run(n);
+            if t >= o.sample / 4 || n >= 1 << 30 {
+                let per = t.as_secs_f64() / n as f64;
+                iters.push(((o.sample.as_secs_f64() / per.max(1e-12)) as u64).max(1));
+                break;
+            }
+            n *= 4;
+        }
+    }
+    let elems = w.elements() as f64;
+    let k = runners.len();
+    let mut tput = vec![Vec::with_capacity(o.rounds); k];
+    let mut rng = Rng::new(0x1eaf_cafe ^ k as u64);
+    let mut order: Vec<usize> = (0..k).collect();
+    let started = Instant::now();
+    for _ in 0..o.rounds {
+        for i in (1..k).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        for &i in &order {
+            let t = runners[i].1(iters[i]);
+            tput[i].push(elems * iters[i] as f64 / t.as_secs_f64() / 1e6);
+        }
+    }
+    let base = runners.iter().position(|(n, _)| *n == "homeslab");
+    println!(
+        "\n### `{name}` ({} rounds, {:.0} s)\n",
+        o.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "| subject | median Melem/s | interquartile | homeslab ÷ subject (median of rounds) |"
+    );
+    println!("|---|---:|---:|---:|");
+    for i in 0..k {
+        let ratio = base.map(|b| {
+            let mut r: Vec<f64> = (0..o.rounds).map(|j| tput[b][j] / tput[i][j]).collect();
+            median(&mut r)
+        });
+        let (q1, q3) = quartiles(&mut tput[i].clone());
+        println!(
+            "| {} | {} | {}–{} | {} |",
+            runners[i].0,
+            sig3(median(&mut tput[i].clone())),
+            sig3(q1),
+            sig3(q3),
+            ratio.map_or("–".into(), |r| format!("{r:.2}×"))
+        );
+    }
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    for g in &o.groups {
+        match g.as_str() {
+            "local_t1" => group::<[u64; 8], _>(g, &Local { threads: 1 }, true, &o),
+            "local_t2" => group::<[u64; 8], _>(g, &Local { threads: 2 }, false, &o),
+            "local_t1_16B" => group::<[u64; 2], _>(g, &Local { threads: 1 }, true, &o),
+            "local_t1_256B" => group::<[u64; 32], _>(g, &Local { threads: 1 }, true, &o),
+            "local_t1_1024B" => group::<[u64; 128], _>(g, &Local { threads: 1 }, true, &o),
+            "xthread_1p1c" => group::<[u64; 8], _>(g, &XThread { pairs: 1 }, false, &o),
+            "larson_t2" => group::<[u64; 8], _>(g, &Larson { threads: 2 }, false, &o),
+            _ => unreachable!("checked in parse"),
+        }
+    }
+}
