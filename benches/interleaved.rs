@@ -28,7 +28,7 @@ use common::workloads::{Larson, Local, Workload, XThread};
 const USAGE: &str = "\
 usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
 
-  --rounds N      samples per subject (default 30)
+  --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
                   local_t1_1024B xthread_1p1c larson_t2 (default: all)";
@@ -51,7 +51,7 @@ struct Opts {
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
-        rounds: 30,
+        rounds: 20,
         sample: Duration::from_millis(40),
         groups: GROUPS.iter().map(|g| g.to_string()).collect(),
     };
