@@ -14,6 +14,10 @@
 //! throughput over the rounds, its interquartile range, and the median over
 //! rounds of homeslab's throughput ÷ the subject's in the same round.
 //!
+//! `--once N` runs each subject once for exactly `N` iterations instead
+//! (no calibration, no rounds) and prints the time: `benches/instructions.py`
+//! runs that under callgrind to count instructions per alloc+free pair.
+//!
 //! Same workloads, subjects and timing harness as `benches/alloc.rs`.
 
 #[allow(dead_code)]
@@ -27,11 +31,15 @@ use common::workloads::{Larson, Local, Workload, XThread};
 
 const USAGE: &str = "\
 usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
+                   [--subjects s1,s2,...] [--once ITERS]
 
   --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
-                  local_t1_1024B xthread_1p1c larson_t2 (default: all)";
+                  local_t1_1024B xthread_1p1c larson_t2 (default: all)
+  --subjects list only these subjects (names as printed; default: all)
+  --once ITERS    run each subject once, ITERS iterations, and print
+                  `group subject iterations elements nanoseconds`";
 
 const GROUPS: [&str; 7] = [
     "local_t1",
@@ -47,6 +55,8 @@ struct Opts {
     rounds: usize,
     sample: Duration,
     groups: Vec<String>,
+    subjects: Option<Vec<String>>,
+    once: Option<u64>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -54,6 +64,8 @@ fn parse() -> Result<Opts, String> {
         rounds: 20,
         sample: Duration::from_millis(40),
         groups: GROUPS.iter().map(|g| g.to_string()).collect(),
+        subjects: None,
+        once: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -74,6 +86,11 @@ fn parse() -> Result<Opts, String> {
                 if let Some(g) = o.groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
                     return Err(format!("unknown group {g}"));
                 }
+            }
+            "--subjects" => o.subjects = Some(val()?.split(',').map(str::to_string).collect()),
+            "--once" => {
+                let n: u64 = val()?.parse().map_err(|e| format!("--once: {e}"))?;
+                o.once = Some(n.max(1));
             }
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
@@ -144,6 +161,19 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
         r.take(Floor::<T>::new());
     }
     let mut runners = r.list;
+    if let Some(only) = &o.subjects {
+        runners.retain(|(n, _)| only.iter().any(|s| s == n));
+    }
+    if let Some(n) = o.once {
+        for (subject, run) in runners.iter_mut() {
+            let t = run(n);
+            println!("{name} {subject} {n} {} {}", w.elements(), t.as_nanos());
+        }
+        return;
+    }
+    if runners.is_empty() {
+        return;
+    }
     // Calibrate: iterations per sample, from one warm-up sample each.
     let mut iters = Vec::with_capacity(runners.len());
     for (_, run) in runners.iter_mut() {

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Instructions per alloc+free pair on the one-thread `local` groups, counted
+with valgrind's callgrind (standard library only; needs `valgrind`).
+
+    python3 benches/instructions.py [--groups g1,g2] [--subjects s1,s2]
+
+Instruction counts do not depend on what else the machine is doing, so
+they compare subjects (and commits) where timings on a shared host cannot.
+They are not time: a cache miss costs one instruction here.
+
+For every group and subject this runs the `interleaved` bench binary twice
+under callgrind with `--once N` (exactly N iterations, nothing else timed)
+for two values of N, and divides the difference in instructions by the
+difference in alloc+free pairs, so thread start-up, set-up and teardown
+cancel out. Only one-thread groups: under valgrind threads are serialised,
+so a two-thread workload would count its waiting.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B"]
+SUBJECTS = [
+    "homeslab",
+    "homeslab-hardened",
+    "box-system",
+    "mimalloc",
+    "jemalloc",
+    "sharded-slab",
+    "lockfree-object-pool",
+    "mutex-slab",
+    "floor",
+]
+SHORT, LONG = 50, 550  # iterations of 1024 pairs
+
+
+def executable():
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "interleaved", "--no-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    m = re.search(r"Executable .*\((.*)\)", out.stderr)
+    if not m:
+        sys.exit("could not find the interleaved bench executable:\n" + out.stderr)
+    return m.group(1)
+
+
+def count(exe, group, subject, iters):
+    """Total instructions of one `--once` run, and its pairs."""
+    with tempfile.TemporaryDirectory() as d:
+        cg = os.path.join(d, "cg.out")
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}",
+             exe, "--once", str(iters), "--groups", group, "--subjects", subject],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            sys.exit(f"{group}/{subject} failed:\n{run.stderr[-2000:]}")
+        fields = run.stdout.split()
+        if len(fields) != 5:
+            sys.exit(f"{group}/{subject}: unexpected output {run.stdout!r}")
+        pairs = int(fields[2]) * int(fields[3])
+        with open(cg) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1]), pairs
+    sys.exit(f"{group}/{subject}: no totals in the callgrind output")
+
+
+def main():
+    groups, subjects = GROUPS, SUBJECTS
+    args = sys.argv[1:]
+    while args:
+        flag = args.pop(0)
+        if flag in ("--groups", "--subjects") and args:
+            vals = args.pop(0).split(",")
+            bad = [v for v in vals if v not in (GROUPS if flag == "--groups" else SUBJECTS)]
+            if bad:
+                sys.exit(f"unknown {flag[2:]}: {', '.join(bad)}")
+            if flag == "--groups":
+                groups = vals
+            else:
+                subjects = vals
+        else:
+            sys.exit(__doc__)
+    exe = executable()
+    print("Instructions per alloc+free pair (callgrind; lower is better):\n")
+    print("| workload | " + " | ".join(subjects) + " |")
+    print("|---|" + "---:|" * len(subjects))
+    for g in groups:
+        row = []
+        for s in subjects:
+            i1, p1 = count(exe, g, s, SHORT)
+            i2, p2 = count(exe, g, s, LONG)
+            row.append(f"{(i2 - i1) / (p2 - p1):.1f}")
+            print(f"  {g}/{s}: {row[-1]}", file=sys.stderr)
+        print(f"| `{g}` | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
