@@ -23,17 +23,6 @@ import sys
 import tempfile
 
 GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B"]
-SUBJECTS = [
-    "homeslab",
-    "homeslab-hardened",
-    "box-system",
-    "mimalloc",
-    "jemalloc",
-    "sharded-slab",
-    "lockfree-object-pool",
-    "mutex-slab",
-    "floor",
-]
 SHORT, LONG = 50, 550  # iterations of 1024 pairs
 
 
@@ -48,6 +37,17 @@ def executable():
     if not m:
         sys.exit("could not find the interleaved bench executable:\n" + out.stderr)
     return m.group(1)
+
+
+def subjects_of(exe):
+    """The subjects the bench binary runs, in its order (one quick pass)."""
+    out = subprocess.run(
+        [exe, "--once", "1", "--groups", GROUPS[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.split()[1] for line in out.stdout.splitlines() if line.strip()]
 
 
 def count(exe, group, subject, iters):
@@ -74,13 +74,15 @@ def count(exe, group, subject, iters):
 
 
 def main():
-    groups, subjects = GROUPS, SUBJECTS
+    exe = executable()
+    known = subjects_of(exe)
+    groups, subjects = GROUPS, known
     args = sys.argv[1:]
     while args:
         flag = args.pop(0)
         if flag in ("--groups", "--subjects") and args:
             vals = args.pop(0).split(",")
-            bad = [v for v in vals if v not in (GROUPS if flag == "--groups" else SUBJECTS)]
+            bad = [v for v in vals if v not in (GROUPS if flag == "--groups" else known)]
             if bad:
                 sys.exit(f"unknown {flag[2:]}: {', '.join(bad)}")
             if flag == "--groups":
@@ -89,7 +91,6 @@ def main():
                 subjects = vals
         else:
             sys.exit(__doc__)
-    exe = executable()
     print("Instructions per alloc+free pair (callgrind; lower is better):\n")
     print("| workload | " + " | ".join(subjects) + " |")
     print("|---|" + "---:|" * len(subjects))
