@@ -31,7 +31,7 @@ use common::workloads::{Larson, Local, Workload, XThread};
 
 const USAGE: &str = "\
 usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
-                   [--subjects s1,s2,...] [--once ITERS]
+                   [--subjects s1,s2,...] [--once ITERS] [FILTER]
 
   --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
@@ -39,7 +39,8 @@ usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
                   local_t1_1024B xthread_1p1c larson_t2 (default: all)
   --subjects list only these subjects (names as printed; default: all)
   --once ITERS    run each subject once, ITERS iterations, and print
-                  `group subject iterations elements nanoseconds`";
+                  `group subject iterations elements nanoseconds`
+  FILTER          only the groups whose name contains it";
 
 const GROUPS: [&str; 7] = [
     "local_t1",
@@ -94,6 +95,12 @@ fn parse() -> Result<Opts, String> {
             }
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
+            // A criterion-style filter given to all bench binaries
+            // (`cargo bench -- larson`): keep the groups whose name has it.
+            f if !f.starts_with('-') => {
+                let f = f.trim_matches(|c| c == '^' || c == '$' || c == '/');
+                o.groups.retain(|g| g.contains(f));
+            }
             _ => return Err(format!("unknown argument {a}")),
         }
     }
