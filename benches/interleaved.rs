@@ -26,7 +26,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::Rng;
-use common::subjects::{each_owned, Floor, Obj, Sink, Subject};
+use common::subjects::{each_owned, Floor, Obj, Sink, Subject, NAMES};
 use common::workloads::{Larson, Local, Workload, XThread};
 
 const USAGE: &str = "\
@@ -88,7 +88,14 @@ fn parse() -> Result<Opts, String> {
                     return Err(format!("unknown group {g}"));
                 }
             }
-            "--subjects" => o.subjects = Some(val()?.split(',').map(str::to_string).collect()),
+            "--subjects" => {
+                let list: Vec<String> = val()?.split(',').map(str::to_string).collect();
+                let known = |n: &str| NAMES.contains(&n) || n == "floor";
+                if let Some(bad) = list.iter().find(|n| !known(n)) {
+                    return Err(format!("unknown subject {bad}"));
+                }
+                o.subjects = Some(list);
+            }
             "--once" => {
                 let n: u64 = val()?.parse().map_err(|e| format!("--once: {e}"))?;
                 o.once = Some(n.max(1));
