@@ -24,8 +24,8 @@
 //! walks); a link that decodes to anything but a free slot below the bump
 //! frontier is counted as corruption and the rest of that list is abandoned
 //! (its slots come back when the region is released and initialised again).
-//! Double frees and foreign pointers are caught by the state bytes and the
-//! slot-index check in every mode (plain mode checks a remote free with a load
+//! Double frees and foreign pointers are caught by the state bytes, the
+//! header check (magic and shape) and the slot-index check in every mode (plain mode checks a remote free with a load
 //! and a store, hardened mode with a CAS, which also catches two threads
 //! freeing one block at the same instant).
 
