@@ -16,7 +16,7 @@ use crossbeam_utils::CachePadded;
 use crate::error::AllocError;
 use crate::remote::SlabQueue;
 use crate::shared::Shared;
-use crate::slab::{ListState, Slab};
+use crate::slab::{ListState, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
 /// `owner` of a heap that no thread owns. Not 0: that is the serial of a
@@ -175,19 +175,20 @@ impl Heap {
         self.core.with_mut(|c| f(unsafe { &mut *c }))
     }
 
-    /// The fast path: pop from the current slab.
+    /// The fast path: pop from the current slab. `shape` is the pool's (every
+    /// slab of a heap has it).
     ///
     /// # Safety
     /// The caller is the owner.
     #[inline(always)]
-    pub(crate) unsafe fn alloc_fast(&self) -> Option<NonNull<u8>> {
+    pub(crate) unsafe fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
         // SAFETY: the caller is the owner; `current` is a slab this heap owns.
         unsafe {
             let cur = self.core(|c| c.current);
             if cur.is_null() {
                 return None;
             }
-            (*cur).pop(&self.stats.corruption)
+            (*cur).pop(shape, &self.stats.corruption)
         }
     }
 
@@ -211,7 +212,7 @@ impl Heap {
                     let s = &*cur;
                     // Pop before draining: a drain into an empty freelist
                     // splices the remote chain without walking it.
-                    if let Some(p) = s.pop(&self.stats.corruption) {
+                    if let Some(p) = s.pop(s.shape(), &self.stats.corruption) {
                         return Ok(Some(p));
                     }
                     if s.drain(&self.stats.corruption) != 0 {

@@ -113,7 +113,7 @@ impl TierGuard<'_> {
         let heap = &self.tier.heap;
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe {
-            if let Some(p) = heap.alloc_fast() {
+            if let Some(p) = heap.alloc_fast(sh.config.geometry.shape()) {
                 return Ok(Some(p));
             }
             if let Some(p) = heap.alloc_slow(sh, false)? {

@@ -114,7 +114,7 @@ impl<T> Pool<T> {
         let ptr = if Layout::<T>::ZST {
             NonNull::dangling()
         } else {
-            self.shared.alloc()?.cast::<T>()
+            self.shared.alloc(Layout::<T>::SHAPE)?.cast::<T>()
         };
         // SAFETY: the block is `T`-sized, aligned, and exclusively ours.
         unsafe { ptr.as_ptr().write(value) };

@@ -13,7 +13,7 @@ use crate::error::AllocError;
 use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
-use crate::slab::{Chain, Geometry, ListState, Slab};
+use crate::slab::{Chain, Geometry, ListState, Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
@@ -103,9 +103,10 @@ impl Shared {
     }
 
     /// Allocates one block: the fast path inline, the rest out of line.
+    /// `shape` is the pool's (a constant of its type).
     #[inline(always)]
-    pub(crate) fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
-        match self.alloc_fast() {
+    pub(crate) fn alloc(&self, shape: Shape) -> Result<NonNull<u8>, AllocError> {
+        match self.alloc_fast(shape) {
             Some(p) => Ok(p),
             None => self.alloc_slow(),
         }
@@ -113,7 +114,7 @@ impl Shared {
 
     /// The owner fast path: this thread's cached heap, its current slab.
     #[inline(always)]
-    fn alloc_fast(&self) -> Option<NonNull<u8>> {
+    fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
         let fast = thread::fast();
         if fast.pool != self.id {
             return None;
@@ -123,7 +124,7 @@ impl Shared {
         // clears the cache.
         let heap = unsafe { &*fast.heap };
         // SAFETY: this thread owns `heap`.
-        let p = unsafe { heap.alloc_fast() }?;
+        let p = unsafe { heap.alloc_fast(shape) }?;
         bump(&heap.stats.allocs, 1);
         Some(p)
     }
@@ -149,7 +150,7 @@ impl Shared {
                 if heap.owner.load(Ordering::Relaxed) == me {
                     thread::cache_heap(self.id, heap);
                     // SAFETY: this thread owns `heap`.
-                    if let Some(p) = unsafe { heap.alloc_fast() } {
+                    if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                         bump(&heap.stats.allocs, 1);
                         return Ok(p);
                     }
@@ -194,7 +195,7 @@ impl Shared {
             if self.acquire(heap) {
                 thread::cache_heap(self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
-                if let Some(p) = unsafe { heap.alloc_fast() } {
+                if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                     bump(&heap.stats.allocs, 1);
                     return Ok(p);
                 }

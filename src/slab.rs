@@ -1,33 +1,36 @@
 //! A slab: one region of equal-size slots for a given (size, align), with its
 //! header at the start of the region — the untyped core.
 //!
-//! Region layout: `[Slab header][slot states][freelist links][slots…]`.
+//! Region layout: `[Slab header][slot words][slots…]`.
 //! The region is aligned to its own size, so `ptr & !(region - 1)` finds the
 //! header of any block in O(1).
+//!
+//! Each slot has one 16-bit *slot word*, outside the block: [`ALLOCATED`]
+//! while the slot is handed out, otherwise its freelist link (the next free
+//! slot's index + 1; 0 ends a list). One word is both the double-free check
+//! and the link, so a free — local or remote — reads and writes one cache
+//! line of metadata and never the block: a block freed on another thread
+//! stays in its owner's cache, and a use-after-free write cannot reach a
+//! link.
 //!
 //! Who touches what (see docs/ARCHITECTURE.md):
 //! - immutable after [`Slab::init`]: `magic`, `pool`, geometry, `key`;
 //! - owner only (plain memory in an `UnsafeCell`): [`Local`] — the local
 //!   freelist head, the bump frontier, the live count, list links;
-//! - any thread: `remote` (the MPSC list), the per-slot state bytes (the owner
-//!   stores, a remote freer flips `ALLOCATED → FREE`), `next_returned`;
-//! - the freelist link of a free slot: whoever holds the free slot.
+//! - any thread: `remote` (the MPSC list), `next_returned`, and the slot
+//!   words (the owner stores; a remote freer replaces `ALLOCATED` with a
+//!   link and holds the slot until it publishes it).
 //!
-//! Freelist links live *outside* the blocks, one `u16` per slot beside the
-//! state bytes (slot index + 1; 0 ends a list). A free — local or remote —
-//! never touches the block's memory, so a block freed on another thread
-//! stays in its owner's cache, and a use-after-free write cannot reach a
-//! link.
-//!
-//! Hardening: freelist links are stored as `next ^ key ^ slot` (16 bits) with
-//! a random per-slab key and checked on every pop (and on a drain that
+//! Hardening: links are stored as `next ^ key ^ slot` (15 bits) with a
+//! random per-slab key and checked on every pop (and on a drain that
 //! walks); a link that decodes to anything but a free slot below the bump
 //! frontier is counted as corruption and the rest of that list is abandoned
 //! (its slots come back when the region is released and initialised again).
-//! Double frees and foreign pointers are caught by the state bytes, the
-//! header check (magic and shape) and the slot-index check in every mode (plain mode checks a remote free with a load
-//! and a store, hardened mode with a CAS, which also catches two threads
-//! freeing one block at the same instant).
+//! Double frees and foreign pointers are caught by the slot words, the
+//! header check (magic and shape) and the slot-index check in every mode
+//! (plain mode checks a remote free with a load and a store, hardened mode
+//! with a CAS, which also catches two threads freeing one block at the same
+//! instant).
 
 use core::ptr::NonNull;
 
@@ -35,18 +38,24 @@ use crossbeam_utils::CachePadded;
 
 use crate::heap::Heap;
 use crate::remote::RemoteStack;
-use crate::sync::{bump, AtomicPtr, AtomicU64, AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{bump, AtomicPtr, AtomicU16, AtomicU64, Ordering, UnsafeCell};
 
-/// Slot state: never handed out, or freed.
-pub(crate) const FREE: u8 = 0;
-/// Slot state: handed out.
-pub(crate) const ALLOCATED: u8 = 1;
+/// The slot word of a handed-out slot. Every other value is a free slot's
+/// link (encoded when hardened), always below this bit.
+pub(crate) const ALLOCATED: u16 = 0x8000;
+
+/// True if `word` marks a handed-out slot: its top bit is set (a sign test,
+/// one instruction fewer than comparing with [`ALLOCATED`]; no link has it).
+#[inline(always)]
+fn handed_out(word: u16) -> bool {
+    (word as i16) < 0
+}
 
 const MAGIC: usize = 0x686f_6d65_736c_6162; // "homeslab"
 
-/// A freelist link: the next free slot's index + 1 (0: end), encoded when
-/// hardened. Through the facade, so loom tracks every hand-off of link data.
-type LinkCell = UnsafeCell<u16>;
+/// One slot's word: [`ALLOCATED`], or the free slot's link (the next free
+/// slot's index + 1, 0: end; encoded when hardened).
+type SlotWord = AtomicU16;
 
 mod geometry;
 pub(crate) use geometry::{Geometry, Shape, MAX_ALIGN, MAX_SIZE};
@@ -68,7 +77,7 @@ pub(crate) enum ListState {
 /// count (links are `u16`), so the count is negative then, and "not above
 /// zero" after a free means "now empty or detached: upkeep".
 const DETACHED_BIAS: usize = 1 << 20;
-const _: () = assert!((u16::MAX as usize) < DETACHED_BIAS);
+const _: () = assert!((ALLOCATED as usize) < DETACHED_BIAS);
 
 /// Owner-only state.
 #[derive(Debug)]
@@ -122,10 +131,6 @@ pub(crate) struct Slab {
     pub(crate) pool: *const (),
     /// The owning heap.
     pub(crate) heap: AtomicPtr<Heap>,
-    /// Address of slot 0.
-    slots: usize,
-    /// Address of the link cells.
-    links: usize,
     // `u32` suffices: a region is at most 1 GiB (`MAX_SIZE` × `MIN_SLOTS`
     // rounded up; asserted in `geometry`).
     /// Stride and offset of slot 0.
@@ -133,7 +138,7 @@ pub(crate) struct Slab {
     /// `capacity * stride`: the bytes the slots span.
     span: u32,
     capacity: u32,
-    /// Link key (0 when not hardened); links are 16 bits.
+    /// Link key (0 when not hardened); below [`ALLOCATED`], like links.
     key: u16,
     hardened: bool,
     // Owner only.
@@ -200,9 +205,11 @@ impl Slab {
             shape: geo.shape(),
             capacity: geo.capacity as u32,
             span: (geo.capacity * geo.stride) as u32,
-            slots: region + geo.slots_off,
-            links: region + geo.links_off,
-            key: if hardened { (key | 1) as u16 } else { 0 },
+            key: if hardened {
+                (key as u16 | 1) & (ALLOCATED - 1)
+            } else {
+                0
+            },
             hardened,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
@@ -216,17 +223,13 @@ impl Slab {
             remote: CachePadded::new(RemoteStack::new()),
             next_returned: AtomicPtr::new(core::ptr::null_mut()),
         };
-        // SAFETY: the caller gives us the whole region; the header, states and
-        // link cells fit before `slots_off` by construction of `Geometry`.
+        // SAFETY: the caller gives us the whole region; the header and the
+        // slot words fit before `slots_off` by construction of `Geometry`.
         unsafe {
             slab.write(header);
-            let states = (region + geo.states_off) as *mut AtomicU8;
+            let words = (region + geometry::WORDS_OFF) as *mut SlotWord;
             for i in 0..geo.capacity {
-                states.add(i).write(AtomicU8::new(FREE));
-            }
-            let links = (region + geo.links_off) as *mut LinkCell;
-            for i in 0..geo.capacity {
-                links.add(i).write(UnsafeCell::new(0));
+                words.add(i).write(SlotWord::new(0));
             }
             NonNull::new_unchecked(slab)
         }
@@ -243,15 +246,9 @@ impl Slab {
         // `init` wrote is dropped exactly once.
         unsafe {
             let s = slab.as_ptr();
-            let cap = (*s).capacity as usize;
-            let region = s as usize;
-            let geo_states = region + core::mem::size_of::<Slab>();
-            for i in 0..cap {
-                core::ptr::drop_in_place((geo_states as *mut AtomicU8).add(i));
-            }
-            let links = (*s).links;
-            for i in 0..cap {
-                core::ptr::drop_in_place((links as *mut LinkCell).add(i));
+            let words = (s as usize + geometry::WORDS_OFF) as *mut SlotWord;
+            for i in 0..(*s).capacity as usize {
+                core::ptr::drop_in_place(words.add(i));
             }
             core::ptr::drop_in_place(s);
         }
@@ -273,7 +270,7 @@ impl Slab {
     }
 
     /// This slab's stride and slot offset.
-    #[cfg(test)]
+    #[inline(always)]
     pub(crate) fn shape(&self) -> Shape {
         self.shape
     }
@@ -285,7 +282,9 @@ impl Slab {
     #[inline(always)]
     pub(crate) fn slot_index(&self, addr: usize, shape: Shape) -> Option<usize> {
         debug_assert_eq!(self.shape, shape);
-        let off = addr.wrapping_sub(self as *const Slab as usize + shape.slots_off as usize);
+        // `addr - header` is `addr ^ header`: the header is `addr` with its
+        // low bits cleared.
+        let off = (addr ^ self as *const Slab as usize).wrapping_sub(shape.slots_off as usize);
         if off >= self.span as usize {
             return None;
         }
@@ -297,18 +296,32 @@ impl Slab {
     /// handed out.
     pub(crate) fn is_allocated(&self, addr: usize, shape: Shape) -> bool {
         self.slot_index(addr, shape)
-            .is_some_and(|i| self.state(i).load(Ordering::Relaxed) == ALLOCATED)
+            .is_some_and(|i| handed_out(self.word(i).load(Ordering::Relaxed)))
     }
 
+    /// The start of the region, with the provenance of the whole region (the
+    /// pointer `init` was given), not just of the header `&self` covers.
     #[inline(always)]
-    fn state(&self, idx: usize) -> &AtomicU8 {
-        let base = self as *const Slab as usize + core::mem::size_of::<Slab>();
-        // SAFETY: `idx < capacity` (callers check via `slot_index` or `bump`),
-        // and `init` constructed `capacity` states right after the header.
-        unsafe { &*(base as *const AtomicU8).add(idx) }
+    fn region(&self) -> *mut u8 {
+        self as *const Slab as usize as *mut u8
     }
 
-    /// Encodes the link of slot `idx` to `next` (index + 1, or 0).
+    /// Slot `idx`'s word, at a fixed offset from the header.
+    #[inline(always)]
+    fn word(&self, idx: usize) -> &SlotWord {
+        // SAFETY: `idx < capacity` (callers check via `slot_index` or `bump`,
+        // or hold the slot), and `init` constructed `capacity` words there.
+        unsafe {
+            &*self
+                .region()
+                .add(geometry::WORDS_OFF)
+                .cast::<SlotWord>()
+                .add(idx)
+        }
+    }
+
+    /// Encodes the link of slot `idx` to `next` (index + 1, or 0): below
+    /// [`ALLOCATED`] in both modes, as `next`, `key` and `idx` are.
     #[inline(always)]
     fn encode(&self, idx: usize, next: usize) -> u16 {
         if self.hardened {
@@ -318,33 +331,17 @@ impl Slab {
         }
     }
 
+    /// Stores the encoded link `raw` of slot `idx`, which the caller holds
+    /// as free (the word is not `ALLOCATED` again until the owner pops it).
     #[inline(always)]
-    fn link(&self, idx: usize) -> &LinkCell {
-        // SAFETY: `idx < capacity` (callers hold a slot of this slab), and
-        // `init` constructed `capacity` link cells at `links`.
-        unsafe { &*(self.links as *const LinkCell).add(idx) }
+    fn write_link(&self, idx: usize, raw: u16) {
+        self.word(idx).store(raw, Ordering::Relaxed);
     }
 
-    /// Stores the encoded link `raw` of the free slot `idx`.
-    ///
-    /// # Safety
-    /// The caller exclusively holds slot `idx` as free.
+    /// Reads the encoded link of slot `idx`, which the caller holds as free.
     #[inline(always)]
-    #[cfg_attr(loom, track_caller)]
-    unsafe fn write_link(&self, idx: usize, raw: u16) {
-        // SAFETY: per the contract, no one else reads or writes this link.
-        self.link(idx).with_mut(|p| unsafe { *p = raw })
-    }
-
-    /// Reads the encoded link of the free slot `idx`.
-    ///
-    /// # Safety
-    /// As [`Slab::write_link`].
-    #[inline(always)]
-    #[cfg_attr(loom, track_caller)]
-    unsafe fn read_link(&self, idx: usize) -> u16 {
-        // SAFETY: as in `write_link`.
-        self.link(idx).with(|p| unsafe { *p })
+    fn read_link(&self, idx: usize) -> u16 {
+        self.word(idx).load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the owner-only state.
@@ -360,30 +357,33 @@ impl Slab {
 
     /// Decodes the link read from free slot `idx` into the next slot's
     /// index + 1 (0: end). `None`: corrupt — when hardened, anything but a
-    /// free slot below the frontier; in every mode, anything past the slots.
+    /// free slot below the frontier; in every mode, anything past the slots
+    /// (which includes every handed-out word: those are no links).
     #[inline(always)]
     fn decode(&self, idx: usize, raw: u16, bump: usize) -> Option<usize> {
-        let next = if self.hardened {
-            (raw as usize ^ self.key as usize ^ idx) & 0xffff
-        } else {
-            raw as usize
-        };
         if !self.hardened {
+            let next = raw as usize;
             return (next <= self.capacity as usize).then_some(next);
         }
+        // A handed-out word keeps its top bit through the XOR (key and index
+        // are below it) and lands past the frontier.
+        let next = raw as usize ^ self.key as usize ^ idx;
         if next == 0 {
             return Some(0);
         }
         let i = next - 1;
-        (i < bump && self.state(i).load(Ordering::Relaxed) == FREE).then_some(next)
+        (i < bump && !handed_out(self.read_link(i))).then_some(next)
     }
 
     /// Owner: hands out a slot from the local freelist or the bump frontier.
+    /// `shape` is this slab's ([`Slab::shape`], or the pool type's constant,
+    /// which turns the address arithmetic into a shift and an add).
     ///
     /// # Safety
     /// The caller is the owner.
     #[inline(always)]
-    pub(crate) unsafe fn pop(&self, corruption: &AtomicU64) -> Option<NonNull<u8>> {
+    pub(crate) unsafe fn pop(&self, shape: Shape, corruption: &AtomicU64) -> Option<NonNull<u8>> {
+        debug_assert_eq!(self.shape, shape);
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
@@ -404,10 +404,11 @@ impl Slab {
                 } else {
                     return None;
                 };
-                self.state(idx).store(ALLOCATED, Ordering::Relaxed);
+                self.word(idx).store(ALLOCATED, Ordering::Relaxed);
                 l.count = l.count.wrapping_add(1);
+                let slots = self.region().add(shape.slots_off as usize);
                 Some(NonNull::new_unchecked(
-                    (self.slots + idx * self.shape.stride as usize) as *mut u8,
+                    slots.add(idx * shape.stride as usize),
                 ))
             })
         }
@@ -421,11 +422,9 @@ impl Slab {
     /// The caller is the owner; `idx` came from [`Slab::slot_index`].
     #[inline(always)]
     pub(crate) unsafe fn free_local(&self, idx: usize) -> Result<bool, DoubleFree> {
-        let state = self.state(idx);
-        if state.load(Ordering::Relaxed) != ALLOCATED {
+        if !handed_out(self.word(idx).load(Ordering::Relaxed)) {
             return Err(DoubleFree);
         }
-        state.store(FREE, Ordering::Relaxed);
         // SAFETY: the caller is the owner; the block is ours and now free.
         unsafe {
             self.local(|l| {
@@ -454,16 +453,18 @@ impl Slab {
         }
     }
 
-    /// Any thread: the first half of a remote free. Flips the state of slot
-    /// `idx` (from [`Slab::slot_index`]) to free, which makes the caller the
-    /// holder of the block until it pushes it with [`Slab::push_chain`].
+    /// Any thread: the first half of a remote free. Replaces slot `idx`'s
+    /// (from [`Slab::slot_index`]) `ALLOCATED` word with an end-of-list
+    /// link, which makes the caller the holder of the block until it pushes
+    /// it with [`Slab::push_chain`].
     #[inline]
     pub(crate) fn mark_remote(&self, idx: usize) -> Result<(), DoubleFree> {
-        let state = self.state(idx);
+        let word = self.word(idx);
+        let end = self.encode(idx, 0);
         if self.hardened {
             // Catches even two threads freeing the same block at once.
-            if state
-                .compare_exchange(ALLOCATED, FREE, Ordering::Relaxed, Ordering::Relaxed)
+            if word
+                .compare_exchange(ALLOCATED, end, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
                 return Err(DoubleFree);
@@ -472,10 +473,10 @@ impl Slab {
             // A load and a store: catches every double free that does not
             // race with another free of the same block (that race is a data
             // race in the caller; hardened mode catches it too).
-            if state.load(Ordering::Relaxed) != ALLOCATED {
+            if !handed_out(word.load(Ordering::Relaxed)) {
                 return Err(DoubleFree);
             }
-            state.store(FREE, Ordering::Relaxed);
+            word.store(end, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -488,8 +489,7 @@ impl Slab {
     /// pushed).
     #[inline(always)]
     pub(crate) unsafe fn link_held(&self, idx: usize, next: usize) {
-        // SAFETY: per the contract.
-        unsafe { self.write_link(idx, self.encode(idx, next + 1)) }
+        self.write_link(idx, self.encode(idx, next + 1));
     }
 
     /// Publishes a chain of `count` held blocks, linked from slot `first_idx`
@@ -502,10 +502,10 @@ impl Slab {
     /// are written ([`Slab::link_held`]).
     #[inline]
     pub(crate) unsafe fn push_chain(&self, c: &Chain) -> bool {
+        // The caller holds `last` until the push publishes it.
         self.remote.push(c.first, c.count, |old| {
             let next = old.map_or(0, |i| i + 1);
-            // SAFETY: the caller holds `last` until the push publishes it.
-            unsafe { self.write_link(c.last, self.encode(c.last, next)) }
+            self.write_link(c.last, self.encode(c.last, next));
         })
     }
 

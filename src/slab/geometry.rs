@@ -1,9 +1,12 @@
 //! Where a slab's parts sit in its region, for one (size, align): the
-//! region size, the slot stride and capacity, and the offsets of the state
-//! bytes, the link array and slot 0. Computed at compile time per type.
+//! region size, the slot stride and capacity, and the offset of slot 0 (the
+//! slot words sit right after the header). Computed at compile time per type.
 
-use super::{LinkCell, Slab};
-use crate::sync::AtomicU8;
+use super::{Slab, SlotWord, ALLOCATED};
+
+/// Offset of slot 0's word: right after the header, in every slab.
+pub(super) const WORDS_OFF: usize = core::mem::size_of::<Slab>();
+const _: () = assert!(WORDS_OFF % core::mem::align_of::<SlotWord>() == 0);
 
 /// Smallest region; also the granularity of `MADV_DONTNEED`.
 const MIN_REGION: usize = 16 * 1024;
@@ -19,11 +22,12 @@ pub(crate) const MAX_ALIGN: usize = 4096;
 /// Largest supported object.
 pub(crate) const MAX_SIZE: usize = 64 << 20;
 
-// Links are `u16`: a region only grows past `MIN_REGION` while it holds fewer
-// than `TARGET_SLOTS` slots, so no slab has more than
-// `max(MIN_REGION / 9, 2 * TARGET_SLOTS + 1)` slots.
-const _: () = assert!(MIN_REGION / 9 < u16::MAX as usize);
-const _: () = assert!(2 * TARGET_SLOTS + 1 < u16::MAX as usize);
+// A link (slot index + 1) must stay below `ALLOCATED`, the slot word's top
+// bit: a region only grows past `MIN_REGION` while it holds fewer than
+// `TARGET_SLOTS` slots, so no slab has more than
+// `max(MIN_REGION / 10, 2 * TARGET_SLOTS + 1)` slots (8-byte stride + word).
+const _: () = assert!(MIN_REGION / 10 < ALLOCATED as usize);
+const _: () = assert!(2 * TARGET_SLOTS + 1 < ALLOCATED as usize);
 // The header keeps stride and span as `u32`: the largest region (a
 // `MAX_SIZE` object, grown to `MIN_SLOTS` slots) stays below 4 GiB.
 const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
@@ -54,8 +58,6 @@ pub(crate) struct Geometry {
     pub(crate) region: usize,
     pub(crate) stride: usize,
     pub(crate) capacity: usize,
-    pub(super) states_off: usize,
-    pub(super) links_off: usize,
     pub(super) slots_off: usize,
 }
 
@@ -91,32 +93,25 @@ impl Geometry {
 
     /// The most slots a `region` holds, header and metadata included.
     const fn fit(region: usize, stride: usize, slot_align: usize) -> Geometry {
-        let header = core::mem::size_of::<Slab>();
-        let meta = core::mem::size_of::<AtomicU8>() + core::mem::size_of::<LinkCell>();
+        let header = WORDS_OFF;
+        let word = core::mem::size_of::<SlotWord>();
         let mut cap = if region > header {
-            (region - header) / (stride + meta)
+            (region - header) / (stride + word)
         } else {
             0
         };
         loop {
-            let states_off = header;
-            let links_off = round_up(
-                states_off + cap * core::mem::size_of::<AtomicU8>(),
-                max(core::mem::align_of::<LinkCell>(), 1),
-            );
             // Place slot 0 so that slots start on the strongest boundary
             // the stride keeps (up to a cache line): 64-byte objects then
             // never straddle two lines.
             let stride_pow2 = 1 << stride.trailing_zeros();
             let place = max(slot_align, if stride_pow2 < 64 { stride_pow2 } else { 64 });
-            let slots_off = round_up(links_off + cap * core::mem::size_of::<LinkCell>(), place);
+            let slots_off = round_up(header + cap * word, place);
             if cap == 0 || slots_off + cap * stride <= region {
                 return Geometry {
                     region,
                     stride,
                     capacity: cap,
-                    states_off,
-                    links_off,
                     slots_off,
                 };
             }
@@ -133,15 +128,10 @@ impl Geometry {
         }
     }
 
-    /// The same region, using at most `limit` slots.
+    /// The same region, using at most `limit` slots (the slots stay put).
     pub(crate) fn limited(mut self, limit: usize) -> Geometry {
         if limit < self.capacity {
             self.capacity = limit.max(1);
-            // The links sit right after the states; the slots stay put.
-            self.links_off = round_up(
-                self.states_off + self.capacity * core::mem::size_of::<AtomicU8>(),
-                max(core::mem::align_of::<LinkCell>(), 1),
-            );
         }
         self
     }
