@@ -420,13 +420,12 @@ unsafe fn free<T>(ptr: NonNull<T>) {
         unmodelled::count_unowned_free();
         return;
     }
-    let pool = s.pool.cast::<Shared>();
     let Some(idx) = s.slot_index(addr, Layout::<T>::SHAPE) else {
-        // SAFETY: the header is a live slab of `pool`, which it keeps alive.
-        return unsafe { (*pool).count_foreign() };
+        // SAFETY: the header is a live slab, which keeps its pool alive.
+        return unsafe { Shared::refuse_foreign(slab) };
     };
     // SAFETY: as above; `idx` is a slot of `slab`.
-    unsafe { Shared::free_block(pool, slab, idx) };
+    unsafe { Shared::free_block(slab, idx) };
 }
 
 impl<T> Drop for PoolBox<T> {

@@ -300,17 +300,15 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Frees slot `idx` of `slab`, which belongs to the pool at `pool`.
-    /// Counts and refuses double frees.
+    /// Frees slot `idx` of `slab`. Counts and refuses double frees. The
+    /// pool is read from the slab only on the cold paths.
     ///
     /// # Safety
-    /// `slab` passed [`Slab::header_ok`], so `pool` is a live pool: the
-    /// block's slab holds a reference to it; `idx` came from
+    /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
+    /// block's slab holds a reference to it); `idx` came from
     /// [`Slab::slot_index`].
     #[inline]
-    pub(crate) unsafe fn free_block(pool: *const Shared, slab: *mut Slab, idx: usize) {
-        // SAFETY: per the contract the pool is alive while the block is.
-        let sh = unsafe { &*pool };
+    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
@@ -318,16 +316,55 @@ impl Shared {
             // SAFETY: this thread owns the heap and the slab is its.
             match unsafe { heap.free_local(slab, idx) } {
                 LocalFree::Done => {}
-                LocalFree::DoubleFree => sh.count_double_free(),
                 // SAFETY: as above.
-                LocalFree::Upkeep(list, used) => unsafe {
-                    Self::upkeep(pool, heap, slab, list, used)
-                },
+                LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
+                // SAFETY: as above.
+                LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
             }
             return;
         }
         // SAFETY: as above.
-        unsafe { Self::free_remote(pool, slab, idx) }
+        unsafe { Self::free_remote(slab, idx) }
+    }
+
+    /// The pool of a slab that passed [`Slab::header_ok`]: the pointer
+    /// `new_slab` stored, whose provenance covers the `Arc` (see
+    /// [`Shared::set_this`]).
+    ///
+    /// # Safety
+    /// As stated: the slab is live, and it keeps its pool alive.
+    unsafe fn pool_of(slab: *const Slab) -> *const Shared {
+        // SAFETY: per the contract.
+        unsafe { (*slab).pool.cast::<Shared>() }
+    }
+
+    /// [`Shared::pool_of`], borrowed.
+    ///
+    /// # Safety
+    /// As [`Shared::pool_of`].
+    unsafe fn of_slab<'a>(slab: *const Slab) -> &'a Shared {
+        // SAFETY: per the contract.
+        unsafe { &*Self::pool_of(slab) }
+    }
+
+    /// Counts a refused double free into `slab`.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`].
+    #[cold]
+    unsafe fn refuse_double_free(slab: *const Slab) {
+        // SAFETY: per the contract.
+        unsafe { Self::of_slab(slab) }.count_double_free();
+    }
+
+    /// Counts a refused free of a pointer into `slab` that is no slot.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`] (without the slot).
+    #[cold]
+    pub(crate) unsafe fn refuse_foreign(slab: *const Slab) {
+        // SAFETY: per the contract.
+        unsafe { Self::of_slab(slab) }.count_foreign();
     }
 
     /// List upkeep after an owner's free; may release the slab (and, once the
@@ -336,14 +373,10 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`], and this thread owns `heap`.
     #[cold]
-    unsafe fn upkeep(
-        pool: *const Shared,
-        heap: &Heap,
-        slab: *mut Slab,
-        list: ListState,
-        used: usize,
-    ) {
+    unsafe fn upkeep(heap: &Heap, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the slab (still counted) keeps the pool alive.
+        let pool = unsafe { Self::pool_of(slab) };
+        // SAFETY: as above.
         let sh = unsafe { &*pool };
         if !sh.is_closed() {
             // An open pool has handles, so releasing a slab cannot drop the
@@ -368,9 +401,9 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`].
     #[cold]
-    unsafe fn free_remote(pool: *const Shared, slab: *mut Slab, idx: usize) {
+    unsafe fn free_remote(slab: *mut Slab, idx: usize) {
         // SAFETY: per the contract.
-        let (sh, s) = unsafe { (&*pool, &*slab) };
+        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
         if s.mark_remote(idx).is_err() {
             return sh.count_double_free();
         }
