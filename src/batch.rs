@@ -4,8 +4,8 @@
 //! at once (so double frees are caught at the call), links it into a small
 //! per-thread chain for the block's slab, and publishes the whole chain on
 //! the slab's remote list with one CAS ([`crate::remote::RemoteStack::push`]).
-//! The freer writes each slot's link (outside the block, beside the slot's
-//! state byte) with a plain store, and pays one locked instruction per chain
+//! The freer writes each slot's link into the slot's word (outside the
+//! block) with a relaxed store, and pays one locked instruction per chain
 //! instead of one per block.
 //!
 //! The table has [`WAYS`] entries (fully associative, round-robin eviction);
