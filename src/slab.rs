@@ -74,8 +74,8 @@ pub(crate) enum ListState {
 }
 
 /// Taken from [`Local::count`] while the slab is detached: above any slot
-/// count (links are `u16`), so the count is negative then, and "not above
-/// zero" after a free means "now empty or detached: upkeep".
+/// count (slots stay below [`ALLOCATED`]), so the count is negative then,
+/// and "not above zero" after a free means "now empty or detached: upkeep".
 const DETACHED_BIAS: usize = 1 << 20;
 const _: () = assert!((ALLOCATED as usize) < DETACHED_BIAS);
 
@@ -299,8 +299,9 @@ impl Slab {
             .is_some_and(|i| handed_out(self.word(i).load(Ordering::Relaxed)))
     }
 
-    /// The start of the region, with the provenance of the whole region (the
-    /// pointer `init` was given), not just of the header `&self` covers.
+    /// The start of the region, cast from the address (exposed provenance),
+    /// so that it reaches the slot words and slots, not just the header
+    /// `&self` covers.
     #[inline(always)]
     fn region(&self) -> *mut u8 {
         self as *const Slab as usize as *mut u8
