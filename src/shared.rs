@@ -1,5 +1,6 @@
-//! The state every handle of one pool shares, and the untyped alloc/free
-//! routing: owner heap first, the overflow tier when no heap may serve.
+//! The state every handle of one pool shares, and the untyped allocation
+//! routing: owner heap first, the overflow tier when no heap may serve (the
+//! free routing is in [`free`]).
 //!
 //! Lifetime: `Shared` sits in an `Arc`. Each `Pool` handle holds a strong
 //! reference and so does every slab in use, so a block keeps its pool alive
@@ -10,13 +11,15 @@
 use core::ptr::NonNull;
 
 use crate::error::AllocError;
-use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
+use crate::heap::{Heap, NO_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
-use crate::slab::{Chain, Geometry, ListState, Shape, Slab};
+use crate::slab::{Geometry, Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
+
+mod free;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -300,205 +303,6 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Frees slot `idx` of `slab`. Counts and refuses double frees. The
-    /// pool is read from the slab only on the cold paths.
-    ///
-    /// # Safety
-    /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
-    /// block's slab holds a reference to it); `idx` came from
-    /// [`Slab::slot_index`].
-    #[inline]
-    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
-        // SAFETY: a slab in use keeps its heap pointer fixed and valid.
-        let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
-        // No owner value is 0, the serial of a thread that has none.
-        if heap.owner.load(Ordering::Relaxed) == thread::serial() {
-            // SAFETY: this thread owns the heap and the slab is its.
-            match unsafe { heap.free_local(slab, idx) } {
-                LocalFree::Done => {}
-                // SAFETY: as above.
-                LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
-                // SAFETY: as above.
-                LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
-            }
-            return;
-        }
-        // SAFETY: as above.
-        unsafe { Self::free_remote(slab, idx) }
-    }
-
-    /// The pool of a slab that passed [`Slab::header_ok`]: the pointer
-    /// `new_slab` stored, whose provenance covers the `Arc` (see
-    /// [`Shared::set_this`]).
-    ///
-    /// # Safety
-    /// As stated: the slab is live, and it keeps its pool alive.
-    unsafe fn pool_of(slab: *const Slab) -> *const Shared {
-        // SAFETY: per the contract.
-        unsafe { (*slab).pool.cast::<Shared>() }
-    }
-
-    /// [`Shared::pool_of`], borrowed.
-    ///
-    /// # Safety
-    /// As [`Shared::pool_of`].
-    unsafe fn of_slab<'a>(slab: *const Slab) -> &'a Shared {
-        // SAFETY: per the contract.
-        unsafe { &*Self::pool_of(slab) }
-    }
-
-    /// Counts a refused double free into `slab`.
-    ///
-    /// # Safety
-    /// As [`Shared::free_block`].
-    #[cold]
-    unsafe fn refuse_double_free(slab: *const Slab) {
-        // SAFETY: per the contract.
-        unsafe { Self::of_slab(slab) }.count_double_free();
-    }
-
-    /// Counts a refused free of a pointer into `slab` that is no slot.
-    ///
-    /// # Safety
-    /// As [`Shared::free_block`] (without the slot).
-    #[cold]
-    pub(crate) unsafe fn refuse_foreign(slab: *const Slab) {
-        // SAFETY: per the contract.
-        unsafe { Self::of_slab(slab) }.count_foreign();
-    }
-
-    /// List upkeep after an owner's free; may release the slab (and, once the
-    /// pool is closed, the pool itself, so it keeps the pool alive across).
-    ///
-    /// # Safety
-    /// As [`Shared::free_block`], and this thread owns `heap`.
-    #[cold]
-    unsafe fn upkeep(heap: &Heap, slab: *mut Slab, list: ListState, used: usize) {
-        // SAFETY: the slab (still counted) keeps the pool alive.
-        let pool = unsafe { Self::pool_of(slab) };
-        // SAFETY: as above.
-        let sh = unsafe { &*pool };
-        if !sh.is_closed() {
-            // An open pool has handles, so releasing a slab cannot drop the
-            // last reference: no shared counter is touched here. (If the last
-            // handle goes between this check and the release, the release is
-            // still the final action of `after_free`; nothing is read after.)
-            // SAFETY: this thread owns `heap`; the slab is its.
-            unsafe { heap.after_free(sh, slab, list, used) };
-            return;
-        }
-        // SAFETY: as above.
-        let keep = unsafe { keep_alive(pool) };
-        // SAFETY: this thread owns `heap`; the slab is its.
-        unsafe { heap.after_free(&keep.0, slab, list, used) };
-        drop(keep);
-    }
-
-    /// The remote path: mark the block free (refusing double and foreign
-    /// frees at once), count it, and hand it to this thread's batch for its
-    /// slab; during teardown, publish it at once.
-    ///
-    /// # Safety
-    /// As [`Shared::free_block`].
-    #[cold]
-    unsafe fn free_remote(slab: *mut Slab, idx: usize) {
-        // SAFETY: per the contract.
-        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
-        if s.mark_remote(idx).is_err() {
-            return sh.count_double_free();
-        }
-        if let Some(c) = sh.remote_counter() {
-            bump(c, 1);
-        }
-        // SAFETY: the mark made this thread the block's holder, and the
-        // block (counted in use until published) keeps its slab live.
-        let batched = thread::with_batches(|b| unsafe { b.add(slab, idx) });
-        if batched.is_none() {
-            // SAFETY: as above.
-            unsafe { Self::publish(slab, &Chain::one(idx)) };
-        }
-    }
-
-    /// Publishes a chain of held blocks on `slab`'s remote list. Everything
-    /// that touches the pool happens before the push: after it, the owner may
-    /// drain and release the slab (and, once the pool is closed, the pool —
-    /// so a closed pool is kept alive across).
-    ///
-    /// # Safety
-    /// The caller holds every block of the chain, so `slab` is live.
-    pub(crate) unsafe fn publish(slab: *mut Slab, chain: &Chain) {
-        // SAFETY: a live slab's pool is live (the slab holds a reference).
-        let s = unsafe { &*slab };
-        let pool = s.pool as *const Shared;
-        // SAFETY: as above.
-        let sh = unsafe { &*pool };
-        let heap = s.heap.load(Ordering::Acquire);
-        let keep = if sh.is_closed() {
-            // SAFETY: the pool is alive (the block's slab holds it).
-            Some(unsafe { keep_alive(pool) })
-        } else {
-            None
-        };
-        // SAFETY: per the contract.
-        if unsafe { s.push_chain(chain) } {
-            // SAFETY: a slab's heap outlives the slab.
-            unsafe { (*heap).push_returned(slab) };
-        }
-        if let Some(keep) = keep {
-            keep.collect(heap);
-        }
-    }
-
-    /// This thread's remote-free counter, or `None` (then counted as stray).
-    #[inline]
-    fn remote_counter(&self) -> Option<&AtomicU64> {
-        let fast = thread::fast();
-        if fast.slot_pool == self.id {
-            // SAFETY: the cached slot is this thread's registry heap of this
-            // (live) pool; only this thread writes its counters.
-            return Some(unsafe { &(*fast.slot).stats.remote_frees });
-        }
-        self.remote_counter_slow()
-    }
-
-    #[cold]
-    fn remote_counter_slow(&self) -> Option<&AtomicU64> {
-        if thread::may_activate() {
-            let heap = self.registry.get_or_create(self.as_ptr());
-            if thread::activate() {
-                thread::cache_slot(self.id, heap);
-                return Some(&heap.stats.remote_frees);
-            }
-        }
-        self.stray_frees.fetch_add(1, Ordering::Relaxed);
-        None
-    }
-
-    #[cold]
-    fn count_double_free(&self) {
-        self.double_frees.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// After close: releases what `heap` (an orphan or the tier) holds empty.
-    fn collect(&self, heap: *const Heap) {
-        let mut g = self.tier.lock();
-        if core::ptr::eq(heap, self.tier.heap()) {
-            g.with_tier_heap(|h| {
-                // SAFETY: the tier lock is held.
-                unsafe { h.release_empty(self) }
-            });
-        } else if g.is_orphan(heap) {
-            // SAFETY: `borrow` makes us the owner.
-            g.borrow(heap, |h| unsafe { h.release_empty(self) });
-        }
-    }
-
-    /// Counts a refused free of a pointer that claims this pool.
-    #[cold]
-    pub(crate) fn count_foreign(&self) {
-        self.foreign_frees.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// True if `addr` lies in memory this pool mapped.
     pub(crate) fn owns_address(&self, addr: usize) -> bool {
         self.source.contains(addr)
@@ -577,33 +381,6 @@ impl Shared {
 /// Publishes this thread's remote-free batches (all pools).
 pub(crate) fn flush_batches() {
     let _ = thread::with_batches(|b| b.flush());
-}
-
-/// A strong reference taken on a path that may release the pool's last slab.
-struct KeepAlive(Arc<Shared>);
-
-/// # Safety
-/// `pool` is alive.
-unsafe fn keep_alive(pool: *const Shared) -> KeepAlive {
-    // SAFETY: per the contract, and pools only live in an `Arc`.
-    unsafe {
-        Arc::increment_strong_count(pool);
-        KeepAlive(Arc::from_raw(pool))
-    }
-}
-
-impl KeepAlive {
-    fn collect(self, heap: *const Heap) {
-        let owner = if core::ptr::eq(heap, self.0.tier.heap()) {
-            TIER_OWNER
-        } else {
-            // SAFETY: the pool (kept alive) owns the heap.
-            unsafe { (*heap).owner.load(Ordering::Relaxed) }
-        };
-        if owner == NO_OWNER || owner == TIER_OWNER {
-            self.0.collect(heap);
-        }
-    }
 }
 
 fn splitmix(mut x: u64) -> u64 {
