@@ -1,11 +1,11 @@
 //! Per-thread batches of remote frees.
 //!
 //! A thread that frees a block owned by another thread marks the block free
-//! at once (so double frees are caught at the call), links it into a small
-//! per-thread chain for the block's slab, and publishes the whole chain on
-//! the slab's remote list with one CAS ([`crate::remote::RemoteStack::push`]).
-//! The freer writes each slot's link into the slot's word (outside the
-//! block) with a relaxed store, and pays one locked instruction per chain
+//! at once (so double frees are caught at the call) by writing, into the
+//! slot's word (outside the block), its link in a small per-thread chain for
+//! the block's slab — one store checks and links — and publishes the whole
+//! chain on the slab's remote list with one CAS
+//! ([`crate::remote::RemoteStack::push`]): one locked instruction per chain
 //! instead of one per block.
 //!
 //! The table has [`WAYS`] entries (fully associative, round-robin eviction);
@@ -31,8 +31,8 @@ pub(crate) const WAYS: usize = 8;
 /// Blocks an entry gathers before it is published.
 pub(crate) const MAX_CHAIN: usize = 32;
 
-/// One thread's table (lives in the thread-local whose destructor runs the
-/// exit hooks, see [`crate::thread`]). Fully associative: the slab pointers
+/// One thread's table (a thread-local of its own, published by the exit
+/// hooks, see [`crate::thread`]). Fully associative: the slab pointers
 /// fill one cache line and are scanned in order; a slab that finds no entry
 /// takes an empty one, else evicts (publishes) the next in round-robin order.
 pub(crate) struct Batches {
@@ -41,7 +41,14 @@ pub(crate) struct Batches {
     chains: [Cell<Chain>; WAYS],
     /// The next entry to evict.
     victim: Cell<usize>,
+    /// The entry used last (tried first).
+    hint: Cell<usize>,
+    /// Whether the table may take blocks: set once the thread's exit hook
+    /// (which publishes it) is armed, cleared when that hook runs.
+    active: Cell<bool>,
 }
+
+const _: () = assert!(WAYS.is_power_of_two());
 
 impl Batches {
     pub(crate) const fn new() -> Self {
@@ -53,52 +60,96 @@ impl Batches {
             slabs: [S; WAYS],
             chains: [C; WAYS],
             victim: Cell::new(0),
+            hint: Cell::new(0),
+            active: Cell::new(false),
         }
     }
 
-    /// Adds slot `idx` of `slab`, which this thread holds (marked by
-    /// [`Slab::mark_remote`], not yet published).
-    ///
-    /// # Safety
-    /// As stated: the caller holds the slot, and `slab` is live.
-    #[inline]
-    pub(crate) unsafe fn add(&self, slab: *mut Slab, idx: usize) {
-        let mut empty = WAYS;
+    /// Where a remotely freed block of `slab` goes: the entry gathering
+    /// for `slab` (the last one used is tried first), else the first empty
+    /// one (or none: evict). Read-only, so the caller can mark the block
+    /// with the link the spot gives before anything changes.
+    #[inline(always)]
+    pub(crate) fn find(&self, slab: *mut Slab) -> Spot {
+        let h = self.hint.get() & (WAYS - 1);
+        if self.slabs[h].get() == slab {
+            return self.hit(h);
+        }
         for w in 0..WAYS {
-            let s = self.slabs[w].get();
-            if s == slab {
-                let mut c = self.chains[w].get();
-                // SAFETY: we hold `idx` and the chain's first slot, both of
-                // `slab`; the link makes `idx` the chain's new first.
-                unsafe { (*slab).link_held(idx, c.first) };
-                c.first = idx;
-                c.count += 1;
-                if c.count < MAX_CHAIN {
-                    self.chains[w].set(c);
-                } else {
-                    self.slabs[w].set(core::ptr::null_mut());
-                    // SAFETY: the chain's blocks are held, so `slab` is live.
-                    unsafe { Shared::publish(slab, &c) };
-                }
-                return;
-            }
-            if s.is_null() && empty == WAYS {
-                empty = w;
+            if self.slabs[w].get() == slab {
+                return self.hit(w);
             }
         }
-        let w = if empty < WAYS {
-            empty
+        self.miss()
+    }
+
+    #[inline(always)]
+    fn hit(&self, w: usize) -> Spot {
+        Spot {
+            way: w,
+            next: self.chains[w].get().first as usize + 1,
+        }
+    }
+
+    /// No entry gathers for the slab: the first empty one, if any.
+    #[inline(never)]
+    fn miss(&self) -> Spot {
+        let way = (0..WAYS)
+            .find(|&w| self.slabs[w].get().is_null())
+            .unwrap_or(WAYS);
+        Spot { way, next: 0 }
+    }
+
+    /// Adds slot `idx` of `slab` at `spot`; publishes the entry if it
+    /// fills, or the entry it evicts.
+    ///
+    /// # Safety
+    /// `spot` came from [`Batches::find`] for `slab` with no change to the
+    /// table since, and the caller holds slot `idx` (marked by
+    /// [`Slab::mark_remote`] with the link `spot.next()`), which keeps
+    /// `slab` live.
+    #[inline(always)]
+    pub(crate) unsafe fn put(&self, slab: *mut Slab, idx: usize, spot: Spot) {
+        if spot.next != 0 {
+            let w = spot.way & (WAYS - 1);
+            self.hint.set(w);
+            let mut c = self.chains[w].get();
+            c.first = idx as u16;
+            c.count += 1;
+            if (c.count as usize) < MAX_CHAIN {
+                self.chains[w].set(c);
+            } else {
+                self.slabs[w].set(core::ptr::null_mut());
+                // SAFETY: the chain's blocks are held, so `slab` is live.
+                unsafe { Shared::publish(slab, c) };
+            }
+            return;
+        }
+        let w = if spot.way < WAYS {
+            spot.way
         } else {
             let w = self.victim.get();
             self.victim.set((w + 1) % WAYS);
             w
         };
+        self.hint.set(w);
         let old = self.slabs[w].replace(slab);
         let old_chain = self.chains[w].replace(Chain::one(idx));
         if !old.is_null() {
             // SAFETY: the evicted chain's blocks are held, so its slab is live.
-            unsafe { Shared::publish(old, &old_chain) };
+            unsafe { Shared::publish(old, old_chain) };
         }
+    }
+
+    /// Whether the table may take blocks.
+    #[inline(always)]
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.get()
+    }
+
+    /// Opens (the exit hook is armed) or closes (it runs) the table.
+    pub(crate) fn set_active(&self, on: bool) {
+        self.active.set(on);
     }
 
     /// Publishes every entry.
@@ -107,14 +158,36 @@ impl Batches {
             let slab = self.slabs[w].replace(core::ptr::null_mut());
             if !slab.is_null() {
                 // SAFETY: as in `add`.
-                unsafe { Shared::publish(slab, &self.chains[w].get()) };
+                unsafe { Shared::publish(slab, self.chains[w].get()) };
             }
         }
     }
 }
 
+// In std the table is a thread-local without a destructor (so reaching it
+// costs no state check); the exit hook publishes it. loom's thread-locals may
+// be torn down in any order, so there the table also publishes on drop.
+#[cfg(loom)]
 impl Drop for Batches {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// An entry of the table, found by [`Batches::find`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spot {
+    /// The entry (`WAYS`: none empty, evict one).
+    way: usize,
+    /// Link for the freed slot: the entry's first slot + 1 when the entry
+    /// already gathers for this slab, else 0 (the end of a new chain).
+    next: usize,
+}
+
+impl Spot {
+    /// The link the freed slot takes (see [`crate::slab::Slab::mark_remote`]).
+    #[inline(always)]
+    pub(crate) fn next(self) -> usize {
+        self.next
     }
 }

@@ -125,6 +125,9 @@ impl<T> Pool<T> {
     }
 
     /// A snapshot of the pool's counters (exact when the pool is quiescent).
+    /// Publishes the calling thread's held remote frees first (see
+    /// [`crate::flush_remote_frees`]), so they are counted; another live
+    /// thread's held frees count as live blocks until it publishes them.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }

@@ -16,7 +16,7 @@ use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
 use crate::slab::{Geometry, Shape, Slab};
 use crate::stats::Stats;
-use crate::sync::{bump, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ExitHook, PoolRef, Registry};
 
 mod free;
@@ -255,9 +255,13 @@ impl Shared {
         // SAFETY: the hook's heap lives in our registry.
         let h = unsafe { &*heap };
         let mut g = self.tier.lock();
-        // SAFETY: this thread still owns the heap (only it can disown it).
-        unsafe { h.release_empty(self) };
+        // Disown first (the tier lock now stands for the owner): a remote
+        // publisher that pushes after this release sees the heap unowned and
+        // collects it itself if the pool is closed (fences as in `publish`).
         h.owner.store(NO_OWNER, Ordering::Release);
+        fence(Ordering::SeqCst);
+        // SAFETY: the tier lock is held and no thread owns the heap.
+        unsafe { h.release_empty(self) };
         self.live_heaps.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: as above, read under the lock.
         if unsafe { h.slab_count() } > 0 {
@@ -317,6 +321,9 @@ impl Shared {
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.closed.store(true, Ordering::SeqCst);
+            // Pairs with the fence in `publish`: a publisher into an unowned
+            // heap sees the close, or this trim sees its push.
+            fence(Ordering::SeqCst);
             self.trim();
         }
     }
@@ -345,8 +352,10 @@ impl Shared {
         self.source.inject_map_failures(n);
     }
 
-    /// Sums the per-thread counters.
+    /// Sums the per-thread counters, after publishing the calling thread's
+    /// batches (so that its own remote frees are counted).
     pub(crate) fn stats(&self) -> Stats {
+        flush_batches();
         let mut s = Stats::default();
         let mut frees = 0u64;
         self.registry.for_each(|h| {

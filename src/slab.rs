@@ -150,20 +150,21 @@ pub(crate) struct Slab {
 }
 
 /// Remotely freed slots of one slab (indices), linked `first → … → last`,
-/// held by the thread that freed them until it publishes them.
+/// held by the thread that freed them until it publishes them. Slot
+/// indices stay below 2¹⁵ (see `geometry`), so the chain fits one register.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chain {
-    pub(crate) first: usize,
-    pub(crate) last: usize,
-    pub(crate) count: usize,
+    pub(crate) first: u16,
+    pub(crate) last: u16,
+    pub(crate) count: u16,
 }
 
 impl Chain {
     /// The chain of one slot.
     pub(crate) const fn one(idx: usize) -> Chain {
         Chain {
-            first: idx,
-            last: idx,
+            first: idx as u16,
+            last: idx as u16,
             count: 1,
         }
     }
@@ -444,10 +445,10 @@ impl Slab {
         let idx = self
             .slot_index(addr, self.shape)
             .expect("a slot of this slab");
-        match self.mark_remote(idx) {
+        match self.mark_remote(idx, 0) {
             Ok(()) => {
                 // SAFETY: the mark made this thread the holder of the block.
-                let claimed = unsafe { self.push_chain(&Chain::one(idx)) };
+                let claimed = unsafe { self.push_chain(Chain::one(idx)) };
                 Freed::Ok { claimed }
             }
             Err(DoubleFree) => Freed::DoubleFree,
@@ -455,17 +456,19 @@ impl Slab {
     }
 
     /// Any thread: the first half of a remote free. Replaces slot `idx`'s
-    /// (from [`Slab::slot_index`]) `ALLOCATED` word with an end-of-list
-    /// link, which makes the caller the holder of the block until it pushes
-    /// it with [`Slab::push_chain`].
+    /// (from [`Slab::slot_index`]) `ALLOCATED` word with its link in the
+    /// chain the caller is gathering — `next` is the following slot's
+    /// index plus one, 0 for the end — which makes the caller the holder of the block
+    /// until it pushes the chain with [`Slab::push_chain`]. One store (or,
+    /// hardened, one CAS) checks and links.
     #[inline]
-    pub(crate) fn mark_remote(&self, idx: usize) -> Result<(), DoubleFree> {
+    pub(crate) fn mark_remote(&self, idx: usize, next: usize) -> Result<(), DoubleFree> {
         let word = self.word(idx);
-        let end = self.encode(idx, 0);
+        let link = self.encode(idx, next);
         if self.hardened {
             // Catches even two threads freeing the same block at once.
             if word
-                .compare_exchange(ALLOCATED, end, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(ALLOCATED, link, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
                 return Err(DoubleFree);
@@ -477,36 +480,26 @@ impl Slab {
             if !handed_out(word.load(Ordering::Relaxed)) {
                 return Err(DoubleFree);
             }
-            word.store(end, Ordering::Relaxed);
+            word.store(link, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Links the held slot `idx` to slot `next`, which follows it in a chain
-    /// being gathered.
-    ///
-    /// # Safety
-    /// The caller holds slot `idx` (marked by [`Slab::mark_remote`], not
-    /// pushed).
-    #[inline(always)]
-    pub(crate) unsafe fn link_held(&self, idx: usize, next: usize) {
-        self.write_link(idx, self.encode(idx, next + 1));
-    }
-
-    /// Publishes a chain of `count` held blocks, linked from slot `first_idx`
-    /// to `last` (slot `last_idx`),
-    /// on the remote list with one CAS. Returns true if this push took the
-    /// detached tag: the caller must return the slab to its heap.
+    /// Publishes a chain of `count` held blocks, linked from slot `first`
+    /// to slot `last`, on the remote list with one CAS. Returns true if this
+    /// push took the detached tag: the caller must return the slab to its
+    /// heap.
     ///
     /// # Safety
     /// The caller holds every block of the chain, and the links between them
-    /// are written ([`Slab::link_held`]).
+    /// are written (by [`Slab::mark_remote`]).
     #[inline]
-    pub(crate) unsafe fn push_chain(&self, c: &Chain) -> bool {
+    pub(crate) unsafe fn push_chain(&self, c: Chain) -> bool {
+        let last = c.last as usize;
         // The caller holds `last` until the push publishes it.
-        self.remote.push(c.first, c.count, |old| {
+        self.remote.push(c.first as usize, c.count as usize, |old| {
             let next = old.map_or(0, |i| i + 1);
-            self.write_link(c.last, self.encode(c.last, next));
+            self.write_link(last, self.encode(last, next));
         })
     }
 

@@ -23,8 +23,10 @@ pub struct Stats {
     /// Threads currently owning a heap in this pool.
     pub thread_heaps: u64,
     /// Frees made by a thread other than the block's owner. Counted (and
-    /// counted in `frees`) when made; the block is reusable once the freeing
-    /// thread publishes its batch (see [`crate::flush_remote_frees`]).
+    /// counted in `frees`, so no longer in `live_blocks`) when the freeing
+    /// thread publishes its batch, which also makes the blocks reusable:
+    /// when a batch entry fills or is evicted, on
+    /// [`crate::flush_remote_frees`], and at the latest at thread exit.
     pub remote_frees: u64,
     /// Corrupted freelist links detected (hardened pools).
     pub corruption_events: u64,

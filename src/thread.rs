@@ -63,8 +63,10 @@ thread_local_facade! {
 thread_local_facade! {
     static HOOKS: Hooks = Hooks {
         list: RefCell::new(Vec::new()),
-        batches: Batches::new(),
     };
+}
+thread_local_facade! {
+    static BATCHES: Batches = Batches::new();
 }
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
@@ -81,17 +83,19 @@ pub(crate) struct ExitHook {
     pub(crate) heap: *const Heap,
 }
 
-/// The thread-local with a destructor: exit hooks, and the remote-free
-/// batches (here so that exit publishes them before anything else).
+/// The thread-local with a destructor: the exit hooks. It also publishes
+/// the remote-free batches, before anything else.
 struct Hooks {
     list: RefCell<Vec<ExitHook>>,
-    batches: Batches,
 }
 
 impl Drop for Hooks {
     fn drop(&mut self) {
         let _ = STATE.try_with(|s| s.set(DEAD));
-        self.batches.flush();
+        let _ = BATCHES.try_with(|b| {
+            b.set_active(false);
+            b.flush();
+        });
         let hooks = core::mem::take(&mut *self.list.borrow_mut());
         for hook in hooks {
             #[cfg(not(loom))]
@@ -149,6 +153,7 @@ pub(crate) fn activate() -> bool {
     }
     let serial = crate::shared::next_serial();
     let _ = FAST.try_with(|f| f.set(Fast { serial, ..EMPTY }));
+    let _ = BATCHES.try_with(|b| b.set_active(true));
     STATE.try_with(|s| s.set(ACTIVE)).is_ok()
 }
 
@@ -164,11 +169,15 @@ pub(crate) fn cache_slot(pool: u64, slot: *const Heap) {
     });
 }
 
-/// Runs `f` on this thread's remote-free batches. `None` once the thread is
-/// being torn down (the batches were published and must not take more).
+/// Runs `f` on this thread's remote-free batches. `None` unless the thread
+/// is active: before, no exit hook would publish them; once it is being
+/// torn down, they were published and must not take more.
 #[inline(always)]
 pub(crate) fn with_batches<R>(f: impl FnOnce(&Batches) -> R) -> Option<R> {
-    HOOKS.try_with(|h| f(&h.batches)).ok()
+    BATCHES
+        .try_with(|b| if b.is_active() { Some(f(b)) } else { None })
+        .ok()
+        .flatten()
 }
 
 /// Registers `hook` to run when this thread exits. False during teardown.

@@ -1,8 +1,8 @@
 //! The remote-free batching contract (src/batch.rs): a remote free is
-//! counted and refused-if-double at once, but its block reaches the owner
-//! only when the freeing thread publishes its batch — when a chain fills
-//! (32 blocks), on `flush_remote_frees()`, `trim()`, an allocation slow path,
-//! or thread exit. Every block is stamped and checked.
+//! refused at once if double, but its block reaches the owner — and is
+//! counted as freed — only when the freeing thread publishes its batch:
+//! when a chain fills (32 blocks), on `flush_remote_frees()`, `trim()`, an
+//! allocation slow path, or thread exit. Every block is stamped and checked.
 
 use std::sync::mpsc;
 use std::thread;
@@ -59,8 +59,9 @@ fn held_frees_come_home_on_flush() {
     });
     done_rx.recv().unwrap();
     let s = pool.stats();
-    assert_eq!((s.remote_frees, s.live_blocks), (cap as u64, 0), "{s:?}");
-    // The first full chain (32 blocks) was published; the last 8 are held.
+    // The first full chain (32 blocks) was published; the last 8 are held,
+    // still live.
+    assert_eq!((s.remote_frees, s.live_blocks), (CHAIN as u64, 8), "{s:?}");
     let first: Vec<_> = (0..CHAIN as u64)
         .map(|i| pool.alloc(stamp(100 + i)).unwrap())
         .collect();
@@ -77,6 +78,12 @@ fn held_frees_come_home_on_flush() {
     );
     go_tx.send(()).unwrap();
     done_rx.recv().unwrap();
+    let s = pool.stats();
+    assert_eq!(
+        (s.remote_frees, s.live_blocks),
+        (cap as u64, CHAIN as u64 + 1),
+        "{s:?}"
+    );
     let rest: Vec<_> = (0..8u64)
         .map(|i| pool.alloc(stamp(200 + i)).unwrap())
         .collect();
@@ -88,7 +95,9 @@ fn held_frees_come_home_on_flush() {
         assert_eq!(**b, stamp(id as u64));
     }
     got.clear();
-    drop(extra);
+    drop(extra); // an overflow block: a remote free, held by this thread
+                 // `stats` publishes the calling thread's batch first.
+    assert_eq!(pool.stats().live_blocks, 0);
     go_tx.send(()).unwrap();
     freer.join().unwrap();
     assert_eq!(pool.stats().live_blocks, 0);
@@ -122,13 +131,19 @@ fn trim_publishes_the_calling_threads_batch() {
         assert_eq!(*b, stamp(i as u64));
         drop(b); // remote, held in this thread's batch
     }
-    let s = pool.stats();
-    assert_eq!(s.live_blocks, 0, "{s:?}");
+    // Read from another thread: `stats` would publish this thread's batch.
+    let s = thread::scope(|sc| sc.spawn(|| pool.stats()).join().unwrap());
+    assert_eq!(
+        (s.remote_frees, s.live_blocks),
+        (0, CHAIN as u64 - 1),
+        "held, not yet counted as freed: {s:?}"
+    );
     assert!(s.mapped_bytes > 0);
     pool.trim();
     let s = pool.stats();
     assert_eq!(
-        s.mapped_bytes, 0,
+        (s.mapped_bytes, s.live_blocks, s.remote_frees),
+        (0, 0, CHAIN as u64 - 1),
         "trim published the batch, then released the slab: {s:?}"
     );
 }

@@ -4,9 +4,10 @@
 //! refused frees. A block's slab names its pool, so nothing here needs a
 //! pool handle.
 
+use crate::batch::Batches;
 use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
 use crate::slab::{Chain, ListState, Slab};
-use crate::sync::{bump, Arc, AtomicU64, Ordering};
+use crate::sync::{bump, fence, Arc, Ordering};
 use crate::thread;
 
 use super::Shared;
@@ -106,46 +107,88 @@ impl Shared {
         drop(keep);
     }
 
-    /// The remote path: mark the block free (refusing double and foreign
+    /// The remote path: mark the block free and linked (refusing double
     /// frees at once), count it, and hand it to this thread's batch for its
-    /// slab; during teardown, publish it at once.
+    /// slab; before the thread is active and during teardown, publish it at
+    /// once.
     ///
     /// # Safety
     /// As [`Shared::free_block`].
     #[cold]
     unsafe fn free_remote(slab: *mut Slab, idx: usize) {
         // SAFETY: per the contract.
-        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
-        if s.mark_remote(idx).is_err() {
-            return sh.count_double_free();
-        }
-        if let Some(c) = sh.remote_counter() {
-            bump(c, 1);
-        }
-        // SAFETY: the mark made this thread the block's holder, and the
-        // block (counted in use until published) keeps its slab live.
-        let batched = thread::with_batches(|b| unsafe { b.add(slab, idx) });
+        let batched = thread::with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
         if batched.is_none() {
-            // SAFETY: as above.
-            unsafe { Self::publish(slab, &Chain::one(idx)) };
+            // SAFETY: per the contract.
+            unsafe { Self::free_unbatched(slab, idx) }
         }
     }
 
-    /// Publishes a chain of held blocks on `slab`'s remote list. Everything
-    /// that touches the pool happens before the push: after it, the owner may
-    /// drain and release the slab (and, once the pool is closed, the pool —
-    /// so a closed pool is kept alive across).
+    /// [`Shared::free_remote`] into `b`. Nothing here touches the pool
+    /// after the batch may publish (see [`Shared::publish`]).
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`].
+    #[inline(always)]
+    unsafe fn free_batched(b: &Batches, slab: *mut Slab, idx: usize) {
+        // SAFETY: per the contract.
+        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
+        let spot = b.find(slab);
+        if s.mark_remote(idx, spot.next()).is_err() {
+            return sh.count_double_free();
+        }
+        // SAFETY: the mark made this thread the block's holder, linked as
+        // `spot` says, and the block (counted in use until published) keeps
+        // its slab live.
+        unsafe { b.put(slab, idx, spot) }
+    }
+
+    /// [`Shared::free_remote`] without a batch: a chain of one.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`].
+    #[cold]
+    unsafe fn free_unbatched(slab: *mut Slab, idx: usize) {
+        // SAFETY: per the contract.
+        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
+        // A thread's first free (before it ever allocated) activates it,
+        // which arms the exit hook that publishes its batch.
+        if sh.this_heap().is_some() {
+            // SAFETY: per the contract.
+            let batched = thread::with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
+            if batched.is_some() {
+                return;
+            }
+        }
+        if s.mark_remote(idx, 0).is_err() {
+            return sh.count_double_free();
+        }
+        // SAFETY: the mark made this thread the block's holder.
+        unsafe { Self::publish(slab, Chain::one(idx)) };
+    }
+
+    /// Publishes a chain of held blocks on `slab`'s remote list and counts
+    /// them as this thread's remote frees. Everything that touches the pool
+    /// happens before the push: after it, the owner may drain and release
+    /// the slab (and, once the pool is closed, the pool). Unless a live
+    /// thread owns the slab's heap, the pool is kept alive across the push,
+    /// and if it is closed by then the publisher collects the heap's empty
+    /// slabs itself: the closer's fence and this one's make sure that the
+    /// closer's trim sees the push or this thread sees the close.
     ///
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
-    pub(crate) unsafe fn publish(slab: *mut Slab, chain: &Chain) {
+    pub(crate) unsafe fn publish(slab: *mut Slab, chain: Chain) {
         // SAFETY: a live slab's pool is live (the slab holds a reference).
         let s = unsafe { &*slab };
         let pool = s.pool as *const Shared;
         // SAFETY: as above.
         let sh = unsafe { &*pool };
         let heap = s.heap.load(Ordering::Acquire);
-        let keep = if sh.is_closed() {
+        sh.count_remote(u64::from(chain.count));
+        // SAFETY: a slab's heap outlives the slab.
+        let owner = unsafe { (*heap).owner.load(Ordering::Acquire) };
+        let keep = if owner == NO_OWNER || owner == TIER_OWNER || sh.is_closed() {
             // SAFETY: the pool is alive (the block's slab holds it).
             Some(unsafe { keep_alive(pool) })
         } else {
@@ -157,32 +200,47 @@ impl Shared {
             unsafe { (*heap).push_returned(slab) };
         }
         if let Some(keep) = keep {
-            keep.collect(heap);
+            fence(Ordering::SeqCst);
+            if keep.0.is_closed() {
+                keep.collect(heap);
+            }
         }
     }
 
-    /// This thread's remote-free counter, or `None` (then counted as stray).
+    /// Counts `n` remote frees in this thread's heap of this pool (or, if
+    /// the thread can have none, as stray).
     #[inline]
-    fn remote_counter(&self) -> Option<&AtomicU64> {
+    fn count_remote(&self, n: u64) {
         let fast = thread::fast();
         if fast.slot_pool == self.id {
             // SAFETY: the cached slot is this thread's registry heap of this
             // (live) pool; only this thread writes its counters.
-            return Some(unsafe { &(*fast.slot).stats.remote_frees });
+            return bump(unsafe { &(*fast.slot).stats.remote_frees }, n);
         }
-        self.remote_counter_slow()
+        self.count_remote_slow(n);
     }
 
     #[cold]
-    fn remote_counter_slow(&self) -> Option<&AtomicU64> {
+    fn count_remote_slow(&self, n: u64) {
+        match self.this_heap() {
+            Some(heap) => bump(&heap.stats.remote_frees, n),
+            None => {
+                self.stray_frees.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// This thread's registry heap of this pool (created and the thread
+    /// activated if need be, and cached); `None` during teardown.
+    #[cold]
+    fn this_heap(&self) -> Option<&Heap> {
         if thread::may_activate() {
             let heap = self.registry.get_or_create(self.as_ptr());
             if thread::activate() {
                 thread::cache_slot(self.id, heap);
-                return Some(&heap.stats.remote_frees);
+                return Some(heap);
             }
         }
-        self.stray_frees.fetch_add(1, Ordering::Relaxed);
         None
     }
 

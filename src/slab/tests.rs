@@ -351,25 +351,26 @@ fn remote_chain_is_pushed_once_and_spliced() {
     let mut chain: Option<Chain> = None;
     for &b in &blocks[..5] {
         let idx = s.slot_index(b, s.shape()).unwrap();
-        s.mark_remote(idx).unwrap();
         chain = Some(match chain {
-            None => Chain::one(idx),
+            None => {
+                s.mark_remote(idx, 0).unwrap();
+                Chain::one(idx)
+            }
             Some(mut ch) => {
-                // SAFETY: both slots are held (marked, not pushed).
-                unsafe { s.link_held(idx, ch.first) };
-                ch.first = idx;
+                s.mark_remote(idx, ch.first as usize + 1).unwrap();
+                ch.first = idx as u16;
                 ch.count += 1;
                 ch
             }
         });
     }
     assert_eq!(
-        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap()),
+        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap(), 0),
         Err(DoubleFree),
         "held is freed"
     );
     // SAFETY: the chain's blocks are held and linked.
-    assert!(!unsafe { s.push_chain(&chain.unwrap()) });
+    assert!(!unsafe { s.push_chain(chain.unwrap()) });
     assert_eq!(used(s), 6);
     assert_eq!(drain(s, &c), 6);
     assert_eq!(used(s), 0);
