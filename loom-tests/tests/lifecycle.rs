@@ -1,5 +1,6 @@
-//! Loom models of thread teardown: an owner thread exits while a block of
-//! its slab is being freed on another thread. Nothing may be lost: the pool
+//! Loom models of thread teardown and pool closing: an owner thread exits
+//! while a block of its slab is being freed on another thread, and the pool
+//! closes while a block of an orphaned heap is being freed. Nothing may be lost: the pool
 //! ends with no live block, and loom's leak check (run after every
 //! execution) proves every slab was released once the pool closed, since each
 //! slab holds a reference to the pool.
@@ -131,4 +132,34 @@ fn owner_exit_races_free_into_detached_slab() {
         assert_clean(&pool);
     });
     SEEN.assert_seen(&["detached", "drained"]);
+}
+
+/// The last handle drops (closing the pool and collecting the orphans' empty
+/// slabs) while a block of an orphaned heap is freed and published on
+/// another thread. Whichever comes second must release the orphan's slab:
+/// if neither did, the slab would keep the closed pool alive, and loom's
+/// leak check would fail the execution. Both orders are seen.
+#[test]
+fn close_races_free_into_orphan() {
+    static SEEN: Outcomes = Outcomes::new();
+    loom::model(|| {
+        let pool = Pool::<Stamp>::builder()
+            .slab_capacity(2)
+            .max_thread_slabs(1)
+            .build()
+            .unwrap();
+        let p = pool.clone();
+        let a = thread::spawn(move || alloc(&p, 1)).join().unwrap();
+        wait_for_exit_hooks(&pool);
+        let freer = thread::spawn(move || free(a, 1));
+        let s = pool.stats();
+        SEEN.saw(if s.live_blocks == 0 {
+            "freed_before_close"
+        } else {
+            "closed_before_free"
+        });
+        drop(pool);
+        freer.join().unwrap();
+    });
+    SEEN.assert_seen(&["freed_before_close", "closed_before_free"]);
 }

@@ -168,13 +168,15 @@ impl Shared {
     }
 
     /// Publishes a chain of held blocks on `slab`'s remote list and counts
-    /// them as this thread's remote frees. Everything that touches the pool
-    /// happens before the push: after it, the owner may drain and release
-    /// the slab (and, once the pool is closed, the pool). Unless a live
-    /// thread owns the slab's heap, the pool is kept alive across the push,
-    /// and if it is closed by then the publisher collects the heap's empty
-    /// slabs itself: the closer's fence and this one's make sure that the
-    /// closer's trim sees the push or this thread sees the close.
+    /// them as this thread's remote frees. After the push the owner may
+    /// drain and release the slab, and with it the pool's last reference,
+    /// so the pool is kept alive across; then, after a SeqCst fence, if the
+    /// pool is closed and no thread owns the heap, the publisher collects
+    /// the heap's empty slabs itself. The closer fences between setting
+    /// `closed` and its trim, an exiting owner between disowning its heap
+    /// and releasing its empty slabs: whichever fence comes first, the
+    /// other side sees its write, so the last of them to touch the slab
+    /// releases it.
     ///
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
@@ -186,24 +188,16 @@ impl Shared {
         let sh = unsafe { &*pool };
         let heap = s.heap.load(Ordering::Acquire);
         sh.count_remote(u64::from(chain.count));
-        // SAFETY: a slab's heap outlives the slab.
-        let owner = unsafe { (*heap).owner.load(Ordering::Acquire) };
-        let keep = if owner == NO_OWNER || owner == TIER_OWNER || sh.is_closed() {
-            // SAFETY: the pool is alive (the block's slab holds it).
-            Some(unsafe { keep_alive(pool) })
-        } else {
-            None
-        };
+        // SAFETY: the pool is alive (the block's slab holds it).
+        let keep = unsafe { keep_alive(pool) };
         // SAFETY: per the contract.
         if unsafe { s.push_chain(chain) } {
             // SAFETY: a slab's heap outlives the slab.
             unsafe { (*heap).push_returned(slab) };
         }
-        if let Some(keep) = keep {
-            fence(Ordering::SeqCst);
-            if keep.0.is_closed() {
-                keep.collect(heap);
-            }
+        fence(Ordering::SeqCst);
+        if keep.0.is_closed() {
+            keep.collect(heap);
         }
     }
 
