@@ -39,7 +39,11 @@ pub(crate) fn next_serial() -> u64 {
     crate::sync::unmodelled::next_serial()
 }
 
-/// One pool's shared state.
+/// One pool's shared state. Aligned to 128 bytes so that the `Arc`'s
+/// reference counts, which every remote publish increments and decrements,
+/// do not share a cache line (or the adjacent-line prefetch pair) with the
+/// fields every allocation reads, such as `id`.
+#[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) config: Config,
     /// Process-unique id (keys the thread-local heap cache).
