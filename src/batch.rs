@@ -157,7 +157,7 @@ impl Batches {
         for w in 0..WAYS {
             let slab = self.slabs[w].replace(core::ptr::null_mut());
             if !slab.is_null() {
-                // SAFETY: as in `add`.
+                // SAFETY: as in `put`.
                 unsafe { Shared::publish(slab, self.chains[w].get()) };
             }
         }

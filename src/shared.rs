@@ -325,8 +325,8 @@ impl Shared {
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.closed.store(true, Ordering::SeqCst);
-            // Pairs with the fence in `publish`: a publisher into an unowned
-            // heap sees the close, or this trim sees its push.
+            // Pairs with the fence in `publish`: a publisher sees the close,
+            // or this trim sees its push.
             fence(Ordering::SeqCst);
             self.trim();
         }

@@ -458,9 +458,9 @@ impl Slab {
     /// Any thread: the first half of a remote free. Replaces slot `idx`'s
     /// (from [`Slab::slot_index`]) `ALLOCATED` word with its link in the
     /// chain the caller is gathering — `next` is the following slot's
-    /// index plus one, 0 for the end — which makes the caller the holder of the block
-    /// until it pushes the chain with [`Slab::push_chain`]. One store (or,
-    /// hardened, one CAS) checks and links.
+    /// index plus one, 0 for the end — which makes the caller the holder
+    /// of the block until it pushes the chain with [`Slab::push_chain`].
+    /// One store (or, hardened, one CAS) checks and links.
     #[inline]
     pub(crate) fn mark_remote(&self, idx: usize, next: usize) -> Result<(), DoubleFree> {
         let word = self.word(idx);

@@ -108,8 +108,8 @@ impl Shared {
     }
 
     /// The remote path: mark the block free and linked (refusing double
-    /// frees at once), count it, and hand it to this thread's batch for its
-    /// slab; before the thread is active and during teardown, publish it at
+    /// frees at once) and hand it to this thread's batch for its slab, to be
+    /// counted when the batch publishes it; during teardown, publish it at
     /// once.
     ///
     /// # Safety
