@@ -43,9 +43,6 @@ pub(crate) struct Batches {
     victim: Cell<usize>,
     /// The entry used last (tried first).
     hint: Cell<usize>,
-    /// Whether the table may take blocks: set once the thread's exit hook
-    /// (which publishes it) is armed, cleared when that hook runs.
-    active: Cell<bool>,
 }
 
 const _: () = assert!(WAYS.is_power_of_two());
@@ -61,7 +58,6 @@ impl Batches {
             chains: [C; WAYS],
             victim: Cell::new(0),
             hint: Cell::new(0),
-            active: Cell::new(false),
         }
     }
 
@@ -141,17 +137,6 @@ impl Batches {
         }
     }
 
-    /// Whether the table may take blocks.
-    #[inline(always)]
-    pub(crate) fn is_active(&self) -> bool {
-        self.active.get()
-    }
-
-    /// Opens (the exit hook is armed) or closes (it runs) the table.
-    pub(crate) fn set_active(&self, on: bool) {
-        self.active.set(on);
-    }
-
     /// Publishes every entry.
     pub(crate) fn flush(&self) {
         for w in 0..WAYS {
@@ -165,7 +150,8 @@ impl Batches {
 }
 
 // In std the table is a thread-local without a destructor (so reaching it
-// costs no state check); the exit hook publishes it. loom's thread-locals may
+// costs no lazy-registration check; `thread::with_batches` reads the thread's
+// state byte instead); the exit hook publishes it. loom's thread-locals may
 // be torn down in any order, so there the table also publishes on drop.
 #[cfg(loom)]
 impl Drop for Batches {

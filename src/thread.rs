@@ -92,10 +92,7 @@ struct Hooks {
 impl Drop for Hooks {
     fn drop(&mut self) {
         let _ = STATE.try_with(|s| s.set(DEAD));
-        let _ = BATCHES.try_with(|b| {
-            b.set_active(false);
-            b.flush();
-        });
+        let _ = BATCHES.try_with(|b| b.flush());
         let hooks = core::mem::take(&mut *self.list.borrow_mut());
         for hook in hooks {
             #[cfg(not(loom))]
@@ -153,7 +150,6 @@ pub(crate) fn activate() -> bool {
     }
     let serial = crate::shared::next_serial();
     let _ = FAST.try_with(|f| f.set(Fast { serial, ..EMPTY }));
-    let _ = BATCHES.try_with(|b| b.set_active(true));
     STATE.try_with(|s| s.set(ACTIVE)).is_ok()
 }
 
@@ -174,10 +170,10 @@ pub(crate) fn cache_slot(pool: u64, slot: *const Heap) {
 /// torn down, they were published and must not take more.
 #[inline(always)]
 pub(crate) fn with_batches<R>(f: impl FnOnce(&Batches) -> R) -> Option<R> {
-    BATCHES
-        .try_with(|b| if b.is_active() { Some(f(b)) } else { None })
-        .ok()
-        .flatten()
+    if !matches!(STATE.try_with(|s| s.get()), Ok(ACTIVE)) {
+        return None;
+    }
+    BATCHES.try_with(|b| f(b)).ok()
 }
 
 /// Registers `hook` to run when this thread exits. False during teardown.

@@ -95,8 +95,9 @@ fn held_frees_come_home_on_flush() {
         assert_eq!(**b, stamp(id as u64));
     }
     got.clear();
-    drop(extra); // an overflow block: a remote free, held by this thread
-                 // `stats` publishes the calling thread's batch first.
+    // An overflow block: a remote free, held in this thread's batch, which
+    // `stats` publishes first.
+    drop(extra);
     assert_eq!(pool.stats().live_blocks, 0);
     go_tx.send(()).unwrap();
     freer.join().unwrap();

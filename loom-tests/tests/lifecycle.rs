@@ -1,9 +1,9 @@
 //! Loom models of thread teardown and pool closing: an owner thread exits
 //! while a block of its slab is being freed on another thread, and the pool
-//! closes while a block of an orphaned heap is being freed. Nothing may be lost: the pool
-//! ends with no live block, and loom's leak check (run after every
-//! execution) proves every slab was released once the pool closed, since each
-//! slab holds a reference to the pool.
+//! closes while a block of an orphaned heap is being freed. Nothing may be
+//! lost: the pool ends with no live block, and loom's leak check (run after
+//! every execution) proves every slab was released once the pool closed,
+//! since each slab holds a reference to the pool.
 //!
 //! Under loom, `JoinHandle::join` returns before the joined thread's
 //! thread-locals are destroyed, so homeslab's exit hook (which orphans the
@@ -14,6 +14,15 @@
 use homeslab::Pool;
 use loom::thread;
 use loom_tests::{alloc, assert_clean, assert_distinct, free, Outcomes, Sched, Stamp};
+
+/// A pool whose thread heaps hold one slab of `slots` slots each.
+fn one_slab_pool(slots: usize) -> Pool<Stamp> {
+    Pool::builder()
+        .slab_capacity(slots)
+        .max_thread_slabs(1)
+        .build()
+        .unwrap()
+}
 
 /// Spins (yielding to loom) until no thread owns a heap: every exit hook ran.
 fn wait_for_exit_hooks<T>(pool: &Pool<T>) {
@@ -30,11 +39,7 @@ fn wait_for_exit_hooks<T>(pool: &Pool<T>) {
 fn owner_exit_races_remote_free() {
     static SEEN: Outcomes = Outcomes::new();
     loom::model(|| {
-        let pool = Pool::<Stamp>::builder()
-            .slab_capacity(2)
-            .max_thread_slabs(1)
-            .build()
-            .unwrap();
+        let pool = one_slab_pool(2);
         let p = pool.clone();
         let owner = thread::spawn(move || {
             let a = alloc(&p, 1);
@@ -84,11 +89,7 @@ fn owner_exit_races_remote_free() {
 fn owner_exit_races_free_into_detached_slab() {
     static SEEN: Outcomes = Outcomes::new();
     loom::model(|| {
-        let pool = Pool::<Stamp>::builder()
-            .slab_capacity(1)
-            .max_thread_slabs(1)
-            .build()
-            .unwrap();
+        let pool = one_slab_pool(1);
         let p = pool.clone();
         let owner = thread::spawn(move || {
             let a = alloc(&p, 1);
@@ -143,11 +144,7 @@ fn owner_exit_races_free_into_detached_slab() {
 fn close_races_free_into_orphan() {
     static SEEN: Outcomes = Outcomes::new();
     loom::model(|| {
-        let pool = Pool::<Stamp>::builder()
-            .slab_capacity(2)
-            .max_thread_slabs(1)
-            .build()
-            .unwrap();
+        let pool = one_slab_pool(2);
         let p = pool.clone();
         let a = thread::spawn(move || alloc(&p, 1)).join().unwrap();
         wait_for_exit_hooks(&pool);
