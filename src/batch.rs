@@ -23,8 +23,15 @@
 
 use core::cell::Cell;
 
-use crate::shared::Shared;
 use crate::slab::{Chain, Slab};
+
+/// Publishes a held chain on its slab's remote list: the pool's routine,
+/// handed down when the table is declared (the batch layer never names the
+/// pool).
+///
+/// # Safety (of a call)
+/// The caller holds every block of the chain, so the slab is live.
+pub(crate) type Publish = unsafe fn(*mut Slab, Chain);
 
 /// Entries in a thread's table.
 pub(crate) const WAYS: usize = 8;
@@ -43,12 +50,13 @@ pub(crate) struct Batches {
     victim: Cell<usize>,
     /// The entry used last (tried first).
     hint: Cell<usize>,
+    publish: Publish,
 }
 
 const _: () = assert!(WAYS.is_power_of_two());
 
 impl Batches {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(publish: Publish) -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
         const S: Cell<*mut Slab> = Cell::new(core::ptr::null_mut());
         #[allow(clippy::declare_interior_mutable_const)]
@@ -58,6 +66,7 @@ impl Batches {
             chains: [C; WAYS],
             victim: Cell::new(0),
             hint: Cell::new(0),
+            publish,
         }
     }
 
@@ -117,7 +126,7 @@ impl Batches {
             } else {
                 self.slabs[w].set(core::ptr::null_mut());
                 // SAFETY: the chain's blocks are held, so `slab` is live.
-                unsafe { Shared::publish(slab, c) };
+                unsafe { (self.publish)(slab, c) };
             }
             return;
         }
@@ -133,7 +142,7 @@ impl Batches {
         let old_chain = self.chains[w].replace(Chain::one(idx));
         if !old.is_null() {
             // SAFETY: the evicted chain's blocks are held, so its slab is live.
-            unsafe { Shared::publish(old, old_chain) };
+            unsafe { (self.publish)(old, old_chain) };
         }
     }
 
@@ -143,15 +152,15 @@ impl Batches {
             let slab = self.slabs[w].replace(core::ptr::null_mut());
             if !slab.is_null() {
                 // SAFETY: as in `put`.
-                unsafe { Shared::publish(slab, self.chains[w].get()) };
+                unsafe { (self.publish)(slab, self.chains[w].get()) };
             }
         }
     }
 }
 
 // In std the table is a thread-local without a destructor (so reaching it
-// costs no lazy-registration check; `thread::with_batches` reads the thread's
-// state byte instead); the exit hook publishes it. loom's thread-locals may
+// costs no lazy-registration check; the pool checks that the thread is
+// active instead); the exit hooks' flush publishes it. loom's thread-locals may
 // be torn down in any order, so there the table also publishes on drop.
 #[cfg(loom)]
 impl Drop for Batches {

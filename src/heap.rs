@@ -15,7 +15,6 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
 use crate::remote::SlabQueue;
-use crate::shared::Shared;
 use crate::slab::{ListState, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
@@ -25,6 +24,25 @@ pub(crate) const NO_OWNER: u64 = u64::MAX - 1;
 /// `owner` of the overflow tier's heap and of orphans it borrows: no thread
 /// serial ever equals it, so every free into such a slab takes the remote path.
 pub(crate) const TIER_OWNER: u64 = u64::MAX;
+
+/// What a heap needs from the pool above it, handed down to the calls that
+/// need it: new slabs and their release, the pool's limits, and whether it
+/// has closed. The pool's shared state implements it; the heap never names
+/// the pool.
+pub(crate) trait SlabSource {
+    /// The shape every slab of this pool has.
+    fn shape(&self) -> Shape;
+    /// A fresh slab for `heap` (which then adopts it).
+    fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError>;
+    /// Gives an empty slab, on no list and used by nobody, back.
+    fn release_slab(&self, slab: *mut Slab);
+    /// True once the pool's last handle is gone.
+    fn is_closed(&self) -> bool;
+    /// Empty slabs a heap keeps cached.
+    fn retained_empty(&self) -> usize;
+    /// Slabs a heap may own before it spills to the overflow tier.
+    fn max_thread_slabs(&self) -> usize;
+}
 
 /// Counters written only by the heap's thread (load + store, no RMW) and
 /// summed by `Pool::stats`.
@@ -198,9 +216,9 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn alloc_slow(
+    pub(crate) unsafe fn alloc_slow<S: SlabSource>(
         &self,
-        sh: &Shared,
+        sh: &S,
         grow: bool,
     ) -> Result<Option<NonNull<u8>>, AllocError> {
         // SAFETY: the caller is the owner of this heap and so of its slabs.
@@ -231,7 +249,7 @@ impl Heap {
                     continue;
                 }
                 let slabs = self.core(|c| c.slabs);
-                if !grow || slabs >= sh.config.max_thread_slabs {
+                if !grow || slabs >= sh.max_thread_slabs() {
                     return Ok(None);
                 }
                 let s = sh.new_slab(self)?;
@@ -254,6 +272,12 @@ impl Heap {
                 s = next;
             }
         }
+    }
+
+    /// The heap `slab` belongs to (its header keeps it opaque).
+    #[inline(always)]
+    pub(crate) fn of_slab(slab: &Slab, order: Ordering) -> *const Heap {
+        slab.heap.load(order).cast_const().cast()
     }
 
     /// Called by the remote freer that claimed `slab`'s detached tag.
@@ -292,9 +316,9 @@ impl Heap {
     /// # Safety
     /// The caller is the owner.
     #[cold]
-    pub(crate) unsafe fn after_free(
+    pub(crate) unsafe fn after_free<S: SlabSource>(
         &self,
-        sh: &Shared,
+        sh: &S,
         slab: *mut Slab,
         list: ListState,
         used: usize,
@@ -321,7 +345,7 @@ impl Heap {
                 _ => return,
             }
             let cache = self.core(|c| c.empty.len);
-            if !closed && cache < sh.config.retained_empty {
+            if !closed && cache < sh.retained_empty() {
                 self.core(|c| c.empty.push(slab, ListState::Empty));
             } else {
                 self.core(|c| c.slabs -= 1);
@@ -336,7 +360,7 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn release_empty(&self, sh: &Shared) {
+    pub(crate) unsafe fn release_empty<S: SlabSource>(&self, sh: &S) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();

@@ -42,6 +42,7 @@ mod heap;
 mod os;
 mod overflow;
 mod pool;
+mod registry;
 mod remote;
 mod shared;
 mod slab;

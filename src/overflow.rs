@@ -23,8 +23,7 @@
 use core::ptr::NonNull;
 
 use crate::error::AllocError;
-use crate::heap::{Heap, NO_OWNER, TIER_OWNER};
-use crate::shared::Shared;
+use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
 use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
@@ -89,7 +88,7 @@ impl ExtendableSlab {
 
     /// Allocates from the tier: its own segments, then orphans' free slots,
     /// then a new segment mapped outside the lock.
-    pub(crate) fn alloc(&self, sh: &Shared) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc<S: SlabSource>(&self, sh: &S) -> Result<NonNull<u8>, AllocError> {
         let mut g = self.lock();
         loop {
             if let Some(p) = g.try_alloc(sh)? {
@@ -109,11 +108,11 @@ impl ExtendableSlab {
 
 impl TierGuard<'_> {
     /// Without growing: the tier's segments, then each orphan's.
-    fn try_alloc(&mut self, sh: &Shared) -> Result<Option<NonNull<u8>>, AllocError> {
+    fn try_alloc<S: SlabSource>(&mut self, sh: &S) -> Result<Option<NonNull<u8>>, AllocError> {
         let heap = &self.tier.heap;
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe {
-            if let Some(p) = heap.alloc_fast(sh.config.geometry.shape()) {
+            if let Some(p) = heap.alloc_fast(sh.shape()) {
                 return Ok(Some(p));
             }
             if let Some(p) = heap.alloc_slow(sh, false)? {
@@ -170,7 +169,7 @@ impl TierGuard<'_> {
 
     /// Releases the empty segments of the tier and of every orphan; drops
     /// orphans left with nothing.
-    pub(crate) fn release_empty(&mut self, sh: &Shared) {
+    pub(crate) fn release_empty<S: SlabSource>(&mut self, sh: &S) {
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe { self.tier.heap.release_empty(sh) };
         let orphans = core::mem::take(&mut self.state.orphans);

@@ -11,13 +11,14 @@
 use core::ptr::NonNull;
 
 use crate::error::AllocError;
-use crate::heap::{Heap, NO_OWNER};
+use crate::heap::{Heap, SlabSource, NO_OWNER};
 use crate::os::PageSource;
 use crate::overflow::ExtendableSlab;
+use crate::registry::Registry;
 use crate::slab::{Geometry, Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use crate::thread::{self, ExitHook, PoolRef, Registry};
+use crate::thread::{self, ThreadExit};
 
 mod free;
 
@@ -34,8 +35,8 @@ pub(crate) struct Config {
     pub(crate) release_after: Option<std::time::Duration>,
 }
 
-/// A fresh, never-reused thread serial.
-pub(crate) fn next_serial() -> u64 {
+/// A fresh, never-reused number (pool ids, thread serials).
+fn next_serial() -> u64 {
     crate::sync::unmodelled::next_serial()
 }
 
@@ -46,8 +47,11 @@ pub(crate) fn next_serial() -> u64 {
 #[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    /// Process-unique id (keys the thread-local heap cache).
+    /// Process-unique id, never reused: what a thread context's entry
+    /// must match.
     id: u64,
+    /// This pool's entry in every thread context (reused after close).
+    index: u8,
     seed: u64,
     source: PageSource,
     registry: Registry,
@@ -77,6 +81,7 @@ impl Shared {
         );
         Self {
             id: next_serial(),
+            index: thread::claim_index(),
             seed,
             source,
             registry: Registry::new(),
@@ -119,17 +124,15 @@ impl Shared {
         }
     }
 
-    /// The owner fast path: this thread's cached heap, its current slab.
+    /// The owner fast path: this thread's heap from its context's table,
+    /// the heap's current slab.
     #[inline(always)]
     fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
-        let fast = thread::fast();
-        if fast.pool != self.id {
-            return None;
-        }
-        // SAFETY: the cache holds only a heap this thread owns, of this
-        // (live) pool; ownership ends only when the thread exits, which
-        // clears the cache.
-        let heap = unsafe { &*fast.heap };
+        let heap = thread::owned_heap(self.index, self.id)?;
+        // SAFETY: an entry with this pool's id holds only a heap this thread
+        // owns, of this (live) pool; ownership ends only when the thread
+        // exits, which clears the context.
+        let heap = unsafe { &*heap };
         // SAFETY: this thread owns `heap`.
         let p = unsafe { heap.alloc_fast(shape) }?;
         bump(&heap.stats.allocs, 1);
@@ -140,22 +143,22 @@ impl Shared {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
-        let fast = thread::fast();
-        if fast.pool == self.id {
+        if let Some(heap) = thread::owned_heap(self.index, self.id) {
             // SAFETY: as in `alloc_fast`.
-            let heap = unsafe { &*fast.heap };
+            let heap = unsafe { &*heap };
             return self.alloc_owned_slow(heap);
         }
-        self.alloc_uncached(fast.serial)
+        self.alloc_uncached(thread::serial())
     }
 
-    /// The heap is not in the thread's one-entry cache.
+    /// The heap is not in the thread's context (first use, or the entry is
+    /// shared with other pools).
     #[cold]
     fn alloc_uncached(&self, me: u64) -> Result<NonNull<u8>, AllocError> {
         if me != 0 {
-            if let Some(heap) = self.registry.get(self.as_ptr()) {
+            if let Some(heap) = self.registry.get(self.key()) {
                 if heap.owner.load(Ordering::Relaxed) == me {
-                    thread::cache_heap(self.id, heap);
+                    thread::cache_heap(self.index, self.id, heap);
                     // SAFETY: this thread owns `heap`.
                     if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                         bump(&heap.stats.allocs, 1);
@@ -198,9 +201,9 @@ impl Shared {
         flush_batches();
         if thread::may_activate() {
             // The registry slot first, then our exit hooks: see `thread`.
-            let heap = self.registry.get_or_create(self.as_ptr());
+            let heap = self.registry.get_or_create(self.key());
             if self.acquire(heap) {
-                thread::cache_heap(self.id, heap);
+                thread::cache_heap(self.index, self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
                 if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                     bump(&heap.stats.allocs, 1);
@@ -215,7 +218,7 @@ impl Shared {
     /// Makes this thread the owner of `heap` if it is free and the heap limit
     /// allows it.
     fn acquire(&self, heap: &Heap) -> bool {
-        if !thread::activate() {
+        if !thread::activate(free::flush_at_exit) {
             return false;
         }
         let me = thread::serial();
@@ -228,10 +231,10 @@ impl Shared {
         {
             return false;
         }
-        let hook = ExitHook {
+        let hook = Box::new(ExitHook {
             pool: self.pool_ref(),
             heap,
-        };
+        });
         if !thread::on_exit(hook) {
             return false;
         }
@@ -239,6 +242,11 @@ impl Shared {
         heap.owner.store(me, Ordering::Relaxed);
         self.live_heaps.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// This pool as the registry's key.
+    fn key(&self) -> *const () {
+        self.as_ptr().cast()
     }
 
     fn pool_ref(&self) -> PoolRef {
@@ -274,7 +282,7 @@ impl Shared {
     }
 
     /// A fresh slab for `heap`, counted as a strong reference to the pool.
-    pub(crate) fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
+    fn fresh_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
         let region = self.source.acquire()?;
         let n = self.slabs_created.fetch_add(1, Ordering::Relaxed);
         let key = splitmix(self.seed ^ region as u64 ^ n.rotate_left(32)) as usize;
@@ -285,7 +293,7 @@ impl Shared {
                 region,
                 &self.config.geometry,
                 self.as_ptr().cast(),
-                heap,
+                (heap as *const Heap).cast(),
                 key,
                 self.config.hardened,
             )
@@ -297,18 +305,14 @@ impl Shared {
 
     /// Gives an empty slab's region back and drops its pool reference. The
     /// caller keeps the pool alive across this call (see `free_block`).
-    pub(crate) fn release_slab(&self, slab: *mut Slab) {
+    fn retire_slab(&self, slab: *mut Slab) {
         // SAFETY: the slab is empty and on no list: nobody uses it.
         unsafe { Slab::destroy(NonNull::new_unchecked(slab)) };
         self.source.release(slab as usize);
-        // SAFETY: balances the increment in `new_slab`; not the last
+        // SAFETY: balances the increment in `fresh_slab`; not the last
         // reference, since every caller holds one (a handle, a hook's upgrade,
         // or `free_block`'s keep-alive).
         unsafe { Arc::decrement_strong_count(self.as_ptr()) };
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
     }
 
     /// True if `addr` lies in memory this pool mapped.
@@ -324,6 +328,9 @@ impl Shared {
     /// Drops a handle; the last one closes the pool.
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // No allocation can follow (they need a handle): the index may
+            // serve a new pool; entries holding this id never match it.
+            thread::release_index(self.index);
             self.closed.store(true, Ordering::SeqCst);
             // Pairs with the fence in `publish`: a publisher sees the close,
             // or this trim sees its push.
@@ -338,7 +345,7 @@ impl Shared {
         flush_batches();
         let me = thread::serial();
         if me != 0 {
-            if let Some(h) = self.registry.get(self.as_ptr()) {
+            if let Some(h) = self.registry.get(self.key()) {
                 if h.owner.load(Ordering::Relaxed) == me {
                     // SAFETY: this thread owns `h`.
                     unsafe { h.release_empty(self) };
@@ -393,7 +400,67 @@ impl Shared {
 
 /// Publishes this thread's remote-free batches (all pools).
 pub(crate) fn flush_batches() {
-    let _ = thread::with_batches(|b| b.flush());
+    let _ = free::with_batches(|b| b.flush());
+}
+
+/// The pool reference a hook keeps: weak, so an idle thread never keeps a
+/// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
+/// the model, so a strong reference is fine there.)
+#[cfg(not(loom))]
+type PoolRef = std::sync::Weak<Shared>;
+#[cfg(loom)]
+type PoolRef = Arc<Shared>;
+
+/// Run at thread exit: hands `heap` back to its pool.
+struct ExitHook {
+    pool: PoolRef,
+    heap: *const Heap,
+}
+
+impl ThreadExit for ExitHook {
+    fn alive(&self) -> bool {
+        #[cfg(not(loom))]
+        return self.pool.strong_count() > 0;
+        #[cfg(loom)]
+        return true;
+    }
+
+    fn exit(self: Box<Self>) {
+        #[cfg(not(loom))]
+        let pool = self.pool.upgrade();
+        #[cfg(loom)]
+        let pool = Some(self.pool);
+        if let Some(pool) = pool {
+            pool.on_thread_exit(self.heap);
+        }
+    }
+}
+
+impl SlabSource for Shared {
+    #[inline(always)]
+    fn shape(&self) -> Shape {
+        self.config.geometry.shape()
+    }
+
+    fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
+        self.fresh_slab(heap)
+    }
+
+    fn release_slab(&self, slab: *mut Slab) {
+        self.retire_slab(slab)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn retained_empty(&self) -> usize {
+        self.config.retained_empty
+    }
+
+    fn max_thread_slabs(&self) -> usize {
+        self.config.max_thread_slabs
+    }
 }
 
 fn splitmix(mut x: u64) -> u64 {

@@ -36,7 +36,6 @@ use core::ptr::NonNull;
 
 use crossbeam_utils::CachePadded;
 
-use crate::heap::Heap;
 use crate::remote::RemoteStack;
 use crate::sync::{bump, AtomicPtr, AtomicU16, AtomicU64, Ordering, UnsafeCell};
 
@@ -129,8 +128,8 @@ pub(crate) struct Slab {
     magic: usize,
     /// The pool this slab belongs to (opaque; the pool layer casts it).
     pub(crate) pool: *const (),
-    /// The owning heap.
-    pub(crate) heap: AtomicPtr<Heap>,
+    /// The owning heap (opaque here: the heap layer above names its type).
+    pub(crate) heap: AtomicPtr<()>,
     // `u32` suffices: a region is at most 1 GiB (`MAX_SIZE` × `MIN_SLOTS`
     // rounded up; asserted in `geometry`).
     /// Stride and offset of slot 0.
@@ -195,7 +194,7 @@ impl Slab {
         region: usize,
         geo: &Geometry,
         pool: *const (),
-        heap: *const Heap,
+        heap: *const (),
         key: usize,
         hardened: bool,
     ) -> NonNull<Slab> {
@@ -220,7 +219,7 @@ impl Slab {
                 prev: core::ptr::null_mut(),
                 next: core::ptr::null_mut(),
             })),
-            heap: AtomicPtr::new(heap as *mut Heap),
+            heap: AtomicPtr::new(heap.cast_mut()),
             remote: CachePadded::new(RemoteStack::new()),
             next_returned: AtomicPtr::new(core::ptr::null_mut()),
         };

@@ -147,4 +147,22 @@ pub(crate) mod unmodelled {
     pub(crate) fn unowned_frees() -> u64 {
         UNOWNED_FREES.load(Ordering::Relaxed)
     }
+
+    /// The thread-context indices in use, one bit each (taken only when a
+    /// pool is built or closes).
+    static INDICES: std::sync::Mutex<[u64; 4]> = std::sync::Mutex::new([0; 4]);
+
+    /// Claims the smallest free index below `limit` (≤ 256), if any.
+    pub(crate) fn claim_index(limit: usize) -> Option<usize> {
+        let mut bits = INDICES.lock().unwrap_or_else(|e| e.into_inner());
+        let i = (0..limit).find(|&i| bits[i / 64] & (1 << (i % 64)) == 0)?;
+        bits[i / 64] |= 1 << (i % 64);
+        Some(i)
+    }
+
+    /// Gives back an index from [`claim_index`].
+    pub(crate) fn release_index(i: usize) {
+        let mut bits = INDICES.lock().unwrap_or_else(|e| e.into_inner());
+        bits[i / 64] &= !(1 << (i % 64));
+    }
 }

@@ -5,12 +5,34 @@
 //! pool handle.
 
 use crate::batch::Batches;
-use crate::heap::{Heap, LocalFree, NO_OWNER, TIER_OWNER};
+use crate::heap::{Heap, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
 use crate::slab::{Chain, ListState, Slab};
-use crate::sync::{bump, fence, Arc, Ordering};
+use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
 use crate::thread;
 
 use super::Shared;
+
+thread_local_facade! {
+    /// This thread's remote-free batches, for every pool.
+    static BATCHES: Batches = Batches::new(Shared::publish);
+}
+
+/// Runs `f` on this thread's remote-free batches. `None` unless the thread
+/// is active: before, no exit hook would publish them; once it is being
+/// torn down, they were published and must not take more.
+#[inline(always)]
+pub(super) fn with_batches<R>(f: impl FnOnce(&Batches) -> R) -> Option<R> {
+    if !thread::is_active() {
+        return None;
+    }
+    BATCHES.try_with(|b| f(b)).ok()
+}
+
+/// The thread's exit flush (handed to [`thread::activate`]): publishes the
+/// batches although the thread is no longer active.
+pub(super) fn flush_at_exit() {
+    let _ = BATCHES.try_with(|b| b.flush());
+}
 
 impl Shared {
     /// Frees slot `idx` of `slab`. Counts and refuses double frees. The
@@ -23,7 +45,7 @@ impl Shared {
     #[inline]
     pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
-        let heap = unsafe { &*(*slab).heap.load(Ordering::Relaxed) };
+        let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
             // SAFETY: this thread owns the heap and the slab is its.
@@ -103,7 +125,7 @@ impl Shared {
         // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: this thread owns `heap`; the slab is its.
-        unsafe { heap.after_free(&keep.0, slab, list, used) };
+        unsafe { heap.after_free(&*keep.0, slab, list, used) };
         drop(keep);
     }
 
@@ -117,7 +139,7 @@ impl Shared {
     #[cold]
     unsafe fn free_remote(slab: *mut Slab, idx: usize) {
         // SAFETY: per the contract.
-        let batched = thread::with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
+        let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
         if batched.is_none() {
             // SAFETY: per the contract.
             unsafe { Self::free_unbatched(slab, idx) }
@@ -155,7 +177,7 @@ impl Shared {
         // which arms the exit hook that publishes its batch.
         if sh.this_heap().is_some() {
             // SAFETY: per the contract.
-            let batched = thread::with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
+            let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
             if batched.is_some() {
                 return;
             }
@@ -186,7 +208,7 @@ impl Shared {
         let pool = s.pool as *const Shared;
         // SAFETY: as above.
         let sh = unsafe { &*pool };
-        let heap = s.heap.load(Ordering::Acquire);
+        let heap = Heap::of_slab(s, Ordering::Acquire);
         sh.count_remote(u64::from(chain.count));
         // SAFETY: the pool is alive (the block's slab holds it).
         let keep = unsafe { keep_alive(pool) };
@@ -205,11 +227,10 @@ impl Shared {
     /// the thread can have none, as stray).
     #[inline]
     fn count_remote(&self, n: u64) {
-        let fast = thread::fast();
-        if fast.slot_pool == self.id {
-            // SAFETY: the cached slot is this thread's registry heap of this
+        if let Some(heap) = thread::counting_heap(self.index, self.id) {
+            // SAFETY: the cached heap is this thread's registry heap of this
             // (live) pool; only this thread writes its counters.
-            return bump(unsafe { &(*fast.slot).stats.remote_frees }, n);
+            return bump(unsafe { &(*heap).stats.remote_frees }, n);
         }
         self.count_remote_slow(n);
     }
@@ -229,8 +250,8 @@ impl Shared {
     #[cold]
     fn this_heap(&self) -> Option<&Heap> {
         if thread::may_activate() {
-            let heap = self.registry.get_or_create(self.as_ptr());
-            if thread::activate() {
+            let heap = self.registry.get_or_create(self.key());
+            if thread::activate(flush_at_exit) {
                 thread::cache_slot(self.id, heap);
                 return Some(heap);
             }
