@@ -210,6 +210,23 @@ impl Heap {
         }
     }
 
+    /// [`Heap::alloc_fast`], also saying whether the block still reads
+    /// zero ([`Slab::pop_fresh`]).
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_fast_fresh(&self, shape: Shape) -> Option<(NonNull<u8>, bool)> {
+        // SAFETY: the caller is the owner; `current` is a slab this heap owns.
+        unsafe {
+            let cur = self.core(|c| c.current);
+            if cur.is_null() {
+                return None;
+            }
+            (*cur).pop_fresh(shape, &self.stats.corruption)
+        }
+    }
+
     /// The slow path: drain, take returned and partial slabs, reuse a cached
     /// empty slab, and — if `grow` and under the slab cap — map a new one.
     /// `Ok(None)`: nothing without growing past what is allowed.

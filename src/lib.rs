@@ -38,7 +38,10 @@
 mod sync;
 
 mod batch;
+mod class;
+mod config;
 mod heap;
+mod large;
 mod os;
 mod overflow;
 mod pool;
@@ -46,6 +49,7 @@ mod registry;
 mod remote;
 mod shared;
 mod slab;
+mod slab_alloc;
 mod thread;
 
 mod error;
@@ -53,7 +57,13 @@ mod stats;
 
 pub use error::{AllocError, ConfigError};
 pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
+pub use slab_alloc::{SlabAlloc, SlabAllocBuilder};
 pub use stats::Stats;
+
+/// The allocator-api2 crate (the 0.2 line, which hashbrown and bumpalo
+/// use) whose `Allocator` trait [`SlabAlloc`] implements: name the trait
+/// and its collections through this path to get the same version.
+pub use allocator_api2;
 
 /// Publishes the remote frees this thread still holds in its batches, for
 /// every pool.

@@ -11,7 +11,73 @@
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// A `max_bytes` budget and the bytes charged to it: the regions in use or
+/// warm of every page source (and the large mappings) of one pool or
+/// allocator. Charged and refunded only on slow paths.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: u64,
+    mapped: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            mapped: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// Charges `n` bytes, or refuses if that would pass the limit.
+    pub(crate) fn charge(&self, n: u64) -> Result<(), AllocError> {
+        let mut cur = self.mapped.load(Ordering::Relaxed);
+        loop {
+            let new = cur
+                .checked_add(n)
+                .filter(|&v| v <= self.limit)
+                .ok_or(AllocError::MemoryLimit { limit: self.limit })?;
+            match self
+                .mapped
+                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.peak.fetch_max(new, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives back `n` charged bytes.
+    pub(crate) fn refund(&self, n: u64) {
+        self.mapped.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// True if `n` more bytes would fit now.
+    pub(crate) fn fits(&self, n: u64) -> bool {
+        self.mapped.load(Ordering::Relaxed).saturating_add(n) <= self.limit
+    }
+
+    /// The limit in bytes.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes charged now.
+    pub(crate) fn mapped(&self) -> u64 {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes ever charged at once.
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
 
 /// One mapping from the OS (or the heap, under miri/loom).
 struct Chunk {
@@ -43,7 +109,7 @@ impl Drop for Backing {
         #[cfg(any(miri, loom))]
         {
             let Backing::Heap { ptr, layout } = *self;
-            // SAFETY: `ptr` came from `std::alloc::alloc(layout)` in `map_chunk`
+            // SAFETY: `ptr` came from `std::alloc::alloc_zeroed(layout)` in `map_chunk`
             // and is freed exactly once, here.
             unsafe { std::alloc::dealloc(ptr, layout) };
         }
@@ -71,7 +137,9 @@ unsafe impl Send for SourceState {}
 pub(crate) struct PageSource {
     region_bytes: usize,
     chunk_bytes: usize,
-    max_bytes: u64,
+    /// Charged for every region in use or warm (shared with the other
+    /// sources of a size-classed allocator).
+    budget: Arc<Budget>,
     release_after: Option<Duration>,
     state: Mutex<SourceState>,
     /// Regions in use plus warm free regions, in bytes.
@@ -80,7 +148,6 @@ pub(crate) struct PageSource {
     reserved: AtomicU64,
     /// Bytes given back to the OS so far (cumulative).
     released: AtomicU64,
-    peak_mapped: AtomicU64,
     /// Fault injection: the next `n` chunk mappings fail.
     fail_maps: AtomicUsize,
 }
@@ -88,10 +155,22 @@ pub(crate) struct PageSource {
 impl PageSource {
     /// A source of `region_bytes` regions (a power of two, at least a page),
     /// mapping at least `chunk_bytes` at a time.
+    #[cfg(test)]
     pub(crate) fn new(
         region_bytes: usize,
         chunk_bytes: usize,
         max_bytes: u64,
+        release_after: Option<Duration>,
+    ) -> Self {
+        let budget = Arc::new(Budget::new(max_bytes));
+        Self::with_budget(region_bytes, chunk_bytes, budget, release_after)
+    }
+
+    /// A source charging `budget` for what it maps.
+    pub(crate) fn with_budget(
+        region_bytes: usize,
+        chunk_bytes: usize,
+        budget: Arc<Budget>,
         release_after: Option<Duration>,
     ) -> Self {
         debug_assert!(region_bytes.is_power_of_two());
@@ -99,7 +178,7 @@ impl PageSource {
         Self {
             region_bytes,
             chunk_bytes,
-            max_bytes,
+            budget,
             release_after,
             state: Mutex::new(SourceState {
                 chunks: Vec::new(),
@@ -109,7 +188,6 @@ impl PageSource {
             mapped: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             released: AtomicU64::new(0),
-            peak_mapped: AtomicU64::new(0),
             fail_maps: AtomicUsize::new(0),
         }
     }
@@ -120,19 +198,26 @@ impl PageSource {
     }
 
     /// Takes a free region, mapping a new chunk when none is free.
+    #[cfg(test)]
     pub(crate) fn acquire(&self) -> Result<usize, AllocError> {
+        self.acquire_region().map(|(addr, _)| addr)
+    }
+
+    /// Takes a free region, mapping a new chunk when none is free; true if
+    /// its bytes all read zero (a cold region: never touched, or released).
+    pub(crate) fn acquire_region(&self) -> Result<(usize, bool), AllocError> {
         loop {
             let mut st = self.state.lock();
-            if let Some(addr) = self.take_free(&mut st)? {
+            if let Some(got) = self.take_free(&mut st)? {
                 let cutoff = self.sweep_due(&mut st, None);
                 drop(st);
                 self.sweep(cutoff);
-                return Ok(addr);
+                return Ok(got);
             }
             drop(st);
-            if self.mapped.load(Ordering::Relaxed) + self.region_bytes as u64 > self.max_bytes {
+            if !self.budget.fits(self.region_bytes as u64) {
                 return Err(AllocError::MemoryLimit {
-                    limit: self.max_bytes,
+                    limit: self.budget.limit(),
                 });
             }
             // Map outside the lock; a racing thread may map too, which at
@@ -149,31 +234,23 @@ impl PageSource {
         }
     }
 
-    /// Picks a warm region first (no new memory), else a cold one if the
-    /// `max_bytes` budget allows it. `Ok(None)`: nothing free.
-    fn take_free(&self, st: &mut SourceState) -> Result<Option<usize>, AllocError> {
+    /// Picks a warm region first (no new memory), else a cold (zero) one
+    /// if the `max_bytes` budget allows it. `Ok(None)`: nothing free.
+    fn take_free(&self, st: &mut SourceState) -> Result<Option<(usize, bool)>, AllocError> {
         if let Some(i) = st.free.iter().rposition(|r| r.warm_since.is_some()) {
             let r = st.free.swap_remove(i);
             self.chunk_of(st, r.addr).free -= 1;
-            return Ok(Some(r.addr));
+            return Ok(Some((r.addr, false)));
         }
         if st.free.is_empty() {
             return Ok(None);
         }
-        let mapped = self.mapped.load(Ordering::Relaxed);
-        if mapped + self.region_bytes as u64 > self.max_bytes {
-            return Err(AllocError::MemoryLimit {
-                limit: self.max_bytes,
-            });
-        }
+        self.budget.charge(self.region_bytes as u64)?;
         let r = st.free.pop().expect("checked non-empty");
         self.chunk_of(st, r.addr).free -= 1;
-        let now = mapped + self.region_bytes as u64;
-        self.mapped.store(now, Ordering::Relaxed);
-        if now > self.peak_mapped.load(Ordering::Relaxed) {
-            self.peak_mapped.store(now, Ordering::Relaxed);
-        }
-        Ok(Some(r.addr))
+        self.mapped
+            .fetch_add(self.region_bytes as u64, Ordering::Relaxed);
+        Ok(Some((r.addr, true)))
     }
 
     fn chunk_of<'a>(&self, st: &'a mut SourceState, addr: usize) -> &'a mut Chunk {
@@ -252,6 +329,7 @@ impl PageSource {
                 * rb as u64;
             st.free.retain(|r| !in_dead(r.addr));
             self.mapped.fetch_sub(warm, Ordering::Relaxed);
+            self.budget.refund(warm);
             bytes += warm;
             dead
         };
@@ -290,6 +368,7 @@ impl PageSource {
             warm_since: None,
         }));
         self.mapped.fetch_sub(bytes, Ordering::Relaxed);
+        self.budget.refund(bytes);
         self.released.fetch_add(bytes, Ordering::Relaxed);
         drop(st);
         bytes
@@ -321,8 +400,14 @@ impl PageSource {
                 };
             }
         }
+        // No OS to ask: zero the region, as `MADV_DONTNEED` would, so that
+        // every cold region reads zero here too.
         #[cfg(any(miri, loom))]
-        let _ = addr;
+        // SAFETY: the region is in no slab (we took it out of the free list)
+        // and lies inside one of our chunks.
+        unsafe {
+            core::ptr::write_bytes(addr as *mut u8, 0, self.region_bytes)
+        };
     }
 
     fn map_chunk(&self) -> Result<Chunk, AllocError> {
@@ -349,7 +434,8 @@ impl PageSource {
             let layout = std::alloc::Layout::from_size_align(self.chunk_bytes, rb)
                 .map_err(|_| AllocError::OutOfMemory)?;
             // SAFETY: the layout has a non-zero size (at least one region).
-            let ptr = unsafe { std::alloc::alloc(layout) };
+            // Zeroed, as fresh OS pages are: cold regions read zero.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
             if ptr.is_null() {
                 return Err(AllocError::OutOfMemory);
             }
@@ -373,9 +459,9 @@ impl PageSource {
     pub(crate) fn mapped_bytes(&self) -> u64 {
         self.mapped.load(Ordering::Relaxed)
     }
-    /// Highest `mapped_bytes` seen.
+    /// Highest `mapped_bytes` of the budget seen.
     pub(crate) fn peak_mapped_bytes(&self) -> u64 {
-        self.peak_mapped.load(Ordering::Relaxed)
+        self.budget.peak()
     }
     /// Address space held from the OS.
     pub(crate) fn reserved_bytes(&self) -> u64 {
@@ -384,6 +470,108 @@ impl PageSource {
     /// Bytes given back to the OS so far.
     pub(crate) fn released_bytes(&self) -> u64 {
         self.released.load(Ordering::Relaxed)
+    }
+}
+
+/// The page granularity large mappings are rounded to.
+pub(crate) const PAGE: usize = 4096;
+
+/// A mapping of its own, for one large block: zeroed when made, returned to
+/// the OS when dropped.
+pub(crate) struct Mapping {
+    /// Owns the memory (dropping it unmaps).
+    backing: Backing,
+    /// The block: the first `align`-aligned address of the memory.
+    addr: usize,
+    /// Usable bytes from `addr` (a multiple of [`PAGE`]).
+    len: usize,
+    /// Address space held.
+    reserved: usize,
+}
+
+// SAFETY: the memory is owned by the mapping alone; the raw pointer inside
+// `Backing::Heap` only frees it.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps at least `size` bytes aligned to `align` (a power of two).
+    pub(crate) fn new(size: usize, align: usize) -> Result<Mapping, AllocError> {
+        let len = size.checked_add(PAGE - 1).ok_or(AllocError::OutOfMemory)? & !(PAGE - 1);
+        // Over-map so that an aligned start fits (the OS gives page alignment).
+        let extra = align.saturating_sub(PAGE);
+        let reserved = len.checked_add(extra).ok_or(AllocError::OutOfMemory)?;
+        #[cfg(not(any(miri, loom)))]
+        let (backing, start) = {
+            let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
+            let start = map.as_ptr() as usize;
+            (Backing::Mmap(map), start)
+        };
+        #[cfg(any(miri, loom))]
+        let (backing, start) = {
+            let layout = std::alloc::Layout::from_size_align(reserved, PAGE)
+                .map_err(|_| AllocError::OutOfMemory)?;
+            // SAFETY: the layout has a non-zero size (`size` is not 0).
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            if ptr.is_null() {
+                return Err(AllocError::OutOfMemory);
+            }
+            (Backing::Heap { ptr, layout }, ptr as usize)
+        };
+        let addr = (start + align - 1) & !(align - 1);
+        Ok(Mapping {
+            backing,
+            addr,
+            len,
+            reserved,
+        })
+    }
+
+    /// The block's address.
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Usable bytes at [`Mapping::addr`].
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Address space the mapping holds.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Resizes the mapping to at least `size` bytes with `mremap`, moving it
+    /// if it must (the contents move with it; grown bytes read zero). False
+    /// if it cannot (not a page-aligned mapping of its own, or the OS said
+    /// no): the caller copies instead.
+    pub(crate) fn remap(&mut self, size: usize) -> bool {
+        let Some(len) = size.checked_add(PAGE - 1).map(|n| n & !(PAGE - 1)) else {
+            return false;
+        };
+        if self.reserved != self.len {
+            return false;
+        }
+        #[cfg(all(target_os = "linux", not(any(miri, loom))))]
+        {
+            let Backing::Mmap(map) = &mut self.backing;
+            // SAFETY: the caller holds the block exclusively (a grow or
+            // shrink of it), and takes the new address from `addr()`: no
+            // reference into the old place survives the move.
+            let moved = unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) };
+            if moved.is_err() {
+                return false;
+            }
+            self.addr = map.as_ptr() as usize;
+            self.len = len;
+            self.reserved = len;
+            true
+        }
+        #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
+        {
+            let _ = len;
+            false
+        }
     }
 }
 

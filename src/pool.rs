@@ -5,10 +5,11 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of, ManuallyDrop};
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
-use std::time::Duration;
 
+use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
-use crate::shared::{Config, Shared};
+use crate::os::Budget;
+use crate::shared::Shared;
 use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
 use crate::stats::Stats;
 use crate::sync::{unmodelled, Arc};
@@ -157,14 +158,8 @@ impl<T> Pool<T> {
 /// checks them all.
 #[derive(Debug, Clone)]
 pub struct Builder<T> {
-    hardened: bool,
+    knobs: Knobs,
     slab_capacity: Option<usize>,
-    retained_empty: usize,
-    max_thread_heaps: usize,
-    max_thread_slabs: usize,
-    max_bytes: Option<u64>,
-    chunk_bytes: usize,
-    release_after: Option<Duration>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -177,75 +172,17 @@ impl<T> Default for Builder<T> {
 impl<T> Builder<T> {
     fn new() -> Self {
         Self {
-            hardened: false,
+            knobs: Knobs::new(),
             slab_capacity: None,
-            retained_empty: 4,
-            max_thread_heaps: usize::MAX,
-            max_thread_slabs: usize::MAX,
-            max_bytes: None,
-            chunk_bytes: if cfg!(any(miri, loom)) { 0 } else { 1 << 20 },
-            release_after: if cfg!(loom) {
-                None
-            } else {
-                Some(Duration::from_secs(5))
-            },
             _t: PhantomData,
         }
     }
 
-    /// Encoded, checked freelist links (default off). Double frees and
-    /// foreign pointers are refused in either mode.
-    pub fn hardened(mut self, on: bool) -> Self {
-        self.hardened = on;
-        self
-    }
+    knob_setters!();
 
     /// Use at most `n` slots per slab (≥ 1; default: as many as fit).
     pub fn slab_capacity(mut self, n: usize) -> Self {
         self.slab_capacity = Some(n);
-        self
-    }
-
-    /// Empty slabs each thread heap keeps for reuse (default 4: a batch that
-    /// spans a few slabs is freed and reallocated without going back to the
-    /// shared page source).
-    pub fn retained_empty_slabs(mut self, n: usize) -> Self {
-        self.retained_empty = n;
-        self
-    }
-
-    /// Threads beyond `n` live heaps allocate from the shared tier
-    /// (default: unlimited; 0 sends every thread to the tier).
-    pub fn max_thread_heaps(mut self, n: usize) -> Self {
-        self.max_thread_heaps = n;
-        self
-    }
-
-    /// A heap owning `n` slabs spills further allocations to the shared tier
-    /// (≥ 1; default unlimited).
-    pub fn max_thread_slabs(mut self, n: usize) -> Self {
-        self.max_thread_slabs = n;
-        self
-    }
-
-    /// Caps `mapped_bytes`; past it `alloc` returns
-    /// [`AllocError::MemoryLimit`] (must fit at least one slab).
-    pub fn max_bytes(mut self, n: u64) -> Self {
-        self.max_bytes = Some(n);
-        self
-    }
-
-    /// Bytes mapped from the OS at a time (a power of two ≥ 64 KiB;
-    /// default 1 MiB; rounded up to one slab region).
-    pub fn chunk_bytes(mut self, n: usize) -> Self {
-        self.chunk_bytes = n;
-        self
-    }
-
-    /// Idle free regions are released to the OS after `period`
-    /// (`None`: only on [`Pool::trim`]; default 5 s).
-    pub fn release_after(mut self, period: Option<Duration>) -> Self {
-        self.release_after = period;
         self
     }
 
@@ -261,51 +198,20 @@ impl<T> Builder<T> {
                 size: size_of::<T>(),
             });
         }
-        let invalid = |name, requirement| ConfigError::InvalidSetting { name, requirement };
         let mut geometry = Layout::<T>::GEOMETRY;
         if let Some(n) = self.slab_capacity {
             if n == 0 {
-                return Err(invalid("slab_capacity", "must be at least 1"));
+                return Err(ConfigError::InvalidSetting {
+                    name: "slab_capacity",
+                    requirement: "must be at least 1",
+                });
             }
             geometry = geometry.limited(n);
         }
-        if self.max_thread_slabs == 0 {
-            return Err(invalid("max_thread_slabs", "must be at least 1"));
-        }
-        let max_bytes = self.max_bytes.unwrap_or(u64::MAX);
-        if max_bytes < geometry.region as u64 {
-            return Err(invalid(
-                "max_bytes",
-                "must be at least one slab region (Stats::slab_bytes)",
-            ));
-        }
-        let chunk = self.chunk_bytes;
-        if chunk != 0 && (!chunk.is_power_of_two() || chunk < 64 * 1024) {
-            return Err(invalid(
-                "chunk_bytes",
-                "must be a power of two of at least 64 KiB",
-            ));
-        }
-        if self.release_after == Some(Duration::ZERO) {
-            return Err(invalid(
-                "release_after",
-                "must be longer than zero (or None)",
-            ));
-        }
-        let config = Config {
-            geometry,
-            hardened: self.hardened,
-            retained_empty: self.retained_empty,
-            max_thread_slabs: self.max_thread_slabs,
-            max_thread_heaps: self.max_thread_heaps,
-            max_bytes,
-            chunk_bytes: chunk.max(geometry.region),
-            release_after: self.release_after,
-        };
-        let shared = Arc::new(Shared::new(config));
-        Shared::set_this(&shared);
+        let max_bytes = self.knobs.check(geometry.region)?;
+        let budget = Arc::new(Budget::new(max_bytes));
         Ok(Pool {
-            shared,
+            shared: Shared::build(self.knobs.config(geometry), budget),
             _t: PhantomData,
         })
     }

@@ -10,30 +10,18 @@
 
 use core::ptr::NonNull;
 
+use crate::config::Config;
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER};
-use crate::os::PageSource;
+use crate::os::{Budget, PageSource};
 use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
-use crate::slab::{Geometry, Shape, Slab};
+use crate::slab::{Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ThreadExit};
 
 mod free;
-
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) geometry: Geometry,
-    pub(crate) hardened: bool,
-    pub(crate) retained_empty: usize,
-    pub(crate) max_thread_slabs: usize,
-    pub(crate) max_thread_heaps: usize,
-    pub(crate) max_bytes: u64,
-    pub(crate) chunk_bytes: usize,
-    pub(crate) release_after: Option<std::time::Duration>,
-}
 
 /// A fresh, never-reused number (pool ids, thread serials).
 fn next_serial() -> u64 {
@@ -70,13 +58,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config) -> Self {
+    /// A pool core charging `budget` (its own, or one shared by the classes
+    /// of an allocator) for what it maps.
+    fn new(config: Config, budget: Arc<Budget>) -> Self {
         use std::hash::BuildHasher;
         let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
-        let source = PageSource::new(
+        let source = PageSource::with_budget(
             config.geometry.region,
             config.chunk_bytes,
-            config.max_bytes,
+            budget,
             config.release_after,
         );
         Self {
@@ -98,12 +88,19 @@ impl Shared {
         }
     }
 
+    /// A pool core in its `Arc`, ready to share.
+    pub(crate) fn build(config: Config, budget: Arc<Budget>) -> Arc<Shared> {
+        let shared = Arc::new(Shared::new(config, budget));
+        Shared::set_this(&shared);
+        shared
+    }
+
     /// Records the `Arc` that `shared` lives in; called once, right after
     /// `Arc::new`, before the pool is shared. `Arc::increment_strong_count`
     /// and `Arc::from_raw` need a pointer whose provenance covers the `Arc`'s
     /// counts: one made from `&self` covers only `Shared`, which Miri reports
     /// as undefined behaviour (Stacked Borrows).
-    pub(crate) fn set_this(shared: &Arc<Shared>) {
+    fn set_this(shared: &Arc<Shared>) {
         shared
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
@@ -128,21 +125,18 @@ impl Shared {
     /// the heap's current slab.
     #[inline(always)]
     fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
-        let heap = thread::owned_heap(self.index, self.id)?;
-        // SAFETY: an entry with this pool's id holds only a heap this thread
-        // owns, of this (live) pool; ownership ends only when the thread
-        // exits, which clears the context.
-        let heap = unsafe { &*heap };
-        // SAFETY: this thread owns `heap`.
-        let p = unsafe { heap.alloc_fast(shape) }?;
-        bump(&heap.stats.allocs, 1);
-        Some(p)
+        alloc_owned(self.index, self.id, shape).map(|(p, _)| p)
+    }
+
+    /// This pool's thread-context index and id (see [`alloc_owned`]).
+    pub(crate) fn context_key(&self) -> (u8, u64) {
+        (self.index, self.id)
     }
 
     /// Everything but the fast path.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
         if let Some(heap) = thread::owned_heap(self.index, self.id) {
             // SAFETY: as in `alloc_fast`.
             let heap = unsafe { &*heap };
@@ -283,7 +277,7 @@ impl Shared {
 
     /// A fresh slab for `heap`, counted as a strong reference to the pool.
     fn fresh_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
-        let region = self.source.acquire()?;
+        let (region, zeroed) = self.source.acquire_region()?;
         let n = self.slabs_created.fetch_add(1, Ordering::Relaxed);
         let key = splitmix(self.seed ^ region as u64 ^ n.rotate_left(32)) as usize;
         // SAFETY: the source handed us this region exclusively, aligned to its
@@ -296,6 +290,7 @@ impl Shared {
                 (heap as *const Heap).cast(),
                 key,
                 self.config.hardened,
+                zeroed,
             )
         };
         // SAFETY: `self` lives in an `Arc` (see `pool_ref`).
@@ -396,6 +391,24 @@ impl Shared {
         s.slab_capacity = self.config.geometry.capacity as u64;
         s
     }
+}
+
+/// The owner fast path of the pool with thread-context `index` and `id`
+/// (its [`Shared::context_key`]) and slab `shape`: this thread's heap from
+/// its context's table, a pop from the heap's current slab. Also says
+/// whether the block is fresh (still reads zero, see [`Slab::pop_fresh`]).
+/// `None`: take [`Shared::alloc_slow`].
+#[inline(always)]
+pub(crate) fn alloc_owned(index: u8, id: u64, shape: Shape) -> Option<(NonNull<u8>, bool)> {
+    let heap = thread::owned_heap(index, id)?;
+    // SAFETY: an entry with this pool's id holds only a heap this thread
+    // owns, of this (live: the caller holds a handle) pool; ownership ends
+    // only when the thread exits, which clears the context.
+    let heap = unsafe { &*heap };
+    // SAFETY: this thread owns `heap`.
+    let got = unsafe { heap.alloc_fast_fresh(shape) }?;
+    bump(&heap.stats.allocs, 1);
+    Some(got)
 }
 
 /// Publishes this thread's remote-free batches (all pools).

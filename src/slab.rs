@@ -140,6 +140,9 @@ pub(crate) struct Slab {
     /// Link key (0 when not hardened); below [`ALLOCATED`], like links.
     key: u16,
     hardened: bool,
+    /// The region read zero when the slab was made: slots past the bump
+    /// frontier still do.
+    zeroed: bool,
     // Owner only.
     local: CachePadded<UnsafeCell<Local>>,
     // Written by remote freers.
@@ -197,6 +200,7 @@ impl Slab {
         heap: *const (),
         key: usize,
         hardened: bool,
+        zeroed: bool,
     ) -> NonNull<Slab> {
         let slab = region as *mut Slab;
         let header = Slab {
@@ -211,6 +215,7 @@ impl Slab {
                 0
             },
             hardened,
+            zeroed,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
                 bump: 0,
@@ -290,6 +295,24 @@ impl Slab {
         }
         let stride = shape.stride as usize;
         (off % stride == 0).then_some(off / stride)
+    }
+
+    /// [`Slab::slot_index`] with the division by the stride given (for a
+    /// stride known only at run time): `div(off)` must be `off / stride`
+    /// for every `off` below `span`.
+    #[inline(always)]
+    pub(crate) fn slot_index_with(
+        &self,
+        addr: usize,
+        shape: Shape,
+        div: impl FnOnce(usize) -> usize,
+    ) -> Option<usize> {
+        let off = (addr ^ self as *const Slab as usize).wrapping_sub(shape.slots_off as usize);
+        if off >= self.span as usize {
+            return None;
+        }
+        let idx = div(off);
+        (idx * shape.stride as usize == off).then_some(idx)
     }
 
     /// True if `addr` is a slot of this slab (of `shape`) that is currently
@@ -384,10 +407,27 @@ impl Slab {
     /// The caller is the owner.
     #[inline(always)]
     pub(crate) unsafe fn pop(&self, shape: Shape, corruption: &AtomicU64) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        unsafe { self.pop_fresh(shape, corruption) }.map(|(p, _)| p)
+    }
+
+    /// [`Slab::pop`], also saying whether the block is *fresh*: it came
+    /// from the frontier of a slab whose region read zero, so it still
+    /// reads zero.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn pop_fresh(
+        &self,
+        shape: Shape,
+        corruption: &AtomicU64,
+    ) -> Option<(NonNull<u8>, bool)> {
         debug_assert_eq!(self.shape, shape);
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
+                let mut fresh = false;
                 let idx = if l.free != 0 {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
@@ -400,6 +440,7 @@ impl Slab {
                     }
                     idx
                 } else if l.bump < self.capacity as usize {
+                    fresh = self.zeroed;
                     l.bump += 1;
                     l.bump - 1
                 } else {
@@ -408,9 +449,8 @@ impl Slab {
                 self.word(idx).store(ALLOCATED, Ordering::Relaxed);
                 l.count = l.count.wrapping_add(1);
                 let slots = self.region().add(shape.slots_off as usize);
-                Some(NonNull::new_unchecked(
-                    slots.add(idx * shape.stride as usize),
-                ))
+                let p = NonNull::new_unchecked(slots.add(idx * shape.stride as usize));
+                Some((p, fresh))
             })
         }
     }

@@ -42,4 +42,10 @@ pub struct Stats {
     pub slab_bytes: u64,
     /// Slots per slab.
     pub slab_capacity: u64,
+    /// Live large blocks ([`SlabAlloc`](crate::SlabAlloc) only; counted in
+    /// `live_blocks` too).
+    pub large_blocks: u64,
+    /// Usable bytes of the live large blocks (their mappings are counted in
+    /// `mapped_bytes`).
+    pub large_bytes: u64,
 }

@@ -37,6 +37,7 @@ fn slab(geo: &Geometry, region: &Region, hardened: bool) -> &'static Slab {
             core::ptr::null(),
             0x5eed_1234_abcd_9876,
             hardened,
+            false,
         )
     };
     // SAFETY: the region outlives every use in the test (it drops last).

@@ -1,0 +1,186 @@
+//! The size classes of [`SlabAlloc`](crate::SlabAlloc): which class serves a
+//! (size, align), each class's slab geometry, and the division that finds a
+//! block's slot when the stride is not a compile-time constant.
+//!
+//! The table: 16-byte steps up to 128 bytes (8 classes), then four classes
+//! per doubling up to 32 KiB (32 classes): 160, 192, 224, 256, 320, …,
+//! 28 672, 32 768. A request wastes at most 15 bytes below 128 and at most
+//! 25% above (12.5% on average over a doubling, as mimalloc and jemalloc).
+//! A class's blocks are aligned to the largest power of two dividing its
+//! size, up to 4096 (so 64 → 64, 192 → 64, 4096 and 8192 → 4096): a request
+//! with a stronger alignment takes the first class above it that has it.
+//! Anything larger than 32 KiB, or aligned above 4096, is a large block.
+
+use crate::slab::{Geometry, MAX_ALIGN};
+
+/// Number of size classes.
+pub(crate) const CLASSES: usize = 40;
+/// The largest class size.
+pub(crate) const MAX_CLASS: usize = 32 * 1024;
+
+/// Block size of each class.
+pub(crate) const SIZES: [usize; CLASSES] = sizes();
+
+const fn sizes() -> [usize; CLASSES] {
+    let mut s = [0; CLASSES];
+    let mut i = 0;
+    while i < 8 {
+        s[i] = 16 * (i + 1);
+        i += 1;
+    }
+    let mut base = 128;
+    while i < CLASSES {
+        let step = base / 4;
+        let mut j = 1;
+        while j <= 4 {
+            s[i] = base + j * step;
+            i += 1;
+            j += 1;
+        }
+        base *= 2;
+    }
+    s
+}
+
+/// The alignment a class's blocks have: the largest power of two dividing
+/// its size, up to [`MAX_ALIGN`].
+pub(crate) const fn natural_align(size: usize) -> usize {
+    let a = 1 << size.trailing_zeros();
+    if a > MAX_ALIGN {
+        MAX_ALIGN
+    } else {
+        a
+    }
+}
+
+/// The slab geometry of class `c`.
+pub(crate) const fn geometry(c: usize) -> Geometry {
+    Geometry::of(SIZES[c], natural_align(SIZES[c]))
+}
+
+/// Class of each size up to 1024 in 16-byte steps: `SMALL[(size + 15) / 16]`.
+const SMALL: [u8; 65] = small();
+
+const fn small() -> [u8; 65] {
+    let mut t = [0u8; 65];
+    let mut i = 1;
+    while i < 65 {
+        t[i] = class_by_size(i * 16) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// The smallest class whose size is at least `size` (1 ≤ size ≤ [`MAX_CLASS`]).
+const fn class_by_size(size: usize) -> usize {
+    if size <= 128 {
+        return size.div_ceil(16) - 1;
+    }
+    // 2^k < size ≤ 2^(k+1), four classes of 2^(k-2) each in that doubling.
+    let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+    let step = 1 << (k - 2);
+    let within = (size - (1 << k)).div_ceil(step) - 1;
+    8 + 4 * (k - 7) + within
+}
+
+/// The class serving `size` bytes aligned to `align` (a power of two), or
+/// `None`: a large block. `size` is not 0.
+#[inline(always)]
+pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
+    if align <= 16 && size <= 1024 {
+        return Some(SMALL[(size + 15) >> 4] as usize);
+    }
+    class_of_aligned(size, align)
+}
+
+#[inline]
+fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
+    let need = if size > align { size } else { align };
+    if need > MAX_CLASS || align > MAX_ALIGN {
+        return None;
+    }
+    // Each doubling ends in a power of two, aligned to at least `need`'s
+    // doubling: at most four steps.
+    let mut c = class_by_size(need);
+    while natural_align(SIZES[c]) < align {
+        c += 1;
+    }
+    Some(c)
+}
+
+/// Division by a stride fixed at run time, for slot offsets below 2³²:
+/// `(off × M) >> 64` with `M = ⌊(2⁶⁴ − 1) / stride⌋ + 1` is exact there
+/// (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Divisor {
+    m: u64,
+}
+
+impl Divisor {
+    pub(crate) const fn new(stride: usize) -> Divisor {
+        Divisor {
+            m: (u64::MAX / stride as u64).wrapping_add(1),
+        }
+    }
+
+    /// `off / stride`, for `off < 2³²`.
+    #[inline(always)]
+    pub(crate) fn div(self, off: usize) -> usize {
+        ((off as u128 * self.m as u128) >> 64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_increasing_and_ends_at_32k() {
+        assert_eq!(SIZES[0], 16);
+        assert_eq!(SIZES[7], 128);
+        assert_eq!(&SIZES[8..12], &[160, 192, 224, 256]);
+        assert_eq!(SIZES[CLASSES - 1], MAX_CLASS);
+        assert!(SIZES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "exhaustive: minutes under Miri")]
+    fn every_size_and_align_gets_the_smallest_fitting_class() {
+        let mut align = 1;
+        while align <= 2 * MAX_ALIGN {
+            for size in (1..=MAX_CLASS + 1)
+                .step_by(7)
+                .chain([1, 16, 17, 1024, 1025, 4096])
+            {
+                let want =
+                    (0..CLASSES).find(|&c| SIZES[c] >= size && natural_align(SIZES[c]) >= align);
+                let want = if align > MAX_ALIGN { None } else { want };
+                assert_eq!(class_of(size, align), want, "size {size} align {align}");
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn class_geometries_hold_enough_blocks_aligned() {
+        for (c, &size) in SIZES.iter().enumerate() {
+            let g = geometry(c);
+            assert!(g.capacity >= 8, "class {c}: {g:?}");
+            assert_eq!(g.stride, size, "class {c}");
+            let a = natural_align(size);
+            assert_eq!(g.shape().slots_off as usize % a, 0, "class {c}");
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "exhaustive: minutes under Miri")]
+    fn divisor_is_exact_for_every_class_stride() {
+        for c in 0..CLASSES {
+            let g = geometry(c);
+            let d = Divisor::new(g.stride);
+            for off in (0..g.region).step_by(g.stride / 2).chain([g.region - 1]) {
+                assert_eq!(d.div(off), off / g.stride, "stride {} off {off}", g.stride);
+            }
+        }
+    }
+}

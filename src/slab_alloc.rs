@@ -1,0 +1,450 @@
+//! The untyped, size-classed allocator: [`SlabAlloc`], behind
+//! allocator-api2's `Allocator` (the 0.2 line that hashbrown and bumpalo
+//! use), on the same core as [`Pool`](crate::Pool).
+//!
+//! Each size class ([`crate::class`]) is a pool core of its own — owner
+//! heaps found through the thread context, batched remote frees that go
+//! home, the overflow tier, hardening, refusals, trim, idle release — and
+//! all of them charge one byte budget. Large blocks ([`crate::large`]) get
+//! mappings of their own.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+
+use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
+
+use crate::class::{self, Divisor, CLASSES, MAX_CLASS};
+use crate::config::{knob_setters, Knobs};
+use crate::error::{AllocError, ConfigError};
+use crate::large::Large;
+use crate::os::Budget;
+use crate::shared::{alloc_owned, Shared};
+use crate::slab::{Shape, Slab};
+use crate::stats::Stats;
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// A size-classed allocator for any layout: `Vec`, `String`, `HashMap` and
+/// friends through [`allocator_api2`](crate::allocator_api2), with
+/// per-thread owner heaps and lock-free frees from any thread.
+///
+/// Cheap to clone (an `Arc`); every clone is the same allocator, and a block
+/// may be freed through any clone, on any thread. Blocks stay valid until
+/// they are freed, even after the last clone is gone.
+///
+/// - **Classes**: 16-byte steps to 128 bytes, then four per doubling to
+///   32 KiB (40 classes; at most 25% rounding above 128 bytes). A class's
+///   blocks are aligned to the largest power of two dividing its size (up
+///   to 4096); a stronger alignment takes the first class that has it.
+///   `allocate` returns the class size as the slice length.
+/// - **Large blocks** (above 32 KiB, or aligned above 4096): a mapping each,
+///   unmapped when freed; `grow` and `shrink` use `mremap` where they can.
+/// - **Refusals**: a `deallocate` of a pointer that is not a live block of
+///   this allocator (another allocator's, a double free, a corrupted one)
+///   is refused and counted in [`Stats::double_frees`] or
+///   [`Stats::foreign_frees`], never acted on. A class pointer's 16 KiB
+///   region must be readable memory (the header check reads it); large
+///   pointers are looked up, never read.
+///
+/// ```
+/// use homeslab::allocator_api2::vec::Vec;
+/// use homeslab::SlabAlloc;
+///
+/// let a = SlabAlloc::new();
+/// let mut v = Vec::new_in(a.clone());
+/// v.extend_from_slice(b"hello");
+/// let t = std::thread::spawn(move || v.len()); // freed on another thread
+/// assert_eq!(t.join().unwrap(), 5);
+/// assert_eq!(a.stats().live_blocks, 0);
+/// ```
+#[derive(Clone)]
+pub struct SlabAlloc {
+    inner: Arc<Inner>,
+}
+
+/// What the fast paths need of one class, packed (one line per class).
+#[derive(Clone, Copy)]
+struct Class {
+    /// The class core's thread-context index and id.
+    index: u8,
+    id: u64,
+    shape: Shape,
+    /// Region size: the mask that finds a block's slab.
+    region: usize,
+    div: Divisor,
+    /// The core (owned by `Inner::cores`).
+    core: *const Shared,
+}
+
+struct Inner {
+    classes: [Class; CLASSES],
+    cores: Vec<Arc<Shared>>,
+    large: Large,
+    budget: Arc<Budget>,
+    /// Class frees refused before reaching a core (no header of this class).
+    foreign: AtomicU64,
+}
+
+// SAFETY: `Class::core` points into `Inner::cores`, which `Inner` owns;
+// the cores are `Sync` and everything else is atomic or locked.
+unsafe impl Send for Inner {}
+// SAFETY: as above.
+unsafe impl Sync for Inner {}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last clone: each class closes (its slabs stay until their
+        // last block is freed).
+        for core in &self.cores {
+            core.drop_handle();
+        }
+    }
+}
+
+impl Default for SlabAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SlabAlloc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlabAlloc")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The dangling, aligned pointer of a zero-size block.
+fn dangling(align: usize) -> NonNull<u8> {
+    // SAFETY: an alignment is never 0. The pointer is never dereferenced.
+    unsafe { NonNull::new_unchecked(core::ptr::null_mut::<u8>().wrapping_add(align)) }
+}
+
+fn slice(p: NonNull<u8>, len: usize) -> NonNull<[u8]> {
+    NonNull::slice_from_raw_parts(p, len)
+}
+
+impl SlabAlloc {
+    /// An allocator with the default configuration.
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(a) => a,
+            // The defaults always validate.
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A builder to configure and validate an allocator.
+    pub fn builder() -> SlabAllocBuilder {
+        SlabAllocBuilder {
+            knobs: Knobs::new(),
+        }
+    }
+
+    /// The block sizes of the size classes, smallest first.
+    pub fn class_sizes() -> &'static [usize] {
+        &class::SIZES
+    }
+
+    /// A snapshot of the counters, summed over the classes and the large
+    /// blocks (exact when the allocator is quiescent). `slab_bytes` and
+    /// `slab_capacity` are 0 (they differ by class); `thread_heaps` is the
+    /// most threads owning a heap in any one class.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        let mut s = Stats::default();
+        for core in &inner.cores {
+            let c = core.stats();
+            s.allocs += c.allocs;
+            s.frees += c.frees;
+            s.live_blocks += c.live_blocks;
+            s.remote_frees += c.remote_frees;
+            s.corruption_events += c.corruption_events;
+            s.double_frees += c.double_frees;
+            s.foreign_frees += c.foreign_frees;
+            s.overflow_allocs += c.overflow_allocs;
+            s.overflow_segments += c.overflow_segments;
+            s.reserved_bytes += c.reserved_bytes;
+            s.released_bytes += c.released_bytes;
+            s.thread_heaps = s.thread_heaps.max(c.thread_heaps);
+        }
+        let l = inner.large.stats();
+        s.allocs += l.allocs;
+        s.frees += l.frees;
+        s.large_blocks = l.allocs - l.frees;
+        s.live_blocks += s.large_blocks;
+        s.large_bytes = l.bytes;
+        s.reserved_bytes += l.reserved;
+        s.released_bytes += l.released;
+        s.foreign_frees += l.refused + inner.foreign.load(Ordering::Relaxed);
+        s.mapped_bytes = inner.budget.mapped();
+        s.peak_mapped_bytes = inner.budget.peak();
+        s
+    }
+
+    /// Gives memory back to the OS: every empty slab of every class held by
+    /// this thread's heaps, the overflow tiers and exited threads' heaps,
+    /// then every idle region (large blocks are unmapped when freed).
+    /// Returns the bytes released.
+    pub fn trim(&self) -> u64 {
+        self.inner.cores.iter().map(|c| c.trim()).sum()
+    }
+
+    /// Testing aid: makes the next `n` OS mappings of every class fail.
+    pub fn inject_map_failures(&self, n: usize) {
+        for core in &self.inner.cores {
+            core.inject_map_failures(n);
+        }
+    }
+
+    /// One block of class `c`: the owner fast path inline, the rest out of
+    /// line. Also says whether the block still reads zero.
+    #[inline(always)]
+    fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
+        let d = &self.inner.classes[c];
+        if let Some(got) = alloc_owned(d.index, d.id, d.shape) {
+            return Ok(got);
+        }
+        // SAFETY: `Inner` owns the core.
+        unsafe { &*d.core }.alloc_slow().map(|p| (p, false))
+    }
+
+    /// Frees a block of class `c`, refusing (and counting) anything that is
+    /// not a block of this allocator's class.
+    ///
+    /// # Safety
+    /// `ptr`'s region (of the class's region size) is readable.
+    #[inline(always)]
+    unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
+        let d = &self.inner.classes[c];
+        let addr = ptr.as_ptr() as usize;
+        let slab = Slab::of(addr, d.region);
+        // SAFETY: per the contract.
+        let s = unsafe { &*slab };
+        if !s.header_ok(d.shape) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
+            return self.refuse();
+        }
+        let div = d.div;
+        let Some(idx) = s.slot_index_with(addr, d.shape, |off| div.div(off)) else {
+            // SAFETY: the header is a live slab of this class's core.
+            return unsafe { Shared::refuse_foreign(slab) };
+        };
+        // SAFETY: as above; `idx` is a slot of `slab`.
+        unsafe { Shared::free_block(slab, idx) };
+    }
+
+    #[cold]
+    fn refuse(&self) {
+        self.inner.foreign.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn alloc_layout(&self, layout: Layout, zero: bool) -> Result<NonNull<[u8]>, AllocError> {
+        let size = layout.size();
+        if size == 0 {
+            return Ok(slice(dangling(layout.align()), 0));
+        }
+        match class::class_of(size, layout.align()) {
+            Some(c) => {
+                let (p, fresh) = self.alloc_class(c)?;
+                let len = class::SIZES[c];
+                if zero && !fresh {
+                    // SAFETY: the block is ours, `len` bytes.
+                    unsafe { p.as_ptr().write_bytes(0, len) };
+                }
+                Ok(slice(p, len))
+            }
+            None => {
+                let (addr, len) = self.inner.large.alloc(size, layout.align())?;
+                // SAFETY: a mapping is never at address 0. Fresh mappings
+                // read zero.
+                Ok(slice(
+                    unsafe { NonNull::new_unchecked(addr as *mut u8) },
+                    len,
+                ))
+            }
+        }
+    }
+
+    /// Frees `ptr`, allocated with a layout that `layout` fits.
+    ///
+    /// # Safety
+    /// As [`Allocator::deallocate`], but a pointer that breaks it is refused
+    /// when its class region is readable (see the type's docs).
+    unsafe fn free_layout(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        match class::class_of(layout.size(), layout.align()) {
+            // SAFETY: per the contract.
+            Some(c) => unsafe { self.free_class(c, ptr) },
+            None => {
+                if !self.inner.large.free(ptr.as_ptr() as usize) {
+                    self.inner.large.refuse();
+                }
+            }
+        }
+    }
+
+    /// Resizes in place when the class stays the same, or the block is
+    /// large both before and after and its mapping can follow; else moves.
+    ///
+    /// # Safety
+    /// As [`Allocator::grow`] / [`Allocator::shrink`] (the caller checked
+    /// the direction).
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        zero: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return self.alloc_layout(new, zero);
+        }
+        if new.size() == 0 {
+            // SAFETY: per the contract.
+            unsafe { self.free_layout(ptr, old) };
+            return Ok(slice(dangling(new.align()), 0));
+        }
+        let from = class::class_of(old.size(), old.align());
+        let to = class::class_of(new.size(), new.align());
+        let keep = old.size().min(new.size());
+        match (from, to) {
+            (Some(a), Some(b)) if a == b => {
+                let len = class::SIZES[a];
+                if zero {
+                    // SAFETY: the block is ours, `len` bytes.
+                    unsafe { ptr.as_ptr().add(keep).write_bytes(0, len - keep) };
+                }
+                return Ok(slice(ptr, len));
+            }
+            (None, None) if old.align() == new.align() => {
+                let addr = ptr.as_ptr() as usize;
+                let old_len = self.inner.large.len_of(addr);
+                if let Ok(Some((at, len))) = self.inner.large.resize(addr, new.size()) {
+                    if zero {
+                        // Grown bytes read zero; those past `old.size()`
+                        // in the old mapping may not.
+                        let dirty = old_len.unwrap_or(len).min(len);
+                        // SAFETY: the block is ours, `len` bytes.
+                        unsafe { (at as *mut u8).add(keep).write_bytes(0, dirty - keep) };
+                    }
+                    // SAFETY: a mapping is never at address 0.
+                    return Ok(slice(unsafe { NonNull::new_unchecked(at as *mut u8) }, len));
+                }
+            }
+            _ => {}
+        }
+        let fresh = self.alloc_layout(new, zero)?;
+        // SAFETY: both blocks are ours, distinct, and at least `keep` long;
+        // then the old one is freed per the contract.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.cast::<u8>().as_ptr(), keep);
+            self.free_layout(ptr, old);
+        }
+        Ok(fresh)
+    }
+}
+
+// SAFETY: blocks stay valid until deallocated (slabs keep their class core
+// alive; large mappings live in the table until freed), a clone shares the
+// same `Inner`, and every method honours the layout-fit rules: a block
+// freed or resized with any size between the requested and the returned
+// length maps to the same class (classes are chosen by the smallest size
+// that fits, so every size in that range picks the same one).
+unsafe impl Allocator for SlabAlloc {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+        self.alloc_layout(layout, false).map_err(|_| ApiAllocError)
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+        self.alloc_layout(layout, true).map_err(|_| ApiAllocError)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the trait's contract.
+        unsafe { self.free_layout(ptr, layout) }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+        debug_assert!(new.size() >= old.size());
+        // SAFETY: per the trait's contract.
+        unsafe { self.resize(ptr, old, new, false) }.map_err(|_| ApiAllocError)
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+        debug_assert!(new.size() >= old.size());
+        // SAFETY: per the trait's contract.
+        unsafe { self.resize(ptr, old, new, true) }.map_err(|_| ApiAllocError)
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, ApiAllocError> {
+        debug_assert!(new.size() <= old.size());
+        // SAFETY: per the trait's contract.
+        unsafe { self.resize(ptr, old, new, false) }.map_err(|_| ApiAllocError)
+    }
+}
+
+/// Validated [`SlabAlloc`] configuration. Every setting has a default;
+/// `build` checks them all.
+#[derive(Debug, Clone)]
+pub struct SlabAllocBuilder {
+    knobs: Knobs,
+}
+
+impl SlabAllocBuilder {
+    knob_setters!();
+
+    /// Validates the configuration and builds the allocator.
+    pub fn build(self) -> Result<SlabAlloc, ConfigError> {
+        let largest = (0..CLASSES)
+            .map(|c| class::geometry(c).region)
+            .max()
+            .unwrap_or(MAX_CLASS);
+        let max_bytes = self.knobs.check(largest)?;
+        let budget = Arc::new(Budget::new(max_bytes));
+        let cores: Vec<Arc<Shared>> = (0..CLASSES)
+            .map(|c| Shared::build(self.knobs.config(class::geometry(c)), budget.clone()))
+            .collect();
+        let classes = core::array::from_fn(|c| {
+            let g = class::geometry(c);
+            let (index, id) = cores[c].context_key();
+            Class {
+                index,
+                id,
+                shape: g.shape(),
+                region: g.region,
+                div: Divisor::new(g.stride),
+                core: Arc::as_ptr(&cores[c]),
+            }
+        });
+        Ok(SlabAlloc {
+            inner: Arc::new(Inner {
+                classes,
+                cores,
+                large: Large::new(budget.clone()),
+                budget,
+                foreign: AtomicU64::new(0),
+            }),
+        })
+    }
+}
