@@ -1,5 +1,5 @@
-//! A server-shaped workload, run once on homeslab and once on `Box` (the
-//! system allocator), with a side-by-side table at the end.
+//! A server-shaped workload on three pools, run once on homeslab and once on
+//! `Box` (the system allocator), with side-by-side tables at the end.
 //!
 //! ```text
 //! cargo run --release --example worker_pool
@@ -7,12 +7,24 @@
 //! cargo run --release --example worker_pool -- --json
 //! ```
 //!
-//! - *Acceptor* threads allocate request objects, in bursts of 16, and hand
-//!   each burst to a worker slot (round robin).
-//! - *Worker* threads verify each request's stamp, allocate a response (same
-//!   pool), send the responses back to the acceptor (which verifies and frees
-//!   them), and free the request — except one in 32, which a worker keeps in
-//!   its slot's long-lived cache (up to 2048 per slot, oldest freed first).
+//! One pool per object type, as a server keeps them:
+//!
+//! - *requests*, `--object-size` bytes (16, 64, 256 or 1024; default 64):
+//!   the acceptors allocate them, the workers free them;
+//! - *responses*, 512-byte buffers: the workers allocate them, the acceptors
+//!   free them;
+//! - *sessions*, 32 bytes of per-request metadata: the acceptors allocate and
+//!   free them, the workers read them.
+//!
+//! The threads:
+//!
+//! - *Acceptor* threads allocate requests, each with its session, in bursts
+//!   of 16, and hand each burst to a worker slot (round robin).
+//! - *Worker* threads verify each request's stamp and that its session is
+//!   the request's, allocate a response, send the responses with their
+//!   sessions back to the acceptor (which verifies and frees both), and free
+//!   the request — except one in 32, which a worker keeps in its slot's
+//!   long-lived cache (up to 2048 per slot, oldest freed first).
 //! - Workers come and go: each serves its slot for a random number of bursts,
 //!   then exits; the supervisor starts a new thread on the same slot, which
 //!   inherits the long-lived cache. So blocks outlive the threads that
@@ -20,17 +32,22 @@
 //! - Acceptors keep at most 4096 requests outstanding (back-pressure), so
 //!   live memory is bounded.
 //!
-//! Every block carries a stamp (its sequence number and a checksum over the
-//! payload) that the freeing thread verifies; mismatches are counted and must
-//! be 0 (the exit code is 1 otherwise). One operation in 64 is timed with
-//! `Instant` into an HDR histogram (so the latencies include the ~20–40 ns of
-//! reading the clock).
+//! The `Box` run allocates the same three types at the same places.
+//!
+//! Every block carries a stamp (its sequence number and a checksum over its
+//! kind, the sequence number and the payload) that the freeing thread
+//! verifies; a response and a session must carry their request's sequence
+//! number. Mismatches are counted and must be 0, and every block must be
+//! freed (the exit code is 1 otherwise). One operation in 64 on average, at
+//! random intervals, is timed with `Instant` into an HDR histogram per pool
+//! (so the latencies include the ~20–40 ns of reading the clock).
 
 #[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
 mod common;
 
 use std::collections::VecDeque;
+use std::mem::size_of;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -47,7 +64,8 @@ usage: worker_pool [--threads N] [--seconds S] [--object-size BYTES] [--json]
 
   --threads N          total threads: max(1, N/3) acceptors, the rest workers (N >= 2; default 4)
   --seconds S          run time per allocator (default 3; 0 < S <= 3600)
-  --object-size BYTES  16, 64, 256 or 1024 (default 64)
+  --object-size BYTES  request size: 16, 64, 256 or 1024 (default 64);
+                       responses are 512 bytes, sessions 32
   --json               machine-readable output on stdout, no progress bar
   -h, --help           this text";
 
@@ -61,22 +79,37 @@ const CACHE_CAP: usize = 2048;
 const KEEP: usize = 32;
 /// Bursts a worker serves before it exits: uniform in this range.
 const LIFETIME: (usize, usize) = (500, 5000);
-/// One operation in `SAMPLE` is timed.
+/// One operation in `SAMPLE` (on average) is timed.
 const SAMPLE: u64 = 64;
-/// Responses are stamped with this bit set in their sequence number.
-const RESPONSE: u64 = 1 << 63;
 
 // ---------------------------------------------------------------------------
-// Stamped objects
+// Stamped objects, one type per pool
 
-/// A message of `16 + 8 * P` bytes: a sequence number, a checksum over the
-/// sequence number and the payload, and the payload.
+/// The request pool's index (in [`POOLS`] and every per-pool array).
+const REQUEST: usize = 0;
+/// The response pool's index.
+const RESPONSE: usize = 1;
+/// The session pool's index.
+const SESSION: usize = 2;
+/// The pools' names, by index.
+const POOLS: [&str; 3] = ["request", "response", "session"];
+
+/// A message of kind `K` (a pool index) and `16 + 8 * P` bytes: a sequence
+/// number, a checksum over the kind, the sequence number and the payload, and
+/// the payload.
 #[repr(C)]
-struct Msg<const P: usize> {
+struct Msg<const K: usize, const P: usize> {
     seq: u64,
     sum: u64,
     payload: [u64; P],
 }
+
+/// A request of `16 + 8 * P` bytes (`--object-size`).
+type Request<const P: usize> = Msg<REQUEST, P>;
+/// A response buffer: 512 bytes.
+type Response = Msg<RESPONSE, 62>;
+/// Per-request session metadata: 32 bytes.
+type Session = Msg<SESSION, 2>;
 
 #[inline(always)]
 fn fill(seq: u64, i: usize) -> u64 {
@@ -84,10 +117,10 @@ fn fill(seq: u64, i: usize) -> u64 {
 }
 
 #[inline(always)]
-fn checksum(seq: u64, payload: &[u64]) -> u64 {
+fn checksum(kind: usize, seq: u64, payload: &[u64]) -> u64 {
     let mut h = seq ^ 0x243f_6a88_85a3_08d3;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    for &w in payload {
+    for &w in [kind as u64].iter().chain(payload) {
         h = (h ^ w).rotate_left(23).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     }
     h ^ (h >> 29)
@@ -95,13 +128,15 @@ fn checksum(seq: u64, payload: &[u64]) -> u64 {
 
 /// What the example needs of a message type.
 trait Stamped: Obj {
+    /// Its pool's index.
+    const POOL: usize;
     /// A stamped message.
     fn stamp(seq: u64) -> Self;
     /// The sequence number, if the stamp checks out.
     fn verify(&self) -> Option<u64>;
 }
 
-impl<const P: usize> Obj for Msg<P> {
+impl<const K: usize, const P: usize> Obj for Msg<K, P> {
     #[inline]
     fn make(seed: u64) -> Self {
         Self::stamp(seed)
@@ -112,20 +147,22 @@ impl<const P: usize> Obj for Msg<P> {
     }
 }
 
-impl<const P: usize> Stamped for Msg<P> {
+impl<const K: usize, const P: usize> Stamped for Msg<K, P> {
+    const POOL: usize = K;
+
     #[inline]
     fn stamp(seq: u64) -> Self {
         let mut payload = [0u64; P];
         for (i, w) in payload.iter_mut().enumerate() {
             *w = fill(seq, i);
         }
-        let sum = checksum(seq, &payload);
+        let sum = checksum(K, seq, &payload);
         Msg { seq, sum, payload }
     }
 
     #[inline]
     fn verify(&self) -> Option<u64> {
-        let ok = checksum(self.seq, &self.payload) == self.sum
+        let ok = checksum(K, self.seq, &self.payload) == self.sum
             && self
                 .payload
                 .iter()
@@ -138,121 +175,255 @@ impl<const P: usize> Stamped for Msg<P> {
 // ---------------------------------------------------------------------------
 // Per-thread metering
 
-/// Counters and sampled latencies of one thread.
-struct Meter {
+/// One thread's counters and sampled latencies for one pool.
+struct PoolMeter {
     alloc_ns: Histogram<u64>,
     free_ns: Histogram<u64>,
-    ops: u64,
     allocs: u64,
     frees: u64,
+    /// Frees of blocks another thread allocated.
     cross_frees: u64,
+}
+
+impl PoolMeter {
+    fn new() -> Self {
+        Self {
+            alloc_ns: Histogram::new(3).expect("histogram"),
+            free_ns: Histogram::new(3).expect("histogram"),
+            allocs: 0,
+            frees: 0,
+            cross_frees: 0,
+        }
+    }
+
+    fn merge(&mut self, o: &PoolMeter) {
+        self.alloc_ns.add(&o.alloc_ns).expect("histogram merge");
+        self.free_ns.add(&o.free_ns).expect("histogram merge");
+        self.allocs += o.allocs;
+        self.frees += o.frees;
+        self.cross_frees += o.cross_frees;
+    }
+}
+
+/// Counters and sampled latencies of one thread, per pool.
+struct Meter {
+    pools: [PoolMeter; 3],
+    /// Operations until the next timed one.
+    countdown: u64,
+    rng: Rng,
     mismatches: u64,
     requests: u64,
 }
 
 impl Meter {
-    fn new() -> Self {
-        Self {
-            alloc_ns: Histogram::new(3).expect("histogram"),
-            free_ns: Histogram::new(3).expect("histogram"),
-            ops: 0,
-            allocs: 0,
-            frees: 0,
-            cross_frees: 0,
+    fn new(seed: u64) -> Self {
+        let mut m = Self {
+            pools: [PoolMeter::new(), PoolMeter::new(), PoolMeter::new()],
+            countdown: 1,
+            rng: Rng::new(seed),
             mismatches: 0,
             requests: 0,
+        };
+        m.timed(); // a random first gap
+        m
+    }
+
+    /// Whether to time this operation: one in [`SAMPLE`] on average, at
+    /// random intervals (a fixed stride would keep timing the same place of
+    /// a burst, and so the same pool).
+    #[inline]
+    fn timed(&mut self) -> bool {
+        self.countdown -= 1;
+        if self.countdown > 0 {
+            return false;
         }
+        self.countdown = 1 + self.rng.below(2 * SAMPLE as usize - 1) as u64;
+        true
     }
 
     #[inline]
     fn alloc<'s, T: Stamped, S: Subject<T>>(&mut self, s: &'s S, v: T) -> S::Handle<'s> {
-        self.allocs += 1;
-        self.ops += 1;
-        if self.ops % SAMPLE == 0 {
+        let timed = self.timed();
+        let p = &mut self.pools[T::POOL];
+        p.allocs += 1;
+        if timed {
             let t = Instant::now();
             let h = s.alloc(v);
-            self.alloc_ns
-                .saturating_record(t.elapsed().as_nanos() as u64);
+            p.alloc_ns.saturating_record(t.elapsed().as_nanos() as u64);
             h
         } else {
             s.alloc(v)
         }
     }
 
-    /// Verifies the stamp, then frees (every free here is of a block another
-    /// thread allocated).
+    /// Verifies the stamp, then frees (`cross`: a block another thread
+    /// allocated).
     #[inline]
-    fn free<'s, T: Stamped, S: Subject<T>>(&mut self, s: &'s S, h: S::Handle<'s>) -> Option<u64> {
+    fn free<'s, T: Stamped, S: Subject<T>>(
+        &mut self,
+        s: &'s S,
+        h: S::Handle<'s>,
+        cross: bool,
+    ) -> Option<u64> {
         let seq = s.with(&h, |m| m.verify());
-        self.release(s, h, seq.is_some());
+        self.release(s, h, seq.is_some(), cross);
         seq
     }
 
     /// Frees a block whose stamp was checked already (`ok`: it matched).
     #[inline]
-    fn release<'s, T: Stamped, S: Subject<T>>(&mut self, s: &'s S, h: S::Handle<'s>, ok: bool) {
+    fn release<'s, T: Stamped, S: Subject<T>>(
+        &mut self,
+        s: &'s S,
+        h: S::Handle<'s>,
+        ok: bool,
+        cross: bool,
+    ) {
         if !ok {
             self.mismatches += 1;
         }
-        self.frees += 1;
-        self.cross_frees += 1;
-        self.ops += 1;
-        if self.ops % SAMPLE == 0 {
+        let timed = self.timed();
+        let p = &mut self.pools[T::POOL];
+        p.frees += 1;
+        p.cross_frees += u64::from(cross);
+        if timed {
             let t = Instant::now();
             s.free(h);
-            self.free_ns
-                .saturating_record(t.elapsed().as_nanos() as u64);
+            p.free_ns.saturating_record(t.elapsed().as_nanos() as u64);
         } else {
             s.free(h);
         }
     }
 
     fn merge(&mut self, o: &Meter) {
-        self.alloc_ns.add(&o.alloc_ns).expect("histogram merge");
-        self.free_ns.add(&o.free_ns).expect("histogram merge");
-        self.ops += o.ops;
-        self.allocs += o.allocs;
-        self.frees += o.frees;
-        self.cross_frees += o.cross_frees;
+        for (p, q) in self.pools.iter_mut().zip(&o.pools) {
+            p.merge(q);
+        }
         self.mismatches += o.mismatches;
         self.requests += o.requests;
+    }
+
+    /// The sum over the pools of `f`.
+    fn total(&self, f: impl Fn(&PoolMeter) -> u64) -> u64 {
+        self.pools.iter().map(f).sum()
+    }
+
+    /// One histogram of every pool's `f`.
+    fn merged(&self, f: impl Fn(&PoolMeter) -> &Histogram<u64>) -> Histogram<u64> {
+        let mut h = Histogram::new(3).expect("histogram");
+        for p in &self.pools {
+            h.add(f(p)).expect("histogram merge");
+        }
+        h
     }
 }
 
 // ---------------------------------------------------------------------------
 // The workload
 
-struct Burst<H> {
+/// The allocator of one run: a subject per object type.
+trait Alloc {
+    /// The subject for `T`.
+    type Pool<T: Stamped>: Subject<T> + 'static;
+    /// A fresh one.
+    fn pool<T: Stamped>() -> Self::Pool<T>;
+}
+
+/// A `homeslab::Pool` per type.
+struct OnHomeslab;
+
+impl Alloc for OnHomeslab {
+    type Pool<T: Stamped> = Homeslab<T>;
+    fn pool<T: Stamped>() -> Homeslab<T> {
+        Homeslab::new(false)
+    }
+}
+
+/// `Box` (the system allocator) for every type.
+struct OnBox;
+
+impl Alloc for OnBox {
+    type Pool<T: Stamped> = SystemBox<T>;
+    fn pool<T: Stamped>() -> SystemBox<T> {
+        SystemBox::new()
+    }
+}
+
+/// The three pools of one run; `R` is the request type.
+struct Pools<A: Alloc, R: Stamped> {
+    req: A::Pool<R>,
+    resp: A::Pool<Response>,
+    sess: A::Pool<Session>,
+}
+
+impl<A: Alloc, R: Stamped> Pools<A, R> {
+    fn new() -> Self {
+        Self {
+            req: A::pool(),
+            resp: A::pool(),
+            sess: A::pool(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.req.name()
+    }
+
+    /// homeslab's counters, by pool index (`None` for `Box`).
+    fn stats(&self) -> [Option<homeslab::Stats>; 3] {
+        [self.req.stats(), self.resp.stats(), self.sess.stats()]
+    }
+}
+
+/// A block of `A`'s pool for `T`.
+type Handle<'s, A, T> = <<A as Alloc>::Pool<T> as Subject<T>>::Handle<'s>;
+
+/// A request on its way to a worker, with its session.
+struct Job<'s, A: Alloc, R: Stamped> {
+    req: Handle<'s, A, R>,
+    sess: Handle<'s, A, Session>,
+}
+
+/// A response on its way back to the acceptor, with its request's session.
+struct Reply<'s, A: Alloc> {
+    resp: Handle<'s, A, Response>,
+    sess: Handle<'s, A, Session>,
+}
+
+struct Burst<T> {
     acceptor: usize,
-    items: Vec<H>,
+    items: Vec<T>,
 }
 
 /// What a worker slot keeps between worker threads.
-struct Slot<'s, S: Subject<T> + 's, T: Stamped> {
-    rx: Receiver<Burst<S::Handle<'s>>>,
-    cache: VecDeque<S::Handle<'s>>,
+struct Slot<'s, A: Alloc, R: Stamped> {
+    rx: Receiver<Burst<Job<'s, A, R>>>,
+    /// Long-lived requests.
+    cache: VecDeque<Handle<'s, A, R>>,
     rng: Rng,
     /// The acceptors have all gone and the queue is drained.
     finished: bool,
 }
 
-fn acceptor<'s, T: Stamped, S: Subject<T>>(
-    s: &'s S,
+fn acceptor<'s, A: Alloc, R: Stamped>(
+    p: &'s Pools<A, R>,
     id: usize,
-    slots: Vec<Sender<Burst<S::Handle<'s>>>>,
-    responses: Receiver<Burst<S::Handle<'s>>>,
+    slots: Vec<Sender<Burst<Job<'s, A, R>>>>,
+    replies: Receiver<Burst<Reply<'s, A>>>,
     stop: &AtomicBool,
     completed: &AtomicU64,
 ) -> Meter {
-    let mut m = Meter::new();
+    let mut m = Meter::new(0xacce_97ed ^ id as u64);
     let mut seq = (id as u64) << 48;
     let mut outstanding = 0usize;
     let mut next = id;
-    let take = |m: &mut Meter, b: Burst<S::Handle<'s>>, outstanding: &mut usize| {
+    let take = |m: &mut Meter, b: Burst<Reply<'s, A>>, outstanding: &mut usize| {
         let n = b.items.len();
-        for h in b.items {
-            if m.free(s, h).is_some_and(|q| q & RESPONSE == 0) {
-                m.mismatches += 1; // a response must carry the response bit
+        for r in b.items {
+            let answered = m.free(&p.resp, r.resp, true);
+            let asked = m.free(&p.sess, r.sess, false);
+            if answered.is_some() && asked.is_some() && answered != asked {
+                m.mismatches += 1; // the response must answer the session's request
             }
         }
         *outstanding -= n;
@@ -261,14 +432,14 @@ fn acceptor<'s, T: Stamped, S: Subject<T>>(
     };
     while !stop.load(Ordering::Relaxed) {
         loop {
-            match responses.try_recv() {
+            match replies.try_recv() {
                 Ok(b) => take(&mut m, b, &mut outstanding),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => unreachable!("the supervisor holds a sender"),
             }
         }
         if outstanding + BURST > MAX_OUTSTANDING {
-            if let Ok(b) = responses.recv_timeout(Duration::from_millis(1)) {
+            if let Ok(b) = replies.recv_timeout(Duration::from_millis(1)) {
                 take(&mut m, b, &mut outstanding);
             }
             continue;
@@ -276,7 +447,9 @@ fn acceptor<'s, T: Stamped, S: Subject<T>>(
         let mut items = Vec::with_capacity(BURST);
         for _ in 0..BURST {
             seq += 1;
-            items.push(m.alloc(s, T::stamp(seq)));
+            let req = m.alloc(&p.req, R::stamp(seq));
+            let sess = m.alloc(&p.sess, Session::stamp(seq));
+            items.push(Job { req, sess });
         }
         outstanding += BURST;
         let slot = next % slots.len();
@@ -292,7 +465,7 @@ fn acceptor<'s, T: Stamped, S: Subject<T>>(
         }
     }
     while outstanding > 0 {
-        match responses.recv_timeout(Duration::from_millis(100)) {
+        match replies.recv_timeout(Duration::from_millis(100)) {
             Ok(b) => take(&mut m, b, &mut outstanding),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("the supervisor holds a sender"),
@@ -301,12 +474,12 @@ fn acceptor<'s, T: Stamped, S: Subject<T>>(
     m
 }
 
-fn worker<'s, T: Stamped, S: Subject<T>>(
-    s: &'s S,
-    mut slot: Slot<'s, S, T>,
-    responses: &[Sender<Burst<S::Handle<'s>>>],
-) -> (Slot<'s, S, T>, Meter) {
-    let mut m = Meter::new();
+fn worker<'s, A: Alloc, R: Stamped>(
+    p: &'s Pools<A, R>,
+    mut slot: Slot<'s, A, R>,
+    replies: &[Sender<Burst<Reply<'s, A>>>],
+) -> (Slot<'s, A, R>, Meter) {
+    let mut m = Meter::new(slot.rng.next_u64());
     let budget = LIFETIME.0 + slot.rng.below(LIFETIME.1 - LIFETIME.0);
     let mut served = 0;
     while served < budget {
@@ -319,24 +492,28 @@ fn worker<'s, T: Stamped, S: Subject<T>>(
             }
         };
         let mut out = Vec::with_capacity(burst.items.len());
-        for h in burst.items {
-            let seq = s.with(&h, |r| r.verify());
-            out.push(m.alloc(s, T::stamp(seq.unwrap_or(0) | RESPONSE)));
+        for Job { req, sess } in burst.items {
+            let seq = p.req.with(&req, |r| r.verify());
+            if seq.is_some() && p.sess.with(&sess, |s| s.verify()) != seq {
+                m.mismatches += 1; // the session must be the request's
+            }
+            let resp = m.alloc(&p.resp, Response::stamp(seq.unwrap_or(0)));
+            out.push(Reply { resp, sess });
             if seq.is_none() {
-                m.release(s, h, false);
+                m.release(&p.req, req, false, true);
             } else if slot.rng.below(KEEP) == 0 {
-                slot.cache.push_back(h);
+                slot.cache.push_back(req);
                 if slot.cache.len() > CACHE_CAP {
                     if let Some(old) = slot.cache.pop_front() {
-                        m.free(s, old);
+                        m.free(&p.req, old, true);
                     }
                 }
             } else {
-                m.release(s, h, true);
+                m.release(&p.req, req, true, true);
             }
         }
         // The acceptor waits for every response, so it is still there.
-        let _ = responses[burst.acceptor].send(Burst {
+        let _ = replies[burst.acceptor].send(Burst {
             acceptor: burst.acceptor,
             items: out,
         });
@@ -348,8 +525,20 @@ fn worker<'s, T: Stamped, S: Subject<T>>(
 struct Config {
     threads: usize,
     seconds: f64,
+    /// The request size.
     object_size: usize,
     json: bool,
+}
+
+impl Config {
+    /// Object sizes, by pool index.
+    fn sizes(&self) -> [usize; 3] {
+        [
+            self.object_size,
+            size_of::<Response>(),
+            size_of::<Session>(),
+        ]
+    }
 }
 
 /// One allocator's results.
@@ -359,19 +548,28 @@ struct Report {
     meter: Meter,
     respawns: u64,
     peak_rss_delta: u64,
-    stats: Option<homeslab::Stats>,
-    peak_live: u64,
+    /// homeslab's counters at the end, by pool (`None` for `Box`).
+    stats: [Option<homeslab::Stats>; 3],
+    /// The most live blocks `stats()` showed while running, by pool.
+    peak_live: [u64; 3],
 }
 
-fn run<T: Stamped, S: Subject<T>>(s: &S, cfg: &Config, bar: &ProgressBar) -> Report {
+impl Report {
+    /// The sum over the pools of a homeslab counter (`None` for `Box`).
+    fn total(&self, f: impl Fn(&homeslab::Stats) -> u64) -> Option<u64> {
+        self.stats.iter().map(|s| s.as_ref().map(&f)).sum()
+    }
+}
+
+fn run<A: Alloc, R: Stamped>(p: &Pools<A, R>, cfg: &Config, bar: &ProgressBar) -> Report {
     let acceptors = (cfg.threads / 3).max(1);
     let workers = cfg.threads - acceptors;
     let stop = AtomicBool::new(false);
     let completed = AtomicU64::new(0);
     let rss_base = rss_bytes();
     let mut peak_rss = rss_base;
-    let mut peak_live = 0u64;
-    let mut total = Meter::new();
+    let mut peak_live = [0u64; 3];
+    let mut total = Meter::new(0);
     let mut respawns = 0u64;
     let limit = Duration::from_secs_f64(cfg.seconds);
 
@@ -380,40 +578,40 @@ fn run<T: Stamped, S: Subject<T>>(s: &S, cfg: &Config, bar: &ProgressBar) -> Rep
     for w in 0..workers {
         let (tx, rx) = mpsc::channel();
         slot_txs.push(tx);
-        slots.push(Slot::<S, T> {
+        slots.push(Slot::<A, R> {
             rx,
             cache: VecDeque::new(),
             rng: Rng::new(0x5eed + w as u64),
             finished: false,
         });
     }
-    let mut resp_txs = Vec::new();
-    let mut resp_rxs = Vec::new();
+    let mut reply_txs = Vec::new();
+    let mut reply_rxs = Vec::new();
     for _ in 0..acceptors {
         let (tx, rx) = mpsc::channel();
-        resp_txs.push(tx);
-        resp_rxs.push(rx);
+        reply_txs.push(tx);
+        reply_rxs.push(rx);
     }
 
     bar.reset();
-    bar.set_prefix(s.name());
+    bar.set_prefix(p.name());
     let start = Instant::now();
-    let mut leftovers: Vec<VecDeque<S::Handle<'_>>> = Vec::new();
+    let mut leftovers: Vec<VecDeque<Handle<'_, A, R>>> = Vec::new();
     std::thread::scope(|sc| {
         let (stop, completed) = (&stop, &completed);
-        let resp_txs = &resp_txs;
-        let mut acc: Vec<_> = resp_rxs
+        let reply_txs = &reply_txs;
+        let mut acc: Vec<_> = reply_rxs
             .into_iter()
             .enumerate()
             .map(|(id, rx)| {
                 let txs = slot_txs.clone();
-                Some(sc.spawn(move || acceptor::<T, S>(s, id, txs, rx, stop, completed)))
+                Some(sc.spawn(move || acceptor::<A, R>(p, id, txs, rx, stop, completed)))
             })
             .collect();
         drop(slot_txs);
         let mut wrk: Vec<_> = slots
             .into_iter()
-            .map(|slot| Some(sc.spawn(move || worker::<T, S>(s, slot, resp_txs))))
+            .map(|slot| Some(sc.spawn(move || worker::<A, R>(p, slot, reply_txs))))
             .collect();
         let mut last_tick = Instant::now();
         let mut last_done = 0u64;
@@ -440,13 +638,15 @@ fn run<T: Stamped, S: Subject<T>>(s: &S, cfg: &Config, bar: &ProgressBar) -> Rep
                         leftovers.push(slot.cache);
                     } else {
                         respawns += 1;
-                        *w = Some(sc.spawn(move || worker::<T, S>(s, slot, resp_txs)));
+                        *w = Some(sc.spawn(move || worker::<A, R>(p, slot, reply_txs)));
                     }
                 }
             }
             peak_rss = peak_rss.max(rss_bytes());
-            if let Some(st) = s.stats() {
-                peak_live = peak_live.max(st.live_blocks);
+            for (peak, st) in peak_live.iter_mut().zip(p.stats()) {
+                if let Some(st) = st {
+                    *peak = (*peak).max(st.live_blocks);
+                }
             }
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 let done = completed.load(Ordering::Relaxed);
@@ -473,30 +673,32 @@ fn run<T: Stamped, S: Subject<T>>(s: &S, cfg: &Config, bar: &ProgressBar) -> Rep
     });
     let wall = start.elapsed();
     // The long-lived requests still cached: verified and freed here.
-    let mut m = Meter::new();
+    let mut m = Meter::new(1);
     for cache in leftovers {
         for h in cache {
-            m.free(s, h);
+            m.free(&p.req, h, true);
         }
     }
     total.merge(&m);
     // Worker threads may still be in their thread-local destructors.
     let t = Instant::now();
-    while s.stats().is_some_and(|st| st.thread_heaps > 0) && t.elapsed() < Duration::from_secs(1) {
+    while p.stats().iter().flatten().any(|st| st.thread_heaps > 0)
+        && t.elapsed() < Duration::from_secs(1)
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     Report {
-        allocator: s.name(),
+        allocator: p.name(),
         wall,
         meter: total,
         respawns,
         peak_rss_delta: peak_rss.saturating_sub(rss_base),
-        stats: s.stats(),
+        stats: p.stats(),
         peak_live,
     }
 }
 
-fn run_both<T: Stamped>(cfg: &Config) -> Vec<Report> {
+fn run_both<R: Stamped>(cfg: &Config) -> Vec<Report> {
     // indicatif draws only when stderr is a terminal.
     let bar = if cfg.json {
         ProgressBar::hidden()
@@ -514,13 +716,13 @@ fn run_both<T: Stamped>(cfg: &Config) -> Vec<Report> {
     };
     let mut out = Vec::new();
     {
-        let hs = Homeslab::<T>::new(false);
-        out.push(run::<T, _>(&hs, cfg, &bar));
+        let hs = Pools::<OnHomeslab, R>::new();
+        out.push(run(&hs, cfg, &bar));
         bar.println(format!("{:>10} done", hs.name()));
     }
     {
-        let bx = SystemBox::<T>::new();
-        out.push(run::<T, _>(&bx, cfg, &bar));
+        let bx = Pools::<OnBox, R>::new();
+        out.push(run(&bx, cfg, &bar));
         bar.println(format!("{:>10} done", bx.name()));
     }
     bar.finish_and_clear();
@@ -546,15 +748,66 @@ fn bytes(b: u64) -> String {
     }
 }
 
+/// Prints a Markdown table, the first `left` columns left-aligned.
+fn print_table(head: &[&str], rows: &[Vec<String>], left: usize) {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        println!("| {} |", s.join(" | "));
+    };
+    line(&head.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    println!(
+        "|{}|",
+        widths
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i < left {
+                format!(":{}", "-".repeat(w + 1))
+            } else {
+                format!("{}:", "-".repeat(w + 1))
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for r in rows {
+        line(r);
+    }
+}
+
 fn table(cfg: &Config, reports: &[Report]) {
     let acceptors = (cfg.threads / 3).max(1);
+    let [req, resp, sess] = cfg.sizes();
     println!(
-        "worker_pool: {} threads ({} acceptor{}, {} workers that come and go), {} B objects, {:.1} s per allocator\n",
+        "worker_pool: {} threads ({} acceptor{}, {} worker{} that come and go), \
+         {req} B requests, {resp} B responses, {sess} B sessions, {:.1} s per allocator\n",
         cfg.threads,
         acceptors,
         if acceptors == 1 { "" } else { "s" },
         cfg.threads - acceptors,
-        cfg.object_size,
+        if cfg.threads - acceptors == 1 {
+            ""
+        } else {
+            "s"
+        },
         cfg.seconds
     );
     let head = [
@@ -577,79 +830,87 @@ fn table(cfg: &Config, reports: &[Report]) {
         .map(|r| {
             let secs = r.wall.as_secs_f64();
             let m = &r.meter;
+            let alloc_ns = m.merged(|p| &p.alloc_ns);
+            let free_ns = m.merged(|p| &p.free_ns);
             vec![
                 r.allocator.to_string(),
                 format!("{:.2} M", m.requests as f64 / secs / 1e6),
-                format!("{:.2} M", m.allocs as f64 / secs / 1e6),
-                format!("{} ns", pct(&m.alloc_ns, 0.5)),
-                format!("{} ns", pct(&m.alloc_ns, 0.99)),
-                format!("{} ns", pct(&m.free_ns, 0.5)),
-                format!("{} ns", pct(&m.free_ns, 0.99)),
-                r.stats.map_or("–".into(), |s| bytes(s.peak_mapped_bytes)),
+                format!("{:.2} M", m.total(|p| p.allocs) as f64 / secs / 1e6),
+                format!("{} ns", pct(&alloc_ns, 0.5)),
+                format!("{} ns", pct(&alloc_ns, 0.99)),
+                format!("{} ns", pct(&free_ns, 0.5)),
+                format!("{} ns", pct(&free_ns, 0.99)),
+                r.total(|s| s.peak_mapped_bytes).map_or("–".into(), bytes),
                 bytes(r.peak_rss_delta),
-                match r.stats {
-                    Some(s) => format!("{}", s.remote_frees),
-                    None => format!("({})", m.cross_frees),
+                match r.total(|s| s.remote_frees) {
+                    Some(n) => n.to_string(),
+                    None => format!("({})", m.total(|p| p.cross_frees)),
                 },
-                r.stats
-                    .map_or("–".into(), |s| s.overflow_allocs.to_string()),
+                r.total(|s| s.overflow_allocs)
+                    .map_or("–".into(), |n| n.to_string()),
                 r.respawns.to_string(),
                 m.mismatches.to_string(),
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([head[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i == 0 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        println!("| {} |", s.join(" | "));
-    };
-    line(head.iter().map(|s| s.to_string()).collect());
-    println!(
-        "|{}|",
-        widths
-            .iter()
-            .enumerate()
-            .map(|(i, w)| if i == 0 {
-                format!(":{}", "-".repeat(w + 1))
-            } else {
-                format!("{}:", "-".repeat(w + 1))
-            })
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    for r in rows {
-        line(r);
+    print_table(&head, &rows, 1);
+
+    println!();
+    let head = [
+        "pool",
+        "allocator",
+        "size",
+        "allocs",
+        "remote frees",
+        "peak live",
+        "live at end",
+        "peak mapped",
+        "mapped at end",
+        "overflow allocs",
+        "alloc p50",
+        "free p50",
+    ];
+    let mut rows = Vec::new();
+    for (i, pool) in POOLS.iter().enumerate() {
+        for r in reports {
+            let m = &r.meter.pools[i];
+            let st = r.stats[i];
+            let or_dash = |f: fn(&homeslab::Stats) -> String| st.as_ref().map_or("–".into(), f);
+            rows.push(vec![
+                pool.to_string(),
+                r.allocator.to_string(),
+                format!("{} B", cfg.sizes()[i]),
+                st.map_or(m.allocs, |s| s.allocs).to_string(),
+                st.map_or(format!("({})", m.cross_frees), |s| {
+                    s.remote_frees.to_string()
+                }),
+                st.map_or("–".into(), |_| r.peak_live[i].to_string()),
+                st.map_or(format!("({})", m.allocs.saturating_sub(m.frees)), |s| {
+                    s.live_blocks.to_string()
+                }),
+                or_dash(|s| bytes(s.peak_mapped_bytes)),
+                or_dash(|s| bytes(s.mapped_bytes)),
+                or_dash(|s| s.overflow_allocs.to_string()),
+                format!("{} ns", pct(&m.alloc_ns, 0.5)),
+                format!("{} ns", pct(&m.free_ns, 0.5)),
+            ]);
+        }
     }
+    print_table(&head, &rows, 2);
     println!(
-        "\nlatencies: 1 op in {SAMPLE} timed with Instant (clock read included); \
-         remote frees: homeslab's Stats::remote_frees, (in parentheses) frees the example \
-         made of blocks another thread allocated."
+        "\nlatencies: 1 op in {SAMPLE} on average timed with Instant (clock read included); \
+         peak mapped (first table): the sum of the pools' peaks; remote frees: homeslab's \
+         Stats::remote_frees, (in parentheses) frees the example made of blocks another thread \
+         allocated; live at end (in parentheses): the example's allocs minus its frees."
     );
     for r in reports {
-        if let Some(s) = r.stats {
-            println!(
-                "{}: peak live {} blocks, allocs {}, frees {}, live at end {}, double frees {}, foreign frees {}, corruption {}, overflow segments {}",
-                r.allocator, r.peak_live, s.allocs, s.frees, s.live_blocks, s.double_frees, s.foreign_frees, s.corruption_events, s.overflow_segments
-            );
+        for (pool, s) in POOLS.iter().zip(r.stats) {
+            if let Some(s) = s {
+                println!(
+                    "{} {pool} pool: frees {}, double frees {}, foreign frees {}, corruption {}, overflow segments {}, thread heaps {}",
+                    r.allocator, s.frees, s.double_frees, s.foreign_frees, s.corruption_events, s.overflow_segments, s.thread_heaps
+                );
+            }
         }
     }
 }
@@ -667,43 +928,77 @@ fn json(cfg: &Config, reports: &[Report]) {
         )
     };
     let opt = |v: Option<u64>| v.map_or("null".to_string(), |x| x.to_string());
+    let sizes = cfg.sizes();
     let runs: Vec<String> = reports
         .iter()
         .map(|r| {
             let m = &r.meter;
             let secs = r.wall.as_secs_f64();
+            let allocs = m.total(|p| p.allocs);
+            let pools: Vec<String> = POOLS
+                .iter()
+                .enumerate()
+                .map(|(i, pool)| {
+                    let pm = &m.pools[i];
+                    let st = r.stats[i];
+                    format!(
+                        "{{\"pool\":\"{pool}\",\"object_size\":{},\"allocs\":{},\"frees\":{},\
+                         \"cross_thread_frees\":{},\"remote_frees\":{},\"live_blocks_at_end\":{},\
+                         \"peak_live_blocks\":{},\"mapped_bytes_at_end\":{},\"peak_mapped_bytes\":{},\
+                         \"overflow_allocs\":{},\"alloc_ns\":{},\"free_ns\":{}}}",
+                        sizes[i],
+                        pm.allocs,
+                        pm.frees,
+                        pm.cross_frees,
+                        opt(st.map(|s| s.remote_frees)),
+                        opt(st.map(|s| s.live_blocks)),
+                        opt(st.map(|_| r.peak_live[i])),
+                        opt(st.map(|s| s.mapped_bytes)),
+                        opt(st.map(|s| s.peak_mapped_bytes)),
+                        opt(st.map(|s| s.overflow_allocs)),
+                        hist(&pm.alloc_ns),
+                        hist(&pm.free_ns),
+                    )
+                })
+                .collect();
             format!(
                 "{{\"allocator\":\"{}\",\"wall_seconds\":{:.6},\"requests\":{},\"requests_per_second\":{:.1},\
                  \"allocs\":{},\"frees\":{},\"allocs_per_second\":{:.1},\"alloc_ns\":{},\"free_ns\":{},\
                  \"peak_mapped_bytes\":{},\"peak_rss_delta_bytes\":{},\"remote_frees\":{},\
                  \"cross_thread_frees\":{},\"overflow_allocs\":{},\"live_blocks_at_end\":{},\
-                 \"worker_respawns\":{},\"stamp_mismatches\":{}}}",
+                 \"worker_respawns\":{},\"stamp_mismatches\":{},\"pools\":[{}]}}",
                 r.allocator,
                 secs,
                 m.requests,
                 m.requests as f64 / secs,
-                m.allocs,
-                m.frees,
-                m.allocs as f64 / secs,
-                hist(&m.alloc_ns),
-                hist(&m.free_ns),
-                opt(r.stats.map(|s| s.peak_mapped_bytes)),
+                allocs,
+                m.total(|p| p.frees),
+                allocs as f64 / secs,
+                hist(&m.merged(|p| &p.alloc_ns)),
+                hist(&m.merged(|p| &p.free_ns)),
+                opt(r.total(|s| s.peak_mapped_bytes)),
                 r.peak_rss_delta,
-                opt(r.stats.map(|s| s.remote_frees)),
-                m.cross_frees,
-                opt(r.stats.map(|s| s.overflow_allocs)),
-                opt(r.stats.map(|s| s.live_blocks)),
+                opt(r.total(|s| s.remote_frees)),
+                m.total(|p| p.cross_frees),
+                opt(r.total(|s| s.overflow_allocs)),
+                opt(r.total(|s| s.live_blocks)),
                 r.respawns,
-                m.mismatches
+                m.mismatches,
+                pools.join(",")
             )
         })
         .collect();
     println!(
-        "{{\"threads\":{},\"acceptors\":{},\"workers\":{},\"object_size\":{},\"seconds\":{},\"sample_one_in\":{},\"runs\":[{}]}}",
+        "{{\"threads\":{},\"acceptors\":{},\"workers\":{},\"object_size\":{},\
+         \"object_sizes\":{{\"request\":{},\"response\":{},\"session\":{}}},\
+         \"seconds\":{},\"sample_one_in\":{},\"runs\":[{}]}}",
         cfg.threads,
         acceptors,
         cfg.threads - acceptors,
         cfg.object_size,
+        sizes[REQUEST],
+        sizes[RESPONSE],
+        sizes[SESSION],
         cfg.seconds,
         SAMPLE,
         runs.join(",")
@@ -771,10 +1066,10 @@ fn main() -> ExitCode {
         }
     };
     let reports = match cfg.object_size {
-        16 => run_both::<Msg<0>>(&cfg),
-        64 => run_both::<Msg<6>>(&cfg),
-        256 => run_both::<Msg<30>>(&cfg),
-        1024 => run_both::<Msg<126>>(&cfg),
+        16 => run_both::<Request<0>>(&cfg),
+        64 => run_both::<Request<6>>(&cfg),
+        256 => run_both::<Request<30>>(&cfg),
+        1024 => run_both::<Request<126>>(&cfg),
         _ => unreachable!("validated in parse_args"),
     };
     if cfg.json {
@@ -783,12 +1078,21 @@ fn main() -> ExitCode {
         table(&cfg, &reports);
     }
     let mismatches: u64 = reports.iter().map(|r| r.meter.mismatches).sum();
-    let leaked: u64 = reports
+    // Blocks homeslab still counts live, and blocks the example allocated
+    // and never freed (both runs).
+    let live: u64 = reports
         .iter()
-        .filter_map(|r| r.stats.map(|s| s.live_blocks))
+        .filter_map(|r| r.total(|s| s.live_blocks))
         .sum();
-    if mismatches > 0 || leaked > 0 {
-        eprintln!("worker_pool: FAILED: {mismatches} stamp mismatches, {leaked} homeslab blocks still live");
+    let unfreed: u64 = reports
+        .iter()
+        .map(|r| r.meter.total(|p| p.allocs.saturating_sub(p.frees)))
+        .sum();
+    if mismatches > 0 || live > 0 || unfreed > 0 {
+        eprintln!(
+            "worker_pool: FAILED: {mismatches} stamp mismatches, {live} homeslab blocks still live, \
+             {unfreed} blocks never freed"
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
