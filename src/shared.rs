@@ -19,7 +19,7 @@ use crate::registry::Registry;
 use crate::slab::{Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use crate::thread::{self, ThreadExit};
+use crate::thread::{self, EntryAt, ThreadExit};
 
 mod free;
 
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     /// must match.
     id: u64,
     /// This pool's entry in every thread context (reused after close).
+    at: EntryAt,
+    /// Its index (given back at close).
     index: u8,
     seed: u64,
     source: PageSource,
@@ -69,9 +71,11 @@ impl Shared {
             budget,
             config.release_after,
         );
+        let index = thread::claim_index();
         Self {
             id: next_serial(),
-            index: thread::claim_index(),
+            at: EntryAt::new(index),
+            index,
             seed,
             source,
             registry: Registry::new(),
@@ -125,19 +129,19 @@ impl Shared {
     /// the heap's current slab.
     #[inline(always)]
     fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
-        alloc_owned(self.index, self.id, shape).map(|(p, _)| p)
+        alloc_owned(self.at, self.id, shape).map(|(p, _)| p)
     }
 
-    /// This pool's thread-context index and id (see [`alloc_owned`]).
-    pub(crate) fn context_key(&self) -> (u8, u64) {
-        (self.index, self.id)
+    /// This pool's thread-context entry and id (see [`alloc_owned`]).
+    pub(crate) fn context_key(&self) -> (EntryAt, u64) {
+        (self.at, self.id)
     }
 
     /// Everything but the fast path.
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
-        if let Some(heap) = thread::owned_heap(self.index, self.id) {
+        if let Some(heap) = thread::owned_heap(self.at, self.id) {
             // SAFETY: as in `alloc_fast`.
             let heap = unsafe { &*heap };
             return self.alloc_owned_slow(heap);
@@ -152,7 +156,7 @@ impl Shared {
         if me != 0 {
             if let Some(heap) = self.registry.get(self.key()) {
                 if heap.owner.load(Ordering::Relaxed) == me {
-                    thread::cache_heap(self.index, self.id, heap);
+                    thread::cache_heap(self.at, self.id, heap);
                     // SAFETY: this thread owns `heap`.
                     if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                         bump(&heap.stats.allocs, 1);
@@ -197,7 +201,7 @@ impl Shared {
             // The registry slot first, then our exit hooks: see `thread`.
             let heap = self.registry.get_or_create(self.key());
             if self.acquire(heap) {
-                thread::cache_heap(self.index, self.id, heap);
+                thread::cache_heap(self.at, self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
                 if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
                     bump(&heap.stats.allocs, 1);
@@ -393,14 +397,14 @@ impl Shared {
     }
 }
 
-/// The owner fast path of the pool with thread-context `index` and `id`
+/// The owner fast path of the pool with thread-context entry `at` and `id`
 /// (its [`Shared::context_key`]) and slab `shape`: this thread's heap from
 /// its context's table, a pop from the heap's current slab. Also says
 /// whether the block is fresh (still reads zero, see [`Slab::pop_fresh`]).
 /// `None`: take [`Shared::alloc_slow`].
 #[inline(always)]
-pub(crate) fn alloc_owned(index: u8, id: u64, shape: Shape) -> Option<(NonNull<u8>, bool)> {
-    let heap = thread::owned_heap(index, id)?;
+pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<(NonNull<u8>, bool)> {
+    let heap = thread::owned_heap(at, id)?;
     // SAFETY: an entry with this pool's id holds only a heap this thread
     // owns, of this (live: the caller holds a handle) pool; ownership ends
     // only when the thread exits, which clears the context.

@@ -23,6 +23,7 @@ use crate::shared::{alloc_owned, Shared};
 use crate::slab::{Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::thread::EntryAt;
 
 /// A size-classed allocator for any layout: `Vec`, `String`, `HashMap` and
 /// friends through [`allocator_api2`](crate::allocator_api2), with
@@ -65,8 +66,8 @@ pub struct SlabAlloc {
 /// What the fast paths need of one class, packed (one line per class).
 #[derive(Clone, Copy)]
 struct Class {
-    /// The class core's thread-context index and id.
-    index: u8,
+    /// The class core's thread-context entry and id.
+    at: EntryAt,
     id: u64,
     shape: Shape,
     /// Region size: the mask that finds a block's slab.
@@ -203,7 +204,7 @@ impl SlabAlloc {
     #[inline(always)]
     fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
         let d = &self.inner.classes[c];
-        if let Some(got) = alloc_owned(d.index, d.id, d.shape) {
+        if let Some(got) = alloc_owned(d.at, d.id, d.shape) {
             return Ok(got);
         }
         // SAFETY: `Inner` owns the core.
@@ -427,9 +428,9 @@ impl SlabAllocBuilder {
             .collect();
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);
-            let (index, id) = cores[c].context_key();
+            let (at, id) = cores[c].context_key();
             Class {
-                index,
+                at,
                 id,
                 shape: g.shape(),
                 region: g.region,

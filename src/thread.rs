@@ -132,33 +132,52 @@ pub(crate) fn serial() -> u64 {
     CTX.try_with(|c| c.serial.get()).unwrap_or(0)
 }
 
-/// The heap this thread owns in the pool with `id` and table `index`, if
-/// the table holds it: one load and one compare.
+/// Where a pool's entry sits in the table: its byte offset, so that the
+/// lookup is one load addressed from the thread pointer (an index would
+/// need a shift first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryAt(usize);
+
+impl EntryAt {
+    /// The entry of table `index`.
+    pub(crate) const fn new(index: u8) -> EntryAt {
+        EntryAt(index as usize * core::mem::size_of::<Cell<Entry>>())
+    }
+
+    /// The entry in `table`.
+    #[inline(always)]
+    fn of(self, table: &[Cell<Entry>; TABLE]) -> &Cell<Entry> {
+        // SAFETY: `new` made the offset of entry `index < TABLE`, which lies
+        // inside the table and is aligned for an entry.
+        unsafe { &*table.as_ptr().cast::<u8>().add(self.0).cast::<Cell<Entry>>() }
+    }
+}
+
+/// The heap this thread owns in the pool with `id` and entry `at`, if the
+/// table holds it: one load and one compare.
 #[inline(always)]
-pub(crate) fn owned_heap(index: u8, id: u64) -> Option<*const Heap> {
-    let e = CTX
-        .try_with(|c| c.table[index as usize].get())
-        .unwrap_or(NONE);
+pub(crate) fn owned_heap(at: EntryAt, id: u64) -> Option<*const Heap> {
+    let e = CTX.try_with(|c| at.of(&c.table).get()).unwrap_or(NONE);
     (e.pool == id).then_some(e.heap)
 }
 
 /// Records `heap` (which this thread owns) as its heap of the pool with
-/// `id` and table `index`.
-pub(crate) fn cache_heap(index: u8, id: u64, heap: *const Heap) {
+/// `id` and entry `at`.
+pub(crate) fn cache_heap(at: EntryAt, id: u64, heap: *const Heap) {
     let _ = CTX.try_with(|c| {
         if c.serial.get() != 0 {
-            c.table[index as usize].set(Entry { pool: id, heap });
+            at.of(&c.table).set(Entry { pool: id, heap });
         }
     });
 }
 
 /// The registry heap cached for counting remote frees in the pool with
-/// `id` and table `index`: the owned heap of the table, else the one-entry
+/// `id` and entry `at`: the owned heap of the table, else the one-entry
 /// slot cache.
 #[inline]
-pub(crate) fn counting_heap(index: u8, id: u64) -> Option<*const Heap> {
+pub(crate) fn counting_heap(at: EntryAt, id: u64) -> Option<*const Heap> {
     let (t, s) = CTX
-        .try_with(|c| (c.table[index as usize].get(), c.slot.get()))
+        .try_with(|c| (at.of(&c.table).get(), c.slot.get()))
         .unwrap_or((NONE, NONE));
     if t.pool == id {
         Some(t.heap)

@@ -227,7 +227,7 @@ impl Shared {
     /// the thread can have none, as stray).
     #[inline]
     fn count_remote(&self, n: u64) {
-        if let Some(heap) = thread::counting_heap(self.index, self.id) {
+        if let Some(heap) = thread::counting_heap(self.at, self.id) {
             // SAFETY: the cached heap is this thread's registry heap of this
             // (live) pool; only this thread writes its counters.
             return bump(unsafe { &(*heap).stats.remote_frees }, n);
