@@ -480,6 +480,7 @@ pub(crate) const PAGE: usize = 4096;
 /// the OS when dropped.
 pub(crate) struct Mapping {
     /// Owns the memory (dropping it unmaps).
+    #[cfg_attr(any(miri, loom), allow(dead_code))]
     backing: Backing,
     /// The block: the first `align`-aligned address of the memory.
     addr: usize,

@@ -149,7 +149,13 @@ impl EntryAt {
     fn of(self, table: &[Cell<Entry>; TABLE]) -> &Cell<Entry> {
         // SAFETY: `new` made the offset of entry `index < TABLE`, which lies
         // inside the table and is aligned for an entry.
-        unsafe { &*table.as_ptr().cast::<u8>().add(self.0).cast::<Cell<Entry>>() }
+        unsafe {
+            &*table
+                .as_ptr()
+                .cast::<u8>()
+                .add(self.0)
+                .cast::<Cell<Entry>>()
+        }
     }
 }
 

@@ -24,7 +24,12 @@ impl<const N: usize, const W: usize> Stamp<N, W> {
         let mut words = [0; W];
         words[0] = pool;
         words[W - 1] = id;
-        for (i, w) in words.iter_mut().enumerate().skip(1).take(W.saturating_sub(2)) {
+        for (i, w) in words
+            .iter_mut()
+            .enumerate()
+            .skip(1)
+            .take(W.saturating_sub(2))
+        {
             *w = mix(pool ^ id.rotate_left(17) ^ i as u64);
         }
         Self { words }
@@ -32,7 +37,11 @@ impl<const N: usize, const W: usize> Stamp<N, W> {
 
     #[track_caller]
     fn verify(&self, pool: u64, id: u64) {
-        assert_eq!(*self, Self::new(pool, id), "block of pool {pool} id {id} corrupted");
+        assert_eq!(
+            *self,
+            Self::new(pool, id),
+            "block of pool {pool} id {id} corrupted"
+        );
     }
 }
 
@@ -114,7 +123,10 @@ fn many_pools_in_turn_from_several_threads_with_remote_frees() {
         assert_eq!(s.live_blocks, 0, "{s:?}");
         assert_eq!(s.allocs, total, "{s:?}");
         assert_eq!(s.remote_frees, total, "every free crossed threads: {s:?}");
-        assert_eq!((s.double_frees, s.foreign_frees, s.corruption_events), (0, 0, 0));
+        assert_eq!(
+            (s.double_frees, s.foreign_frees, s.corruption_events),
+            (0, 0, 0)
+        );
     }
 }
 
@@ -146,12 +158,16 @@ fn pools_closed_and_rebuilt_while_other_threads_use_other_pools() {
     let mut checked = 0;
     for round in 0..200u64 {
         let short = Pool::<A>::new();
-        let mine: Vec<_> = (0..50).map(|i| alloc_checked(&short, 7, round << 8 | i)).collect();
+        let mine: Vec<_> = (0..50)
+            .map(|i| alloc_checked(&short, 7, round << 8 | i))
+            .collect();
         go_tx.send(Some(short.clone())).unwrap();
         // A second short-lived pool of another type, built while the first
         // is alive: its entry differs; once both close, both are reused.
         let other = Pool::<B>::new();
-        let theirs: Vec<_> = (0..50).map(|i| alloc_checked(&other, 1, round << 8 | i)).collect();
+        let theirs: Vec<_> = (0..50)
+            .map(|i| alloc_checked(&other, 1, round << 8 | i))
+            .collect();
         for (i, b) in mine.iter().enumerate() {
             b.verify(7, round << 8 | i as u64);
         }
@@ -188,6 +204,10 @@ fn more_pools_than_the_table_holds() {
     thread::spawn(move || drop(held)).join().unwrap();
     for (p, pool) in pools.iter().enumerate() {
         let s = pool.stats();
-        assert_eq!((s.allocs, s.live_blocks, s.remote_frees), (4, 0, 4), "pool {p}: {s:?}");
+        assert_eq!(
+            (s.allocs, s.live_blocks, s.remote_frees),
+            (4, 0, 4),
+            "pool {p}: {s:?}"
+        );
     }
 }
