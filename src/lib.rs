@@ -83,3 +83,8 @@ pub use allocator_api2;
 pub fn flush_remote_frees() {
     shared::flush_batches();
 }
+
+/// The README's examples, run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
