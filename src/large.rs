@@ -3,23 +3,45 @@
 //! returned to the OS when the block is freed.
 //!
 //! The live mappings are kept in a table keyed by the block's address,
-//! under a lock. Every large operation is a system call anyway (`mmap`,
-//! `mremap`, `munmap`), so the lock costs nothing that shows; in exchange a
-//! free or resize of an address that is not a live large block — a double
-//! free, a foreign pointer — is refused and counted without the allocator
-//! ever reading the memory, which may be unmapped. Mappings are made, moved
-//! and unmapped outside the lock.
+//! under a lock: a free or resize of an address that is not a live large
+//! block — a double free, a foreign pointer — is refused and counted without
+//! the allocator ever reading the memory, which may be unmapped. Mappings
+//! are made, moved and unmapped outside the lock.
+//!
+//! A few freed mappings are kept for reuse (at most [`CACHE_SLOTS`] of at
+//! most [`CACHE_MAX_LEN`] bytes, [`CACHE_BYTES`] in all): a block that
+//! grows and shrinks, or a buffer freed and allocated again, then costs
+//! neither a system call nor the page faults of fresh memory. They count in
+//! `mapped_bytes`, go back to the OS on `trim()`, and when they stayed
+//! unused for `release_after` (checked on the next large operation).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
 use crate::os::{Budget, Mapping, PAGE};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
+/// Freed mappings kept for reuse, at most.
+pub(crate) const CACHE_SLOTS: usize = 8;
+/// Largest mapping kept for reuse.
+pub(crate) const CACHE_MAX_LEN: usize = 4 << 20;
+/// Bytes of freed mappings kept for reuse, at most.
+pub(crate) const CACHE_BYTES: usize = 16 << 20;
+
+struct State {
+    /// Live blocks by address.
+    blocks: HashMap<usize, Mapping>,
+    /// Freed mappings kept for reuse, oldest first, with when they were freed.
+    cache: Vec<(Mapping, Instant)>,
+    cached_bytes: usize,
+}
+
 /// The large blocks of one allocator.
 pub(crate) struct Large {
-    blocks: Mutex<HashMap<usize, Mapping>>,
+    state: Mutex<State>,
     budget: Arc<Budget>,
+    release_after: Option<Duration>,
     allocs: AtomicU64,
     frees: AtomicU64,
     /// Usable bytes of the live blocks.
@@ -44,10 +66,15 @@ pub(crate) struct LargeStats {
 }
 
 impl Large {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+    pub(crate) fn new(budget: Arc<Budget>, release_after: Option<Duration>) -> Self {
         Self {
-            blocks: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                blocks: HashMap::new(),
+                cache: Vec::new(),
+                cached_bytes: 0,
+            }),
             budget,
+            release_after,
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -57,9 +84,25 @@ impl Large {
         }
     }
 
-    /// A zeroed block of at least `size` bytes aligned to `align`; returns
-    /// its address and usable length.
-    pub(crate) fn alloc(&self, size: usize, align: usize) -> Result<(usize, usize), AllocError> {
+    /// A block of at least `size` bytes aligned to `align` (zeroed if
+    /// `zero`); returns its address and usable length.
+    pub(crate) fn alloc(
+        &self,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> Result<(usize, usize), AllocError> {
+        if let Some(map) = self.reuse(size, align) {
+            let (addr, len) = (map.addr(), map.len());
+            if zero {
+                // SAFETY: the mapping is ours alone (out of the cache, not
+                // yet in the table), `len` bytes at `addr`.
+                unsafe { (addr as *mut u8).write_bytes(0, len) };
+            }
+            self.allocs.fetch_add(1, Ordering::Relaxed);
+            self.put(map);
+            return Ok((addr, len));
+        }
         let map = Mapping::new(size, align)?;
         let reserved = map.reserved() as u64;
         // Refused past the budget: the mapping is dropped (unmapped) again.
@@ -71,24 +114,100 @@ impl Large {
         Ok((addr, len))
     }
 
-    /// Frees the block at `addr`. False: no live large block there.
+    /// Frees the block at `addr` (into the cache, or back to the OS).
+    /// False: no live large block there.
     pub(crate) fn free(&self, addr: usize) -> bool {
         let Some(map) = self.take(addr) else {
             return false;
         };
-        let reserved = map.reserved() as u64;
-        self.reserved.fetch_sub(reserved, Ordering::Relaxed);
-        self.budget.refund(reserved);
-        self.released.fetch_add(reserved, Ordering::Relaxed);
         self.frees.fetch_add(1, Ordering::Relaxed);
-        // Unmapped here, outside the lock.
-        drop(map);
+        let len = map.len();
+        let mut gone = Vec::new();
+        if map.reserved() == len && len <= CACHE_MAX_LEN {
+            let mut st = self.state.lock();
+            st.cache.push((map, Instant::now()));
+            st.cached_bytes += len;
+            while st.cache.len() > CACHE_SLOTS || st.cached_bytes > CACHE_BYTES {
+                let (old, _) = st.cache.remove(0);
+                st.cached_bytes -= old.len();
+                gone.push(old);
+            }
+        } else {
+            gone.push(map);
+        }
+        self.unmap(gone);
         true
+    }
+
+    /// A cached mapping that fits `size` (at most twice as long), if any,
+    /// after releasing those idle for `release_after`.
+    fn reuse(&self, size: usize, align: usize) -> Option<Mapping> {
+        if align > PAGE {
+            return None;
+        }
+        let mut st = self.state.lock();
+        let expired = self.expire(&mut st);
+        let best = st
+            .cache
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, _))| m.len() >= size && m.len() / 2 <= size)
+            .min_by_key(|(_, (m, _))| m.len())
+            .map(|(i, _)| i);
+        let got = best.map(|i| {
+            let (m, _) = st.cache.remove(i);
+            st.cached_bytes -= m.len();
+            m
+        });
+        drop(st);
+        self.unmap(expired);
+        got
+    }
+
+    /// Takes the cached mappings idle for a whole `release_after` out.
+    fn expire(&self, st: &mut State) -> Vec<Mapping> {
+        let Some(period) = self.release_after else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        while st
+            .cache
+            .first()
+            .is_some_and(|(_, at)| now.duration_since(*at) >= period)
+        {
+            let (m, _) = st.cache.remove(0);
+            st.cached_bytes -= m.len();
+            gone.push(m);
+        }
+        gone
+    }
+
+    /// Returns every cached mapping to the OS; the bytes released.
+    pub(crate) fn trim(&self) -> u64 {
+        let gone = {
+            let mut st = self.state.lock();
+            st.cached_bytes = 0;
+            core::mem::take(&mut st.cache)
+        };
+        let bytes = gone.iter().map(|(m, _)| m.reserved() as u64).sum();
+        self.unmap(gone.into_iter().map(|(m, _)| m).collect());
+        bytes
+    }
+
+    /// Unmaps `maps` (outside the lock), refunding and counting them.
+    fn unmap(&self, maps: Vec<Mapping>) {
+        for map in maps {
+            let reserved = map.reserved() as u64;
+            self.reserved.fetch_sub(reserved, Ordering::Relaxed);
+            self.budget.refund(reserved);
+            self.released.fetch_add(reserved, Ordering::Relaxed);
+        }
     }
 
     /// The usable length of the live block at `addr`.
     pub(crate) fn len_of(&self, addr: usize) -> Option<usize> {
-        self.blocks.lock().get(&addr).map(Mapping::len)
+        self.state.lock().blocks.get(&addr).map(Mapping::len)
     }
 
     /// Resizes the block at `addr` to at least `size` bytes in its own
@@ -142,7 +261,7 @@ impl Large {
 
     /// Takes the live block at `addr` out of the table (uncounting its bytes).
     fn take(&self, addr: usize) -> Option<Mapping> {
-        let map = self.blocks.lock().remove(&addr)?;
+        let map = self.state.lock().blocks.remove(&addr)?;
         self.bytes.fetch_sub(map.len() as u64, Ordering::Relaxed);
         Some(map)
     }
@@ -150,6 +269,6 @@ impl Large {
     /// Puts a block (back) into the table.
     fn put(&self, map: Mapping) {
         self.bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
-        self.blocks.lock().insert(map.addr(), map);
+        self.state.lock().blocks.insert(map.addr(), map);
     }
 }

@@ -38,8 +38,10 @@ use crate::thread::EntryAt;
 ///   blocks are aligned to the largest power of two dividing its size (up
 ///   to 4096); a stronger alignment takes the first class that has it.
 ///   `allocate` returns the class size as the slice length.
-/// - **Large blocks** (above 32 KiB, or aligned above 4096): a mapping each,
-///   unmapped when freed; `grow` and `shrink` use `mremap` where they can.
+/// - **Large blocks** (above 32 KiB, or aligned above 4096): a mapping each;
+///   `grow` and `shrink` use `mremap` where they can. Freed mappings up to
+///   4 MiB are kept for reuse (8 of them, 16 MiB at most) until `trim()` or
+///   `release_after`; the rest are unmapped when freed.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
@@ -186,10 +188,11 @@ impl SlabAlloc {
 
     /// Gives memory back to the OS: every empty slab of every class held by
     /// this thread's heaps, the overflow tiers and exited threads' heaps,
-    /// then every idle region (large blocks are unmapped when freed).
+    /// every idle region, and the freed large mappings kept for reuse.
     /// Returns the bytes released.
     pub fn trim(&self) -> u64 {
-        self.inner.cores.iter().map(|c| c.trim()).sum()
+        let slabs: u64 = self.inner.cores.iter().map(|c| c.trim()).sum();
+        slabs + self.inner.large.trim()
     }
 
     /// Testing aid: makes the next `n` OS mappings of every class fail.
@@ -256,9 +259,8 @@ impl SlabAlloc {
                 Ok(slice(p, len))
             }
             None => {
-                let (addr, len) = self.inner.large.alloc(size, layout.align())?;
-                // SAFETY: a mapping is never at address 0. Fresh mappings
-                // read zero.
+                let (addr, len) = self.inner.large.alloc(size, layout.align(), zero)?;
+                // SAFETY: a mapping is never at address 0.
                 Ok(slice(
                     unsafe { NonNull::new_unchecked(addr as *mut u8) },
                     len,
@@ -442,7 +444,7 @@ impl SlabAllocBuilder {
             inner: Arc::new(Inner {
                 classes,
                 cores,
-                large: Large::new(budget.clone()),
+                large: Large::new(budget.clone(), self.knobs.release_after),
                 budget,
                 foreign: AtomicU64::new(0),
             }),
