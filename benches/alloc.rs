@@ -18,7 +18,13 @@
 //!   `cache_scratch_t2_writes_only` and `cache_scratch_t2_handoff_only` are
 //!   its two halves, as controls;
 //! - `local_t2_homeslab_retained`: homeslab alone, `retained_empty_slabs` 1
-//!   against 4 (the default) against 8.
+//!   against 4 (the default) against 8;
+//! - `local_pools_k1`, `_k2`, `_k3`, `_k8`: `local_t1` spread over k pools of
+//!   k distinct 64-byte types (block i from pool i % k), every subject with
+//!   one pool (or slab, or allocator handle) per type, and the floor; for
+//!   the allocators k types of one size are one size class. The target is
+//!   homeslab within 10% of k = 1 at every k: quote
+//!   `benches/interleaved.rs`'s ratio, taken within each round.
 
 #[allow(dead_code)]
 mod common;
@@ -28,8 +34,14 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
-use common::subjects::{each_subject, Floor, Homeslab, Line, Obj, Subject, Visitor};
-use common::workloads::{CacheScratch, Larson, Local, Workload, XThread};
+use common::subjects::{
+    each_family, each_subject, Family, FamilySink, Floor, FloorFamily, Homeslab, Line, Obj,
+    Subject, Visitor,
+};
+use common::workloads::{
+    CacheScratch, Kinds, Kinds1, Kinds2, Kinds3, Kinds8, Larson, Local, LocalPools, Workload,
+    XThread,
+};
 
 /// Adds one benchmark per subject to a group.
 struct PerSubject<'g, 'c, W> {
@@ -110,6 +122,43 @@ fn cache_scratch(c: &mut Criterion) {
     group::<Line, _>(c, "cache_scratch_t2_handoff_only", hand_off_only);
 }
 
+/// Adds one `local_pools_k` benchmark per subject family to a group.
+struct PerFamily<'g, 'c, L> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    workload: &'g LocalPools<L>,
+}
+
+impl<L: Kinds> FamilySink for PerFamily<'_, '_, L> {
+    fn take<F: Family>(&mut self, f: F) {
+        let w = self.workload;
+        let pools = L::build(&f);
+        self.group.bench_function(f.name(), |b| {
+            b.iter_custom(|iters| w.run::<F>(&pools, iters))
+        });
+    }
+}
+
+/// `local_pools_k{K}`: every subject, then the floor.
+fn pools_group<L: Kinds>(c: &mut Criterion) {
+    let workload = LocalPools::<L>::new();
+    let mut g = c.benchmark_group(format!("local_pools_k{}", L::K));
+    g.throughput(Throughput::Elements(workload.elements()));
+    let mut per = PerFamily {
+        group: &mut g,
+        workload: &workload,
+    };
+    each_family(&mut per);
+    per.take(FloorFamily);
+    g.finish();
+}
+
+fn local_pools(c: &mut Criterion) {
+    pools_group::<Kinds1>(c);
+    pools_group::<Kinds2>(c);
+    pools_group::<Kinds3>(c);
+    pools_group::<Kinds8>(c);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -141,6 +190,6 @@ fn tuning(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = local, xthread, larson, cache_scratch, sizes, tuning
+    targets = local, xthread, larson, cache_scratch, sizes, tuning, local_pools
 }
 criterion_main!(benches);

@@ -14,6 +14,11 @@
 //! throughput over the rounds, its interquartile range, and the median over
 //! rounds of homeslab's throughput ÷ the subject's in the same round.
 //!
+//! `local_pools_k` (`benches/alloc.rs`'s `local_pools_k1` … `_k8`) is one
+//! group here: every subject at every k, all interleaved, so that it can
+//! also print each subject's throughput at k ÷ its own at k = 1 (median over
+//! rounds, as above). The target: homeslab's within 10% of 1 at every k.
+//!
 //! `--once N` runs each subject once for exactly `N` iterations instead
 //! (no calibration, no rounds) and prints the time: `benches/instructions.py`
 //! runs that under callgrind to count instructions per alloc+free pair.
@@ -26,8 +31,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::Rng;
-use common::subjects::{each_owned, Floor, Obj, Sink, Subject, NAMES};
-use common::workloads::{Larson, Local, Workload, XThread};
+use common::subjects::{
+    each_family, each_owned, Family, FamilySink, Floor, FloorFamily, Obj, Sink, Subject, NAMES,
+};
+use common::workloads::{
+    Kinds, Kinds1, Kinds2, Kinds3, Kinds8, Larson, Local, LocalPools, Workload, XThread,
+};
 
 const USAGE: &str = "\
 usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
@@ -36,13 +45,15 @@ usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
   --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
-                  local_t1_1024B xthread_1p1c larson_t2 (default: all)
+                  local_t1_1024B xthread_1p1c larson_t2 local_pools_k
+                  (default: all)
   --subjects list only these subjects (names as printed; default: all)
   --once ITERS    run each subject once, ITERS iterations, and print
                   `group subject iterations elements nanoseconds`
+                  (local_pools_k prints its groups as local_pools_k1 …)
   FILTER          only the groups whose name contains it";
 
-const GROUPS: [&str; 7] = [
+const GROUPS: [&str; 8] = [
     "local_t1",
     "local_t2",
     "local_t1_16B",
@@ -50,6 +61,7 @@ const GROUPS: [&str; 7] = [
     "local_t1_1024B",
     "xthread_1p1c",
     "larson_t2",
+    "local_pools_k",
 ];
 
 struct Opts {
@@ -188,9 +200,42 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
     if runners.is_empty() {
         return;
     }
+    let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, r)| r).collect();
+    let (tput, secs) = interleave(&mut runs, w.elements(), o);
+    let k = runners.len();
+    let base = runners.iter().position(|(n, _)| *n == "homeslab");
+    println!("\n### `{name}` ({} rounds, {secs:.0} s)\n", o.rounds);
+    println!(
+        "| subject | median Melem/s | interquartile | homeslab ÷ subject (median of rounds) |"
+    );
+    println!("|---|---:|---:|---:|");
+    for i in 0..k {
+        let ratio = base.map(|b| ratio_of_rounds(&tput, b, i));
+        let (q1, q3) = quartiles(&mut tput[i].clone());
+        println!(
+            "| {} | {} | {}–{} | {} |",
+            runners[i].0,
+            sig3(median(&mut tput[i].clone())),
+            sig3(q1),
+            sig3(q3),
+            ratio.map_or("–".into(), |r| format!("{r:.2}×"))
+        );
+    }
+}
+
+/// Median over rounds of `tput[a]` ÷ `tput[b]` in the same round.
+fn ratio_of_rounds(tput: &[Vec<f64>], a: usize, b: usize) -> f64 {
+    let mut r: Vec<f64> = tput[a].iter().zip(&tput[b]).map(|(x, y)| x / y).collect();
+    median(&mut r)
+}
+
+/// Calibrates every runner, then runs `o.rounds` rounds of one sample each
+/// in a new random order per round. Returns each runner's throughput per
+/// round (Melem/s, `elements` per iteration) and the seconds the rounds took.
+fn interleave(runners: &mut [&mut Runner<'_>], elements: u64, o: &Opts) -> (Vec<Vec<f64>>, f64) {
     // Calibrate: iterations per sample, from one warm-up sample each.
     let mut iters = Vec::with_capacity(runners.len());
-    for (_, run) in runners.iter_mut() {
+    for run in runners.iter_mut() {
         let mut n = 1u64;
         loop {
             let t = run(n);
@@ -202,7 +247,7 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
             n *= 4;
         }
     }
-    let elems = w.elements() as f64;
+    let elems = elements as f64;
     let k = runners.len();
     let mut tput = vec![Vec::with_capacity(o.rounds); k];
     let mut rng = Rng::new(0x1eaf_cafe ^ k as u64);
@@ -213,33 +258,97 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
             order.swap(i, rng.below(i + 1));
         }
         for &i in &order {
-            let t = runners[i].1(iters[i]);
+            let t = runners[i](iters[i]);
             tput[i].push(elems * iters[i] as f64 / t.as_secs_f64() / 1e6);
         }
     }
-    let base = runners.iter().position(|(n, _)| *n == "homeslab");
+    (tput, started.elapsed().as_secs_f64())
+}
+
+/// Collects a `local_pools_k` runner per subject family and k.
+struct PoolRunners<'o> {
+    o: &'o Opts,
+    /// (subject, k, runner), subject by subject, k ascending.
+    list: Vec<(&'static str, usize, Runner<'static>)>,
+}
+
+impl PoolRunners<'_> {
+    fn add<L: Kinds, F: Family>(&mut self, f: &F, name: &'static str) {
+        let w = LocalPools::<L>::new();
+        let pools = L::build(f);
+        let run = Box::new(move |iters| w.run::<F>(&pools, iters));
+        self.list.push((name, L::K, run));
+    }
+}
+
+impl FamilySink for PoolRunners<'_> {
+    fn take<F: Family>(&mut self, f: F) {
+        let name = f.name();
+        if let Some(only) = &self.o.subjects {
+            if !only.iter().any(|s| s == name) {
+                return;
+            }
+        }
+        self.add::<Kinds1, F>(&f, name);
+        self.add::<Kinds2, F>(&f, name);
+        self.add::<Kinds3, F>(&f, name);
+        self.add::<Kinds8, F>(&f, name);
+    }
+}
+
+/// `local_pools_k`: every subject (and the floor) at k = 1, 2, 3 and 8,
+/// interleaved; prints the table with each row's ratio to k = 1.
+fn local_pools(o: &Opts) {
+    let mut r = PoolRunners {
+        o,
+        list: Vec::new(),
+    };
+    each_family(&mut r);
+    r.take(FloorFamily);
+    let mut runners = r.list;
+    let elements = LocalPools::<Kinds1>::new().elements();
+    if let Some(n) = o.once {
+        for (subject, k, run) in runners.iter_mut() {
+            let t = run(n);
+            println!("local_pools_k{k} {subject} {n} {elements} {}", t.as_nanos());
+        }
+        return;
+    }
+    if runners.is_empty() {
+        return;
+    }
+    let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, _, r)| r).collect();
+    let (tput, secs) = interleave(&mut runs, elements, o);
+    let at = |s: &str, k: usize| runners.iter().position(|(n, j, _)| *n == s && *j == k);
+    println!("\n### `local_pools_k` ({} rounds, {secs:.0} s)\n", o.rounds);
     println!(
-        "\n### `{name}` ({} rounds, {:.0} s)\n",
-        o.rounds,
-        started.elapsed().as_secs_f64()
+        "| subject | k | median Melem/s | interquartile \
+         | homeslab ÷ subject, same k (median of rounds) \
+         | k ÷ k = 1, same subject (median of rounds) |"
     );
-    println!(
-        "| subject | median Melem/s | interquartile | homeslab ÷ subject (median of rounds) |"
-    );
-    println!("|---|---:|---:|---:|");
-    for i in 0..k {
-        let ratio = base.map(|b| {
-            let mut r: Vec<f64> = (0..o.rounds).map(|j| tput[b][j] / tput[i][j]).collect();
-            median(&mut r)
-        });
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut summary = Vec::new();
+    for (i, &(subject, k, _)) in runners.iter().enumerate() {
+        let vs_homeslab = at("homeslab", k).map(|b| ratio_of_rounds(&tput, b, i));
+        let vs_k1 = at(subject, 1).map(|b| ratio_of_rounds(&tput, i, b));
+        if subject == "homeslab" && k != 1 {
+            summary.extend(vs_k1.map(|r| format!("k={k} {r:.2}×")));
+        }
         let (q1, q3) = quartiles(&mut tput[i].clone());
+        let fmt = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.2}×"));
         println!(
-            "| {} | {} | {}–{} | {} |",
-            runners[i].0,
+            "| {subject} | {k} | {} | {}–{} | {} | {} |",
             sig3(median(&mut tput[i].clone())),
             sig3(q1),
             sig3(q3),
-            ratio.map_or("–".into(), |r| format!("{r:.2}×"))
+            fmt(vs_homeslab),
+            fmt(vs_k1)
+        );
+    }
+    if !summary.is_empty() {
+        println!(
+            "\nhomeslab, k ÷ k = 1: {} (target: every k within 10% of k = 1)",
+            summary.join(", ")
         );
     }
 }
@@ -261,6 +370,7 @@ fn main() {
             "local_t1_1024B" => group::<[u64; 128], _>(g, &Local { threads: 1 }, true, &o),
             "xthread_1p1c" => group::<[u64; 8], _>(g, &XThread { pairs: 1 }, false, &o),
             "larson_t2" => group::<[u64; 8], _>(g, &Larson { threads: 2 }, false, &o),
+            "local_pools_k" => local_pools(&o),
             _ => unreachable!("checked in parse"),
         }
     }

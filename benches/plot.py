@@ -38,7 +38,13 @@ GROUPS = [
     ("local_t1_16B", "local 16 B"),
     ("local_t1_256B", "local 256 B"),
     ("local_t1_1024B", "local 1024 B"),
+    ("local_pools_k1", "local, 1 pool"),
+    ("local_pools_k2", "local, 2 pools"),
+    ("local_pools_k3", "local, 3 pools"),
+    ("local_pools_k8", "local, 8 pools"),
 ]
+# `local_pools_k{K}`: one thread, K pools of K distinct 64-byte types in turn.
+POOL_KS = [1, 2, 3, 8]
 COLORS = {
     "homeslab": "#1b7837",
     "homeslab-hardened": "#7fbf7b",
@@ -178,6 +184,26 @@ def tables(data):
             f"| {label} | {fmt(f)} | {q('homeslab', 'floor')} | {q('mimalloc', 'floor')} "
             f"| {q('floor', 'sharded-slab')} | {q('floor', 'lockfree-object-pool')} |"
         )
+    if any(f"local_pools_k{k}" in data for k in POOL_KS):
+        lines.append("")
+        lines.append(
+            "k pools of k types ÷ 1 pool, each subject against itself (target for homeslab: "
+            "within 10% at every k; criterion measures one after another, so quote "
+            "`benches/interleaved.rs -- local_pools_k`, which takes the ratio within each round):"
+        )
+        lines.append("")
+        ks = POOL_KS[1:]
+        lines.append("| subject | " + " | ".join(f"k={k} ÷ k=1" for k in ks) + " |")
+        lines.append("|---" * (len(ks) + 1) + "|")
+        base = data.get("local_pools_k1", {})
+        for s in SUBJECTS:
+            if s not in base:
+                continue
+            cells = []
+            for k in ks:
+                row = data.get(f"local_pools_k{k}", {})
+                cells.append(f"{melems(row[s]) / melems(base[s]):.2f}×" if s in row else "–")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -39,6 +39,10 @@ GROUPS = [
     "local_t1_256B",
     "local_t1_1024B",
     "local_t2_homeslab_retained",
+    "local_pools_k1",
+    "local_pools_k2",
+    "local_pools_k3",
+    "local_pools_k8",
 ]
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -57,6 +57,21 @@ impl Obj for Line {
     }
 }
 
+/// A 64-byte object, one type per `N`: `Kind<0>`, `Kind<1>`, … are distinct
+/// types of one size and alignment (`local_pools_k` gives each its own pool).
+pub struct Kind<const N: usize>(pub [u64; 8]);
+
+impl<const N: usize> Obj for Kind<N> {
+    #[inline(always)]
+    fn make(seed: u64) -> Self {
+        Kind([seed; 8])
+    }
+    #[inline(always)]
+    fn first(&self) -> u64 {
+        self.0[0]
+    }
+}
+
 /// An allocator (or pool) under test.
 pub trait Subject<T: Obj>: Sync {
     /// Owns one `T`; may be freed on any thread.
@@ -166,6 +181,118 @@ pub fn by_name<T: Obj, V: Visitor<T>>(name: &str, v: &mut V) -> bool {
     };
     each_owned::<T, _>(&mut pick);
     pick.found
+}
+
+/// One subject that can be built for any `T` (homeslab, mimalloc, …): what a
+/// workload over several object types needs to give each type its own pool.
+pub trait Family: 'static {
+    /// The subject for `T`.
+    type Of<T: Obj>: Subject<T> + 'static;
+
+    /// A fresh subject for `T`.
+    fn build<T: Obj>(&self) -> Self::Of<T>;
+
+    /// The subjects' name (one of [`NAMES`], or `floor`).
+    fn name(&self) -> &'static str {
+        self.build::<Kind<0>>().name()
+    }
+}
+
+/// Receives each [`Family`] in turn.
+pub trait FamilySink {
+    /// Called once per family.
+    fn take<F: Family>(&mut self, f: F);
+}
+
+/// Hands every subject's [`Family`] to `k`, in [`NAMES`] order.
+pub fn each_family<K: FamilySink>(k: &mut K) {
+    k.take(HomeslabFamily { hardened: false });
+    k.take(HomeslabFamily { hardened: true });
+    k.take(SystemBoxFamily);
+    k.take(RawFamily::<mimalloc::MiMalloc>(
+        || mimalloc::MiMalloc,
+        "mimalloc",
+    ));
+    k.take(RawFamily::<tikv_jemallocator::Jemalloc>(
+        || tikv_jemallocator::Jemalloc,
+        "jemalloc",
+    ));
+    k.take(ShardedFamily);
+    k.take(LockfreeSpinFamily);
+    k.take(MutexSlabFamily);
+}
+
+/// [`Homeslab`] pools (the default builder), hardened or not.
+pub struct HomeslabFamily {
+    /// Build hardened pools.
+    pub hardened: bool,
+}
+
+impl Family for HomeslabFamily {
+    type Of<T: Obj> = Homeslab<T>;
+    fn build<T: Obj>(&self) -> Homeslab<T> {
+        Homeslab::new(self.hardened)
+    }
+}
+
+/// [`SystemBox`].
+pub struct SystemBoxFamily;
+
+impl Family for SystemBoxFamily {
+    type Of<T: Obj> = SystemBox<T>;
+    fn build<T: Obj>(&self) -> SystemBox<T> {
+        SystemBox::new()
+    }
+}
+
+/// [`Raw`] over the allocator its function makes, with its name.
+pub struct RawFamily<A>(pub fn() -> A, pub &'static str);
+
+impl<A: GlobalAlloc + Sync + 'static> Family for RawFamily<A> {
+    type Of<T: Obj> = Raw<A, T>;
+    fn build<T: Obj>(&self) -> Raw<A, T> {
+        Raw::new((self.0)(), self.1)
+    }
+}
+
+/// [`Sharded`].
+pub struct ShardedFamily;
+
+impl Family for ShardedFamily {
+    type Of<T: Obj> = Sharded<T>;
+    fn build<T: Obj>(&self) -> Sharded<T> {
+        Sharded::new()
+    }
+}
+
+/// [`LockfreeSpin`].
+pub struct LockfreeSpinFamily;
+
+impl Family for LockfreeSpinFamily {
+    type Of<T: Obj> = LockfreeSpin<T>;
+    fn build<T: Obj>(&self) -> LockfreeSpin<T> {
+        LockfreeSpin::new()
+    }
+}
+
+/// [`MutexSlab`].
+pub struct MutexSlabFamily;
+
+impl Family for MutexSlabFamily {
+    type Of<T: Obj> = MutexSlab<T>;
+    fn build<T: Obj>(&self) -> MutexSlab<T> {
+        MutexSlab::new()
+    }
+}
+
+/// [`Floor`]s (one thread only, like the floor itself).
+pub struct FloorFamily;
+
+impl Family for FloorFamily {
+    type Of<T: Obj> = Floor<T>;
+    fn build<T: Obj>(&self) -> Floor<T> {
+        Floor::new()
+    }
 }
 
 /// `homeslab::Pool<T>`.
@@ -501,8 +628,9 @@ impl<T: Obj> Subject<T> for MutexSlab<T> {
 /// allocator would have to cost less than that pop and push to beat it
 /// (none measured here does), so it bounds the ratios on those rows.
 ///
-/// Single-threaded: only the one-thread `local` groups use it (see
-/// `benches/alloc.rs`), where one worker thread makes every call.
+/// Single-threaded: only the one-thread `local` groups (`local_pools_k*`
+/// too) use it (see `benches/alloc.rs`), where one worker thread makes every
+/// call.
 pub struct Floor<T> {
     /// The blocks (`Box::into_raw` of a boxed slice, freed on drop): kept
     /// raw, so that moving the `Floor` does not move a `Box` the handed-out

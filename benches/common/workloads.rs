@@ -6,12 +6,13 @@
 //! freed) per iteration, summed over threads, so criterion's throughput is
 //! alloc+free pairs per second.
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use super::harness::{recv_spin, run, Body, Gate, Rng};
-use super::subjects::{Line, Obj, Subject};
+use super::subjects::{Family, Kind, Line, Obj, Subject};
 
 /// A benchmark workload for objects of type `T`.
 pub trait Workload<T: Obj>: Sync {
@@ -60,6 +61,189 @@ impl<T: Obj> Workload<T> for Local {
             })
             .collect();
         run(bodies)
+    }
+}
+
+/// `local_pools_k`: one thread allocates [`LOCAL_BATCH`] blocks from the `K`
+/// pools of `L` (one per type, all 64 bytes) in turn, block `i` from pool
+/// `i % K`, then frees them in allocation order. Only the number of pools
+/// the thread switches between changes with `K`, not the object size.
+pub struct LocalPools<L>(PhantomData<fn(L) -> L>);
+
+impl<L: Kinds> LocalPools<L> {
+    /// The workload.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+
+    /// Blocks allocated and freed per iteration.
+    pub fn elements(&self) -> u64 {
+        LOCAL_BATCH as u64
+    }
+
+    /// Runs `iters` iterations on `pools` (from [`Kinds::build`]) and returns
+    /// the measured time.
+    pub fn run<F: Family>(&self, pools: &L::Pools<F>, iters: u64) -> Duration {
+        let body = Box::new(move |g: &Gate| {
+            let mut lanes = L::lanes::<F>(pools, LOCAL_BATCH.div_ceil(L::K));
+            let mut round = || {
+                let mut i = 0;
+                while lanes.alloc_step(&mut i) {}
+                let mut d = lanes.drains();
+                while d.free_step() {}
+            };
+            round(); // warm this thread up
+            g.start();
+            for _ in 0..iters {
+                round();
+            }
+            g.stop();
+        }) as Body<'_>;
+        run(vec![body])
+    }
+}
+
+/// A list of object types, `(Kind<0>, (Kind<1>, ()))`: one pool each.
+pub trait Kinds: 'static {
+    /// Types (pools) in the list.
+    const K: usize;
+    /// One subject of family `F` per type.
+    type Pools<F: Family>: Sync;
+    /// A thread's view of the pools: each with the blocks it holds.
+    type Lanes<'s, F: Family>: Lanes;
+    /// Fresh pools.
+    fn build<F: Family>(f: &F) -> Self::Pools<F>;
+    /// Lanes over `p`, holding no blocks (room for `cap` each).
+    fn lanes<F: Family>(p: &Self::Pools<F>, cap: usize) -> Self::Lanes<'_, F>;
+}
+
+impl Kinds for () {
+    const K: usize = 0;
+    type Pools<F: Family> = ();
+    type Lanes<'s, F: Family> = ();
+    fn build<F: Family>(_: &F) {}
+    fn lanes<F: Family>(_: &(), _: usize) {}
+}
+
+impl<const N: usize, R: Kinds> Kinds for (Kind<N>, R) {
+    const K: usize = 1 + R::K;
+    type Pools<F: Family> = (F::Of<Kind<N>>, R::Pools<F>);
+    type Lanes<'s, F: Family> = (Lane<'s, Kind<N>, F::Of<Kind<N>>>, R::Lanes<'s, F>);
+    fn build<F: Family>(f: &F) -> Self::Pools<F> {
+        (f.build(), R::build(f))
+    }
+    fn lanes<F: Family>(p: &Self::Pools<F>, cap: usize) -> Self::Lanes<'_, F> {
+        let held = Vec::with_capacity(cap);
+        (Lane { s: &p.0, held }, R::lanes::<F>(&p.1, cap))
+    }
+}
+
+/// One type: the `local_pools_k` baseline.
+pub type Kinds1 = (Kind<0>, ());
+/// Two types.
+pub type Kinds2 = (Kind<0>, (Kind<1>, ()));
+/// Three types.
+pub type Kinds3 = (Kind<0>, (Kind<1>, (Kind<2>, ())));
+/// Eight types.
+pub type Kinds8 = (
+    Kind<0>,
+    (
+        Kind<1>,
+        (
+            Kind<2>,
+            (Kind<3>, (Kind<4>, (Kind<5>, (Kind<6>, (Kind<7>, ()))))),
+        ),
+    ),
+);
+
+/// One pool of a [`LocalPools`] round and the blocks it holds.
+pub struct Lane<'s, T: Obj, S: Subject<T>> {
+    s: &'s S,
+    held: Vec<S::Handle<'s>>,
+}
+
+/// The lanes of a [`LocalPools`] round, a list like [`Kinds`]. A step visits
+/// every lane once, first to last, so block `i` goes to lane `i % K`. (Plain
+/// recursion, no closures: it must inline into one loop at every `K`, or
+/// the workload's own cost would grow with `K`.)
+pub trait Lanes {
+    /// The lanes' blocks, being freed.
+    type Drains<'a>: Drains
+    where
+        Self: 'a;
+    /// Allocates block `*i` (then `*i + 1`, …) from each lane in turn;
+    /// false once [`LOCAL_BATCH`] blocks are allocated.
+    fn alloc_step(&mut self, i: &mut usize) -> bool;
+    /// Starts freeing every block held.
+    fn drains(&mut self) -> Self::Drains<'_>;
+}
+
+/// The blocks of [`Lanes`], freed in allocation order.
+pub trait Drains {
+    /// Frees the next block of each lane in turn; false once none is left.
+    fn free_step(&mut self) -> bool;
+}
+
+/// One lane's blocks, being freed.
+pub struct LaneDrain<'a, 's, T: Obj, S: Subject<T>> {
+    s: &'s S,
+    d: std::vec::Drain<'a, S::Handle<'s>>,
+}
+
+impl Lanes for () {
+    type Drains<'a> = ();
+    #[inline(always)]
+    fn alloc_step(&mut self, _: &mut usize) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn drains(&mut self) {}
+}
+
+impl Drains for () {
+    #[inline(always)]
+    fn free_step(&mut self) -> bool {
+        true
+    }
+}
+
+impl<'s, T: Obj, S: Subject<T>, R: Lanes> Lanes for (Lane<'s, T, S>, R) {
+    type Drains<'a>
+        = (LaneDrain<'a, 's, T, S>, R::Drains<'a>)
+    where
+        Self: 'a;
+    #[inline(always)]
+    fn alloc_step(&mut self, i: &mut usize) -> bool {
+        if *i == LOCAL_BATCH {
+            return false;
+        }
+        let lane = &mut self.0;
+        lane.held.push(lane.s.alloc(T::make(*i as u64)));
+        *i += 1;
+        self.1.alloc_step(i)
+    }
+    #[inline(always)]
+    fn drains(&mut self) -> Self::Drains<'_> {
+        let d = LaneDrain {
+            s: self.0.s,
+            d: self.0.held.drain(..),
+        };
+        (d, self.1.drains())
+    }
+}
+
+impl<T: Obj, S: Subject<T>, R: Drains> Drains for (LaneDrain<'_, '_, T, S>, R) {
+    // Lane counts differ by at most one and never grow down the list, so the
+    // first lane found empty ends the round with every lane drained.
+    #[inline(always)]
+    fn free_step(&mut self) -> bool {
+        match self.0.d.next() {
+            Some(h) => {
+                self.0.s.free(h);
+                self.1.free_step()
+            }
+            None => false,
+        }
     }
 }
 
