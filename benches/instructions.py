@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 
-GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B"]
+GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B",
+          "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8"]
 SHORT, LONG = 50, 550  # iterations of 1024 pairs
 
 

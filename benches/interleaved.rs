@@ -46,7 +46,8 @@ usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
                   local_t1_1024B xthread_1p1c larson_t2 local_pools_k
-                  (default: all)
+                  (default: all); local_pools_k1, _k2, _k3, _k8 run
+                  local_pools_k at that k only
   --subjects list only these subjects (names as printed; default: all)
   --once ITERS    run each subject once, ITERS iterations, and print
                   `group subject iterations elements nanoseconds`
@@ -70,6 +71,8 @@ struct Opts {
     groups: Vec<String>,
     subjects: Option<Vec<String>>,
     once: Option<u64>,
+    /// `local_pools_k` at these k only (`--groups local_pools_k2`).
+    pools_k: Option<Vec<usize>>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -79,6 +82,7 @@ fn parse() -> Result<Opts, String> {
         groups: GROUPS.iter().map(|g| g.to_string()).collect(),
         subjects: None,
         once: None,
+        pools_k: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -95,9 +99,19 @@ fn parse() -> Result<Opts, String> {
                 o.sample = Duration::from_millis(ms.max(1));
             }
             "--groups" => {
-                o.groups = val()?.split(',').map(str::to_string).collect();
-                if let Some(g) = o.groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
-                    return Err(format!("unknown group {g}"));
+                o.groups = Vec::new();
+                for g in val()?.split(',') {
+                    let k = g.strip_prefix("local_pools_k").and_then(|k| k.parse().ok());
+                    if let Some(k @ (1 | 2 | 3 | 8)) = k {
+                        o.pools_k.get_or_insert_with(Vec::new).push(k);
+                        if !o.groups.iter().any(|g| g == "local_pools_k") {
+                            o.groups.push("local_pools_k".into());
+                        }
+                    } else if GROUPS.contains(&g) {
+                        o.groups.push(g.to_string());
+                    } else {
+                        return Err(format!("unknown group {g}"));
+                    }
                 }
             }
             "--subjects" => {
@@ -306,6 +320,9 @@ fn local_pools(o: &Opts) {
     each_family(&mut r);
     r.take(FloorFamily);
     let mut runners = r.list;
+    if let Some(ks) = &o.pools_k {
+        runners.retain(|(_, k, _)| ks.contains(k));
+    }
     let elements = LocalPools::<Kinds1>::new().elements();
     if let Some(n) = o.once {
         for (subject, k, run) in runners.iter_mut() {

@@ -15,7 +15,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
 use crate::remote::SlabQueue;
-use crate::slab::{ListState, Shape, Slab};
+use crate::slab::{ListState, Popped, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
 /// `owner` of a heap that no thread owns. Not 0: that is the serial of a
@@ -194,29 +194,13 @@ impl Heap {
     }
 
     /// The fast path: pop from the current slab. `shape` is the pool's (every
-    /// slab of a heap has it).
+    /// slab of a heap has it). Also says what the slot held
+    /// ([`Slab::pop_fresh`]).
     ///
     /// # Safety
     /// The caller is the owner.
     #[inline(always)]
-    pub(crate) unsafe fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
-        // SAFETY: the caller is the owner; `current` is a slab this heap owns.
-        unsafe {
-            let cur = self.core(|c| c.current);
-            if cur.is_null() {
-                return None;
-            }
-            (*cur).pop(shape, &self.stats.corruption)
-        }
-    }
-
-    /// [`Heap::alloc_fast`], also saying whether the block still reads
-    /// zero ([`Slab::pop_fresh`]).
-    ///
-    /// # Safety
-    /// The caller is the owner.
-    #[inline(always)]
-    pub(crate) unsafe fn alloc_fast_fresh(&self, shape: Shape) -> Option<(NonNull<u8>, bool)> {
+    pub(crate) unsafe fn alloc_fast(&self, shape: Shape) -> Option<Popped> {
         // SAFETY: the caller is the owner; `current` is a slab this heap owns.
         unsafe {
             let cur = self.core(|c| c.current);
@@ -237,7 +221,7 @@ impl Heap {
         &self,
         sh: &S,
         grow: bool,
-    ) -> Result<Option<NonNull<u8>>, AllocError> {
+    ) -> Result<Option<Popped>, AllocError> {
         // SAFETY: the caller is the owner of this heap and so of its slabs.
         unsafe {
             self.take_returned();
@@ -247,7 +231,7 @@ impl Heap {
                     let s = &*cur;
                     // Pop before draining: a drain into an empty freelist
                     // splices the remote chain without walking it.
-                    if let Some(p) = s.pop(s.shape(), &self.stats.corruption) {
+                    if let Some(p) = s.pop_fresh(s.shape(), &self.stats.corruption) {
                         return Ok(Some(p));
                     }
                     if s.drain(&self.stats.corruption) != 0 {
@@ -305,18 +289,19 @@ impl Heap {
             .push(slab, |s| unsafe { &(*s).next_returned as *const _ });
     }
 
-    /// A free by the owner into one of its slabs. `Upkeep` means the slab
-    /// was detached (full) or is now empty: call [`Heap::after_free`].
+    /// A free by the owner into one of its slabs (`mark` as in
+    /// [`Slab::free_local`]). `Upkeep` means the slab was detached (full)
+    /// or is now empty: call [`Heap::after_free`].
     ///
     /// # Safety
     /// The caller is the owner, `slab` belongs to this heap and `idx` came
     /// from its [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize) -> LocalFree {
+    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize, mark: u16) -> LocalFree {
         // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
-            let Ok(upkeep) = s.free_local(idx) else {
+            let Ok(upkeep) = s.free_local(idx, mark) else {
                 return LocalFree::DoubleFree;
             };
             bump(&self.stats.local_frees, 1);

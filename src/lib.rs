@@ -42,6 +42,7 @@ mod class;
 mod config;
 mod heap;
 mod large;
+mod object_pool;
 mod os;
 mod overflow;
 mod pool;
@@ -56,6 +57,7 @@ mod error;
 mod stats;
 
 pub use error::{AllocError, ConfigError};
+pub use object_pool::{ObjectPool, ObjectPoolBuilder, Pooled};
 pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
 pub use slab_alloc::{SlabAlloc, SlabAllocBuilder};
 pub use stats::Stats;

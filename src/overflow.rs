@@ -20,10 +20,9 @@
 //! Lock order: tier lock, then the page source's lock. The owner fast path
 //! never touches the tier.
 
-use core::ptr::NonNull;
-
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::slab::Popped;
 use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
@@ -88,7 +87,7 @@ impl ExtendableSlab {
 
     /// Allocates from the tier: its own segments, then orphans' free slots,
     /// then a new segment mapped outside the lock.
-    pub(crate) fn alloc<S: SlabSource>(&self, sh: &S) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc<S: SlabSource>(&self, sh: &S) -> Result<Popped, AllocError> {
         let mut g = self.lock();
         loop {
             if let Some(p) = g.try_alloc(sh)? {
@@ -108,7 +107,7 @@ impl ExtendableSlab {
 
 impl TierGuard<'_> {
     /// Without growing: the tier's segments, then each orphan's.
-    fn try_alloc<S: SlabSource>(&mut self, sh: &S) -> Result<Option<NonNull<u8>>, AllocError> {
+    fn try_alloc<S: SlabSource>(&mut self, sh: &S) -> Result<Option<Popped>, AllocError> {
         let heap = &self.tier.heap;
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe {

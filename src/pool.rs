@@ -15,17 +15,43 @@ use crate::stats::Stats;
 use crate::sync::{unmodelled, Arc};
 
 /// Geometry and limits of `T`, known at compile time.
-struct Layout<T>(PhantomData<T>);
+pub(crate) struct Layout<T>(PhantomData<T>);
 
 impl<T> Layout<T> {
-    const ZST: bool = size_of::<T>() == 0;
+    pub(crate) const ZST: bool = size_of::<T>() == 0;
     const SUPPORTED: bool = align_of::<T>() <= MAX_ALIGN && size_of::<T>() <= MAX_SIZE;
-    const GEOMETRY: Geometry = if Self::SUPPORTED {
+    pub(crate) const GEOMETRY: Geometry = if Self::SUPPORTED {
         Geometry::of(size_of::<T>(), align_of::<T>())
     } else {
         Geometry::of(8, 8)
     };
-    const SHAPE: Shape = Self::GEOMETRY.shape();
+    pub(crate) const SHAPE: Shape = Self::GEOMETRY.shape();
+
+    /// `T`'s geometry, or why a pool of `T` cannot be built; `slab_capacity`
+    /// limits the slots per slab.
+    pub(crate) fn checked(slab_capacity: Option<usize>) -> Result<Geometry, ConfigError> {
+        if align_of::<T>() > MAX_ALIGN {
+            return Err(ConfigError::AlignTooLarge {
+                align: align_of::<T>(),
+            });
+        }
+        if size_of::<T>() > MAX_SIZE {
+            return Err(ConfigError::ObjectTooLarge {
+                size: size_of::<T>(),
+            });
+        }
+        let mut geometry = Self::GEOMETRY;
+        if let Some(n) = slab_capacity {
+            if n == 0 {
+                return Err(ConfigError::InvalidSetting {
+                    name: "slab_capacity",
+                    requirement: "must be at least 1",
+                });
+            }
+            geometry = geometry.limited(n);
+        }
+        Ok(geometry)
+    }
 }
 
 /// A pool of `T` blocks: per-thread owner heaps, lock-free remote frees,
@@ -115,7 +141,7 @@ impl<T> Pool<T> {
         let ptr = if Layout::<T>::ZST {
             NonNull::dangling()
         } else {
-            self.shared.alloc(Layout::<T>::SHAPE)?.cast::<T>()
+            self.shared.alloc(Layout::<T>::SHAPE)?.0.cast::<T>()
         };
         // SAFETY: the block is `T`-sized, aligned, and exclusively ours.
         unsafe { ptr.as_ptr().write(value) };
@@ -188,30 +214,11 @@ impl<T> Builder<T> {
 
     /// Validates the configuration and builds the pool.
     pub fn build(self) -> Result<Pool<T>, ConfigError> {
-        if align_of::<T>() > MAX_ALIGN {
-            return Err(ConfigError::AlignTooLarge {
-                align: align_of::<T>(),
-            });
-        }
-        if size_of::<T>() > MAX_SIZE {
-            return Err(ConfigError::ObjectTooLarge {
-                size: size_of::<T>(),
-            });
-        }
-        let mut geometry = Layout::<T>::GEOMETRY;
-        if let Some(n) = self.slab_capacity {
-            if n == 0 {
-                return Err(ConfigError::InvalidSetting {
-                    name: "slab_capacity",
-                    requirement: "must be at least 1",
-                });
-            }
-            geometry = geometry.limited(n);
-        }
+        let geometry = Layout::<T>::checked(self.slab_capacity)?;
         let max_bytes = self.knobs.check(geometry.region)?;
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(Pool {
-            shared: Shared::build(self.knobs.config(geometry), budget),
+            shared: Shared::build(self.knobs.config(geometry), budget, None),
             _t: PhantomData,
         })
     }
@@ -317,6 +324,18 @@ impl<T> PoolBox<T> {
 /// `ptr` is a block of a live pool of `T` (from `alloc` via a box).
 #[inline]
 unsafe fn free<T>(ptr: NonNull<T>) {
+    // SAFETY: forwarded.
+    unsafe { free_slot(ptr, 0) }
+}
+
+/// Frees a block of a pool of `T`; `mark` as in [`Shared::free_block`] (the
+/// slot keeps a constructed `T`, or holds none).
+///
+/// # Safety
+/// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
+/// that nobody else uses.
+#[inline]
+pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16) {
     if Layout::<T>::ZST {
         return;
     }
@@ -334,7 +353,7 @@ unsafe fn free<T>(ptr: NonNull<T>) {
         return unsafe { Shared::refuse_foreign(slab) };
     };
     // SAFETY: as above; `idx` is a slot of `slab`.
-    unsafe { Shared::free_block(slab, idx) };
+    unsafe { Shared::free_block(slab, idx, mark) };
 }
 
 impl<T> Drop for PoolBox<T> {

@@ -16,7 +16,7 @@ use crate::heap::{Heap, SlabSource, NO_OWNER};
 use crate::os::{Budget, PageSource};
 use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
-use crate::slab::{Shape, Slab};
+use crate::slab::{Popped, Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, EntryAt, ThreadExit};
@@ -57,12 +57,77 @@ pub(crate) struct Shared {
     stray_frees: AtomicU64,
     /// `Arc::as_ptr` of the `Arc` this lives in (see [`Shared::set_this`]).
     this: AtomicPtr<Shared>,
+    /// Constructed-object caching (an object pool's core only).
+    objects: Option<Objects>,
+}
+
+/// What the core of an object pool keeps beside its slabs: how to destroy
+/// a cached object when its slab is released, the pool's typed hooks (for
+/// the layer above), and the construction counts.
+pub(crate) struct Objects {
+    /// Drops the object at the pointer (`drop_in_place::<T>`).
+    pub(crate) drop_obj: unsafe fn(*mut u8),
+    /// The typed layer's hooks (reset, keep_if), found again from a block.
+    pub(crate) hooks: Box<dyn core::any::Any + Send + Sync>,
+    constructed: AtomicU64,
+    destroyed: AtomicU64,
+    /// Gets whose construction panicked (neither constructed nor reused).
+    failed: AtomicU64,
+}
+
+impl Objects {
+    pub(crate) fn new(
+        drop_obj: unsafe fn(*mut u8),
+        hooks: Box<dyn core::any::Any + Send + Sync>,
+    ) -> Self {
+        Self {
+            drop_obj,
+            hooks,
+            constructed: AtomicU64::new(0),
+            destroyed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// The typed hooks' address (what `hooks` boxes).
+    pub(crate) fn hooks_ptr(&self) -> *const () {
+        (&*self.hooks as *const (dyn core::any::Any + Send + Sync)).cast()
+    }
+
+    /// Counts an object constructed.
+    pub(crate) fn constructed(&self) {
+        self.constructed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a get whose construction panicked.
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an object destroyed.
+    pub(crate) fn destroyed(&self) {
+        self.destroyed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops the cached object at `p`, counting it. A panicking destructor
+    /// is contained (the object counts as destroyed): it may run deep in
+    /// the pool's slow paths.
+    ///
+    /// # Safety
+    /// `p` holds a constructed object nobody else uses; it is dropped once.
+    unsafe fn destroy(&self, p: *mut u8) {
+        let drop_obj = self.drop_obj;
+        // SAFETY: per the contract.
+        let run = core::panic::AssertUnwindSafe(|| unsafe { drop_obj(p) });
+        let _ = std::panic::catch_unwind(run);
+        self.destroyed();
+    }
 }
 
 impl Shared {
     /// A pool core charging `budget` (its own, or one shared by the classes
     /// of an allocator) for what it maps.
-    fn new(config: Config, budget: Arc<Budget>) -> Self {
+    fn new(config: Config, budget: Arc<Budget>, objects: Option<Objects>) -> Self {
         use std::hash::BuildHasher;
         let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
         let source = PageSource::with_budget(
@@ -88,13 +153,18 @@ impl Shared {
             foreign_frees: AtomicU64::new(0),
             stray_frees: AtomicU64::new(0),
             this: AtomicPtr::new(core::ptr::null_mut()),
+            objects,
             config,
         }
     }
 
     /// A pool core in its `Arc`, ready to share.
-    pub(crate) fn build(config: Config, budget: Arc<Budget>) -> Arc<Shared> {
-        let shared = Arc::new(Shared::new(config, budget));
+    pub(crate) fn build(
+        config: Config,
+        budget: Arc<Budget>,
+        objects: Option<Objects>,
+    ) -> Arc<Shared> {
+        let shared = Arc::new(Shared::new(config, budget, objects));
         Shared::set_this(&shared);
         shared
     }
@@ -118,7 +188,7 @@ impl Shared {
     /// Allocates one block: the fast path inline, the rest out of line.
     /// `shape` is the pool's (a constant of its type).
     #[inline(always)]
-    pub(crate) fn alloc(&self, shape: Shape) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
         match self.alloc_fast(shape) {
             Some(p) => Ok(p),
             None => self.alloc_slow(),
@@ -128,8 +198,8 @@ impl Shared {
     /// The owner fast path: this thread's heap from its context's table,
     /// the heap's current slab.
     #[inline(always)]
-    fn alloc_fast(&self, shape: Shape) -> Option<NonNull<u8>> {
-        alloc_owned(self.at, self.id, shape).map(|(p, _)| p)
+    fn alloc_fast(&self, shape: Shape) -> Option<Popped> {
+        alloc_owned(self.at, self.id, shape)
     }
 
     /// This pool's thread-context entry and id (see [`alloc_owned`]).
@@ -140,7 +210,7 @@ impl Shared {
     /// Everything but the fast path.
     #[cold]
     #[inline(never)]
-    pub(crate) fn alloc_slow(&self) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc_slow(&self) -> Result<Popped, AllocError> {
         if let Some(heap) = thread::owned_heap(self.at, self.id) {
             // SAFETY: as in `alloc_fast`.
             let heap = unsafe { &*heap };
@@ -152,7 +222,7 @@ impl Shared {
     /// The heap is not in the thread's context (first use, or the entry is
     /// shared with other pools).
     #[cold]
-    fn alloc_uncached(&self, me: u64) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_uncached(&self, me: u64) -> Result<Popped, AllocError> {
         if me != 0 {
             if let Some(heap) = self.registry.get(self.key()) {
                 if heap.owner.load(Ordering::Relaxed) == me {
@@ -170,7 +240,7 @@ impl Shared {
     }
 
     #[cold]
-    fn alloc_owned_slow(&self, heap: &Heap) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_owned_slow(&self, heap: &Heap) -> Result<Popped, AllocError> {
         // SAFETY: the caller checked that this thread owns `heap`.
         let got = match unsafe { heap.alloc_slow(self, false) }? {
             Some(p) => Some(p),
@@ -195,7 +265,7 @@ impl Shared {
     /// First use on this thread, a heap still held by a dying thread, the
     /// heap limit, or teardown.
     #[cold]
-    fn alloc_cold(&self) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_cold(&self) -> Result<Popped, AllocError> {
         flush_batches();
         if thread::may_activate() {
             // The registry slot first, then our exit hooks: see `thread`.
@@ -305,6 +375,11 @@ impl Shared {
     /// Gives an empty slab's region back and drops its pool reference. The
     /// caller keeps the pool alive across this call (see `free_block`).
     fn retire_slab(&self, slab: *mut Slab) {
+        if let Some(objects) = &self.objects {
+            // SAFETY: the slab is empty and on no list: its free slots'
+            // objects are nobody's; each is taken (and dropped) once.
+            unsafe { (*slab).take_constructed(|p| objects.destroy(p)) };
+        }
         // SAFETY: the slab is empty and on no list: nobody uses it.
         unsafe { Slab::destroy(NonNull::new_unchecked(slab)) };
         self.source.release(slab as usize);
@@ -357,6 +432,11 @@ impl Shared {
         self.source.trim()
     }
 
+    /// The object caching state (object pools only).
+    pub(crate) fn objects(&self) -> Option<&Objects> {
+        self.objects.as_ref()
+    }
+
     /// Makes the next `n` OS mappings fail.
     pub(crate) fn inject_map_failures(&self, n: usize) {
         self.source.inject_map_failures(n);
@@ -393,24 +473,35 @@ impl Shared {
         s.released_bytes = self.source.released_bytes();
         s.slab_bytes = self.config.geometry.region as u64;
         s.slab_capacity = self.config.geometry.capacity as u64;
+        if let Some(o) = &self.objects {
+            let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            s.objects_constructed = l(&o.constructed);
+            s.objects_destroyed = l(&o.destroyed);
+            s.objects_reused = s
+                .allocs
+                .saturating_sub(s.objects_constructed + l(&o.failed));
+            s.objects_cached = s
+                .objects_constructed
+                .saturating_sub(s.objects_destroyed + s.live_blocks);
+        }
         s
     }
 }
 
 /// The owner fast path of the pool with thread-context entry `at` and `id`
 /// (its [`Shared::context_key`]) and slab `shape`: this thread's heap from
-/// its context's table, a pop from the heap's current slab. Also says
-/// whether the block is fresh (still reads zero, see [`Slab::pop_fresh`]).
+/// its context's table, a pop from the heap's current slab. Also says what
+/// the slot held ([`Slab::pop_fresh`]).
 /// `None`: take [`Shared::alloc_slow`].
 #[inline(always)]
-pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<(NonNull<u8>, bool)> {
+pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> {
     let heap = thread::owned_heap(at, id)?;
     // SAFETY: an entry with this pool's id holds only a heap this thread
     // owns, of this (live: the caller holds a handle) pool; ownership ends
     // only when the thread exits, which clears the context.
     let heap = unsafe { &*heap };
     // SAFETY: this thread owns `heap`.
-    let got = unsafe { heap.alloc_fast_fresh(shape) }?;
+    let got = unsafe { heap.alloc_fast(shape) }?;
     bump(&heap.stats.allocs, 1);
     Some(got)
 }

@@ -42,6 +42,14 @@ use crate::sync::{bump, AtomicPtr, AtomicU16, AtomicU64, Ordering, UnsafeCell};
 /// The slot word of a handed-out slot. Every other value is a free slot's
 /// link (encoded when hardened), always below this bit.
 pub(crate) const ALLOCATED: u16 = 0x8000;
+/// Set in a free slot's word while the slot holds a constructed object
+/// (an [`ObjectPool`](crate::ObjectPool)'s cache; never set by other pools).
+/// Also what [`Slab::pop_fresh`] reports for such a slot.
+pub(crate) const CONSTRUCTED: u16 = 0x4000;
+/// The link bits of a free slot's word.
+const LINK: u16 = CONSTRUCTED - 1;
+/// What [`Slab::pop_fresh`] reports for a slot that still reads zero.
+pub(crate) const FRESH: u16 = 1;
 
 /// True if `word` marks a handed-out slot: its top bit is set (a sign test,
 /// one instruction fewer than comparing with [`ALLOCATED`]; no link has it).
@@ -137,7 +145,7 @@ pub(crate) struct Slab {
     /// `capacity * stride`: the bytes the slots span.
     span: u32,
     capacity: u32,
-    /// Link key (0 when not hardened); below [`ALLOCATED`], like links.
+    /// Link key (0 when not hardened); below [`CONSTRUCTED`], like links.
     key: u16,
     hardened: bool,
     /// The region read zero when the slab was made: slots past the bump
@@ -171,6 +179,9 @@ impl Chain {
         }
     }
 }
+
+/// A block handed out, and what its slot held ([`Slab::pop_fresh`]).
+pub(crate) type Popped = (NonNull<u8>, u16);
 
 /// A free of a slot that was not allocated: refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +221,7 @@ impl Slab {
             capacity: geo.capacity as u32,
             span: (geo.capacity * geo.stride) as u32,
             key: if hardened {
-                (key as u16 | 1) & (ALLOCATED - 1)
+                (key as u16 | 1) & LINK
             } else {
                 0
             },
@@ -345,7 +356,7 @@ impl Slab {
     }
 
     /// Encodes the link of slot `idx` to `next` (index + 1, or 0): below
-    /// [`ALLOCATED`] in both modes, as `next`, `key` and `idx` are.
+    /// [`CONSTRUCTED`] in both modes, as `next`, `key` and `idx` are.
     #[inline(always)]
     fn encode(&self, idx: usize, next: usize) -> u16 {
         if self.hardened {
@@ -385,6 +396,9 @@ impl Slab {
     /// (which includes every handed-out word: those are no links).
     #[inline(always)]
     fn decode(&self, idx: usize, raw: u16, bump: usize) -> Option<usize> {
+        // The constructed mark is no part of the link (a handed-out word
+        // keeps its top bit).
+        let raw = raw & !CONSTRUCTED;
         if !self.hardened {
             let next = raw as usize;
             return (next <= self.capacity as usize).then_some(next);
@@ -405,15 +419,17 @@ impl Slab {
     ///
     /// # Safety
     /// The caller is the owner.
+    #[cfg(test)]
     #[inline(always)]
     pub(crate) unsafe fn pop(&self, shape: Shape, corruption: &AtomicU64) -> Option<NonNull<u8>> {
         // SAFETY: forwarded.
         unsafe { self.pop_fresh(shape, corruption) }.map(|(p, _)| p)
     }
 
-    /// [`Slab::pop`], also saying whether the block is *fresh*: it came
-    /// from the frontier of a slab whose region read zero, so it still
-    /// reads zero.
+    /// [`Slab::pop`], also saying what the slot held: [`CONSTRUCTED`] if it
+    /// holds a cached object (its word had the mark), [`FRESH`] if it came
+    /// from the frontier of a slab whose region read zero (so it still
+    /// reads zero), else 0.
     ///
     /// # Safety
     /// The caller is the owner.
@@ -422,15 +438,16 @@ impl Slab {
         &self,
         shape: Shape,
         corruption: &AtomicU64,
-    ) -> Option<(NonNull<u8>, bool)> {
+    ) -> Option<Popped> {
         debug_assert_eq!(self.shape, shape);
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
-                let mut fresh = false;
+                let info;
                 let idx = if l.free != 0 {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
+                    info = raw & CONSTRUCTED;
                     match self.decode(idx, raw, l.bump) {
                         Some(next) => l.free = next,
                         None => {
@@ -440,7 +457,7 @@ impl Slab {
                     }
                     idx
                 } else if l.bump < self.capacity as usize {
-                    fresh = self.zeroed;
+                    info = if self.zeroed { FRESH } else { 0 };
                     l.bump += 1;
                     l.bump - 1
                 } else {
@@ -450,26 +467,27 @@ impl Slab {
                 l.count = l.count.wrapping_add(1);
                 let slots = self.region().add(shape.slots_off as usize);
                 let p = NonNull::new_unchecked(slots.add(idx * shape.stride as usize));
-                Some((p, fresh))
+                Some((p, info))
             })
         }
     }
 
     /// Owner: frees slot `idx` onto the local freelist, dropping `used` by
-    /// one. `Ok(true)`: the slab is now empty or is detached, so its list
-    /// needs upkeep.
+    /// one; `mark` is [`CONSTRUCTED`] if the slot keeps its object, else 0.
+    /// `Ok(true)`: the slab is now empty or is detached, so its list needs
+    /// upkeep.
     ///
     /// # Safety
     /// The caller is the owner; `idx` came from [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, idx: usize) -> Result<bool, DoubleFree> {
+    pub(crate) unsafe fn free_local(&self, idx: usize, mark: u16) -> Result<bool, DoubleFree> {
         if !handed_out(self.word(idx).load(Ordering::Relaxed)) {
             return Err(DoubleFree);
         }
         // SAFETY: the caller is the owner; the block is ours and now free.
         unsafe {
             self.local(|l| {
-                self.write_link(idx, self.encode(idx, l.free));
+                self.write_link(idx, self.encode(idx, l.free) | mark);
                 l.free = idx + 1;
                 l.count = l.count.wrapping_sub(1);
                 // Empty (0) or detached (negative).
@@ -484,7 +502,7 @@ impl Slab {
         let idx = self
             .slot_index(addr, self.shape)
             .expect("a slot of this slab");
-        match self.mark_remote(idx, 0) {
+        match self.mark_remote(idx, 0, 0) {
             Ok(()) => {
                 // SAFETY: the mark made this thread the holder of the block.
                 let claimed = unsafe { self.push_chain(Chain::one(idx)) };
@@ -499,11 +517,12 @@ impl Slab {
     /// chain the caller is gathering — `next` is the following slot's
     /// index plus one, 0 for the end — which makes the caller the holder
     /// of the block until it pushes the chain with [`Slab::push_chain`].
-    /// One store (or, hardened, one CAS) checks and links.
+    /// One store (or, hardened, one CAS) checks and links. `mark` as in
+    /// [`Slab::free_local`].
     #[inline]
-    pub(crate) fn mark_remote(&self, idx: usize, next: usize) -> Result<(), DoubleFree> {
+    pub(crate) fn mark_remote(&self, idx: usize, next: usize, mark: u16) -> Result<(), DoubleFree> {
         let word = self.word(idx);
-        let link = self.encode(idx, next);
+        let link = self.encode(idx, next) | mark;
         if self.hardened {
             // Catches even two threads freeing the same block at once.
             if word
@@ -536,9 +555,11 @@ impl Slab {
     pub(crate) unsafe fn push_chain(&self, c: Chain) -> bool {
         let last = c.last as usize;
         // The caller holds `last` until the push publishes it.
+        // The caller holds `last`: its constructed mark is ours to keep.
+        let mark = self.read_link(last) & CONSTRUCTED;
         self.remote.push(c.first as usize, c.count as usize, |old| {
             let next = old.map_or(0, |i| i + 1);
-            self.write_link(last, self.encode(last, next));
+            self.write_link(last, self.encode(last, next) | mark);
         })
     }
 
@@ -574,7 +595,8 @@ impl Slab {
                         }
                     }
                 }
-                self.write_link(tail, self.encode(tail, l.free));
+                let mark = self.read_link(tail) & CONSTRUCTED;
+                self.write_link(tail, self.encode(tail, l.free) | mark);
                 l.free = taken.top + 1;
                 taken.count
             })
@@ -591,6 +613,29 @@ impl Slab {
     /// it will come back through the returned queue.
     pub(crate) fn try_reattach(&self) -> bool {
         self.remote.try_reattach()
+    }
+
+    /// Runs `f` on every free slot that holds a constructed object (its
+    /// word has the [`CONSTRUCTED`] mark), clearing the mark.
+    ///
+    /// # Safety
+    /// The slab is empty and on no list (being released): nobody else
+    /// touches its slots or words.
+    pub(crate) unsafe fn take_constructed(&self, mut f: impl FnMut(*mut u8)) {
+        // SAFETY: per the contract we stand for the owner.
+        let bump = unsafe { self.local(|l| l.bump) };
+        for idx in 0..bump {
+            let w = self.read_link(idx);
+            if !handed_out(w) && w & CONSTRUCTED != 0 {
+                self.write_link(idx, w & !CONSTRUCTED);
+                // SAFETY: `idx` is below the frontier, so its slot lies in
+                // the region.
+                f(unsafe {
+                    self.region()
+                        .add(self.shape.slots_off as usize + idx * self.shape.stride as usize)
+                });
+            }
+        }
     }
 
     /// Owner: blocks handed out and not yet freed locally or drained.

@@ -20,7 +20,7 @@ use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
 use crate::os::Budget;
 use crate::shared::{alloc_owned, Shared};
-use crate::slab::{Shape, Slab};
+use crate::slab::{Shape, Slab, FRESH};
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::thread::EntryAt;
@@ -207,11 +207,12 @@ impl SlabAlloc {
     #[inline(always)]
     fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
         let d = &self.inner.classes[c];
-        if let Some(got) = alloc_owned(d.at, d.id, d.shape) {
-            return Ok(got);
-        }
-        // SAFETY: `Inner` owns the core.
-        unsafe { &*d.core }.alloc_slow().map(|p| (p, false))
+        let (p, info) = match alloc_owned(d.at, d.id, d.shape) {
+            Some(got) => got,
+            // SAFETY: `Inner` owns the core.
+            None => unsafe { &*d.core }.alloc_slow()?,
+        };
+        Ok((p, info == FRESH))
     }
 
     /// Frees a block of class `c`, refusing (and counting) anything that is
@@ -235,7 +236,7 @@ impl SlabAlloc {
             return unsafe { Shared::refuse_foreign(slab) };
         };
         // SAFETY: as above; `idx` is a slot of `slab`.
-        unsafe { Shared::free_block(slab, idx) };
+        unsafe { Shared::free_block(slab, idx, 0) };
     }
 
     #[cold]
@@ -426,7 +427,7 @@ impl SlabAllocBuilder {
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes));
         let cores: Vec<Arc<Shared>> = (0..CLASSES)
-            .map(|c| Shared::build(self.knobs.config(class::geometry(c)), budget.clone()))
+            .map(|c| Shared::build(self.knobs.config(class::geometry(c)), budget.clone(), None))
             .collect();
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);

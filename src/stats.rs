@@ -48,4 +48,15 @@ pub struct Stats {
     /// Usable bytes of the live large blocks (their mappings are counted in
     /// `mapped_bytes`).
     pub large_bytes: u64,
+    /// Objects an [`ObjectPool`](crate::ObjectPool) constructed (its `init`
+    /// ran).
+    pub objects_constructed: u64,
+    /// Gets that handed out a cached, already constructed object.
+    pub objects_reused: u64,
+    /// Objects destroyed (dropped): refused by `keep_if`, discarded, or
+    /// cached in a slab whose memory was reclaimed.
+    pub objects_destroyed: u64,
+    /// Constructed objects sitting in free slots (exact when quiescent:
+    /// constructed − destroyed − live).
+    pub objects_cached: u64,
 }

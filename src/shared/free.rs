@@ -35,21 +35,23 @@ pub(super) fn flush_at_exit() {
 }
 
 impl Shared {
-    /// Frees slot `idx` of `slab`. Counts and refuses double frees. The
-    /// pool is read from the slab only on the cold paths.
+    /// Frees slot `idx` of `slab`; `mark` is [`CONSTRUCTED`](crate::slab::CONSTRUCTED) if the slot
+    /// keeps its object (an object pool's cache), else 0. Counts and
+    /// refuses double frees. The pool is read from the slab only on the
+    /// cold paths.
     ///
     /// # Safety
     /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
     /// block's slab holds a reference to it); `idx` came from
     /// [`Slab::slot_index`].
     #[inline]
-    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
+    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
             // SAFETY: this thread owns the heap and the slab is its.
-            match unsafe { heap.free_local(slab, idx) } {
+            match unsafe { heap.free_local(slab, idx, mark) } {
                 LocalFree::Done => {}
                 // SAFETY: as above.
                 LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
@@ -59,7 +61,7 @@ impl Shared {
             return;
         }
         // SAFETY: as above.
-        unsafe { Self::free_remote(slab, idx) }
+        unsafe { Self::free_remote(slab, idx, mark) }
     }
 
     /// The pool of a slab that passed [`Slab::header_ok`]: the pointer
@@ -80,6 +82,15 @@ impl Shared {
     unsafe fn of_slab<'a>(slab: *const Slab) -> &'a Shared {
         // SAFETY: per the contract.
         unsafe { &*Self::pool_of(slab) }
+    }
+
+    /// The pool of a live slab that holds a block of the caller's.
+    ///
+    /// # Safety
+    /// `slab` is the (live) slab of a block the caller holds.
+    pub(crate) unsafe fn of_live_slab<'a>(slab: *const Slab) -> &'a Shared {
+        // SAFETY: per the contract: the slab keeps its pool alive.
+        unsafe { Self::of_slab(slab) }
     }
 
     /// Counts a refused double free into `slab`.
@@ -137,12 +148,12 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`].
     #[cold]
-    unsafe fn free_remote(slab: *mut Slab, idx: usize) {
+    unsafe fn free_remote(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
-        let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
+        let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx, mark) });
         if batched.is_none() {
             // SAFETY: per the contract.
-            unsafe { Self::free_unbatched(slab, idx) }
+            unsafe { Self::free_unbatched(slab, idx, mark) }
         }
     }
 
@@ -152,11 +163,11 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`].
     #[inline(always)]
-    unsafe fn free_batched(b: &Batches, slab: *mut Slab, idx: usize) {
+    unsafe fn free_batched(b: &Batches, slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
         let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
         let spot = b.find(slab);
-        if s.mark_remote(idx, spot.next()).is_err() {
+        if s.mark_remote(idx, spot.next(), mark).is_err() {
             return sh.count_double_free();
         }
         // SAFETY: the mark made this thread the block's holder, linked as
@@ -170,19 +181,19 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`].
     #[cold]
-    unsafe fn free_unbatched(slab: *mut Slab, idx: usize) {
+    unsafe fn free_unbatched(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
         let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
         // A thread's first free (before it ever allocated) activates it,
         // which arms the exit hook that publishes its batch.
         if sh.this_heap().is_some() {
             // SAFETY: per the contract.
-            let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx) });
+            let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx, mark) });
             if batched.is_some() {
                 return;
             }
         }
-        if s.mark_remote(idx, 0).is_err() {
+        if s.mark_remote(idx, 0, mark).is_err() {
             return sh.count_double_free();
         }
         // SAFETY: the mark made this thread the block's holder.

@@ -52,7 +52,7 @@ fn pop(s: &Slab, c: &AtomicU64) -> Option<NonNull<u8>> {
 fn free_local(s: &Slab, p: usize) -> Freed {
     let idx = s.slot_index(p, s.shape()).expect("a slot of this slab");
     // SAFETY: the test thread owns the slab; `idx` is one of its slots.
-    match unsafe { s.free_local(idx) } {
+    match unsafe { s.free_local(idx, 0) } {
         Ok(_) => Freed::Ok { claimed: false },
         Err(DoubleFree) => Freed::DoubleFree,
     }
@@ -354,11 +354,11 @@ fn remote_chain_is_pushed_once_and_spliced() {
         let idx = s.slot_index(b, s.shape()).unwrap();
         chain = Some(match chain {
             None => {
-                s.mark_remote(idx, 0).unwrap();
+                s.mark_remote(idx, 0, 0).unwrap();
                 Chain::one(idx)
             }
             Some(mut ch) => {
-                s.mark_remote(idx, ch.first as usize + 1).unwrap();
+                s.mark_remote(idx, ch.first as usize + 1, 0).unwrap();
                 ch.first = idx as u16;
                 ch.count += 1;
                 ch
@@ -366,7 +366,7 @@ fn remote_chain_is_pushed_once_and_spliced() {
         });
     }
     assert_eq!(
-        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap(), 0),
+        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap(), 0, 0),
         Err(DoubleFree),
         "held is freed"
     );
