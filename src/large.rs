@@ -92,16 +92,8 @@ impl Large {
         align: usize,
         zero: bool,
     ) -> Result<(usize, usize), AllocError> {
-        if let Some(map) = self.reuse(size, align) {
-            let (addr, len) = (map.addr(), map.len());
-            if zero {
-                // SAFETY: the mapping is ours alone (out of the cache, not
-                // yet in the table), `len` bytes at `addr`.
-                unsafe { (addr as *mut u8).write_bytes(0, len) };
-            }
-            self.allocs.fetch_add(1, Ordering::Relaxed);
-            self.put(map);
-            return Ok((addr, len));
+        if let Some(got) = self.alloc_cached(size, align, zero) {
+            return Ok(got);
         }
         let map = Mapping::new(size, align)?;
         let reserved = map.reserved() as u64;
@@ -112,6 +104,22 @@ impl Large {
         self.allocs.fetch_add(1, Ordering::Relaxed);
         self.put(map);
         Ok((addr, len))
+    }
+
+    /// A cached mapping for at least `size` bytes aligned to `align`, if
+    /// one fits (no system call, memory already resident): its address and
+    /// length, zeroed if `zero`.
+    pub(crate) fn alloc_cached(&self, size: usize, align: usize, zero: bool) -> Option<(usize, usize)> {
+        let map = self.reuse(size, align)?;
+        let (addr, len) = (map.addr(), map.len());
+        if zero {
+            // SAFETY: the mapping is ours alone (out of the cache, not yet
+            // in the table), `len` bytes at `addr`.
+            unsafe { (addr as *mut u8).write_bytes(0, len) };
+        }
+        self.allocs.fetch_add(1, Ordering::Relaxed);
+        self.put(map);
+        Some((addr, len))
     }
 
     /// Frees the block at `addr` (into the cache, or back to the OS).
@@ -139,6 +147,21 @@ impl Large {
         true
     }
 
+    /// True if a cached mapping would serve `size` bytes aligned to `align`.
+    pub(crate) fn cache_fits(&self, size: usize, align: usize) -> bool {
+        align <= PAGE && Self::best_fit(&self.state.lock(), size).is_some()
+    }
+
+    /// The smallest cached mapping that fits `size` (at most twice as long).
+    fn best_fit(st: &State, size: usize) -> Option<usize> {
+        st.cache
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, _))| m.len() >= size && m.len() / 2 <= size)
+            .min_by_key(|(_, (m, _))| m.len())
+            .map(|(i, _)| i)
+    }
+
     /// A cached mapping that fits `size` (at most twice as long), if any,
     /// after releasing those idle for `release_after`.
     fn reuse(&self, size: usize, align: usize) -> Option<Mapping> {
@@ -147,13 +170,7 @@ impl Large {
         }
         let mut st = self.state.lock();
         let expired = self.expire(&mut st);
-        let best = st
-            .cache
-            .iter()
-            .enumerate()
-            .filter(|(_, (m, _))| m.len() >= size && m.len() / 2 <= size)
-            .min_by_key(|(_, (m, _))| m.len())
-            .map(|(i, _)| i);
+        let best = Self::best_fit(&st, size);
         let got = best.map(|i| {
             let (m, _) = st.cache.remove(i);
             st.cached_bytes -= m.len();

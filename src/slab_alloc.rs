@@ -206,7 +206,7 @@ impl SlabAlloc {
     /// line. Also says whether the block still reads zero.
     #[inline(always)]
     fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
-        let d = &self.inner.classes[c];
+        let d = self.class(c);
         let (p, info) = match alloc_owned(d.at, d.id, d.shape) {
             Some(got) => got,
             // SAFETY: `Inner` owns the core.
@@ -222,7 +222,7 @@ impl SlabAlloc {
     /// `ptr`'s region (of the class's region size) is readable.
     #[inline(always)]
     unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
-        let d = &self.inner.classes[c];
+        let d = self.class(c);
         let addr = ptr.as_ptr() as usize;
         let slab = Slab::of(addr, d.region);
         // SAFETY: per the contract.
@@ -239,11 +239,20 @@ impl SlabAlloc {
         unsafe { Shared::free_block(slab, idx, 0) };
     }
 
+    /// Class `c`'s descriptor; `c` came from [`class::class_of`].
+    #[inline(always)]
+    fn class(&self, c: usize) -> &Class {
+        debug_assert!(c < CLASSES);
+        // SAFETY: `class_of` returns only indices below `CLASSES`.
+        unsafe { self.inner.classes.get_unchecked(c) }
+    }
+
     #[cold]
     fn refuse(&self) {
         self.inner.foreign.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline(always)]
     fn alloc_layout(&self, layout: Layout, zero: bool) -> Result<NonNull<[u8]>, AllocError> {
         let size = layout.size();
         if size == 0 {
@@ -259,15 +268,17 @@ impl SlabAlloc {
                 }
                 Ok(slice(p, len))
             }
-            None => {
-                let (addr, len) = self.inner.large.alloc(size, layout.align(), zero)?;
-                // SAFETY: a mapping is never at address 0.
-                Ok(slice(
-                    unsafe { NonNull::new_unchecked(addr as *mut u8) },
-                    len,
-                ))
-            }
+            None => self.alloc_large(layout, zero),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_large(&self, layout: Layout, zero: bool) -> Result<NonNull<[u8]>, AllocError> {
+        let large = &self.inner.large;
+        let (addr, len) = large.alloc(layout.size(), layout.align(), zero)?;
+        // SAFETY: a mapping is never at address 0.
+        Ok(slice(unsafe { NonNull::new_unchecked(addr as *mut u8) }, len))
     }
 
     /// Frees `ptr`, allocated with a layout that `layout` fits.
@@ -275,6 +286,7 @@ impl SlabAlloc {
     /// # Safety
     /// As [`Allocator::deallocate`], but a pointer that breaks it is refused
     /// when its class region is readable (see the type's docs).
+    #[inline(always)]
     unsafe fn free_layout(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() == 0 {
             return;
@@ -282,12 +294,21 @@ impl SlabAlloc {
         match class::class_of(layout.size(), layout.align()) {
             // SAFETY: per the contract.
             Some(c) => unsafe { self.free_class(c, ptr) },
-            None => {
-                if !self.inner.large.free(ptr.as_ptr() as usize) {
-                    self.inner.large.refuse();
-                }
-            }
+            None => self.free_large(ptr),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_large(&self, ptr: NonNull<u8>) {
+        if !self.inner.large.free(ptr.as_ptr() as usize) {
+            self.inner.large.refuse();
+        }
+    }
+
+    /// True if a cached large mapping would serve `layout`.
+    fn large_cache_fits(&self, layout: Layout) -> bool {
+        self.inner.large.cache_fits(layout.size(), layout.align())
     }
 
     /// Resizes in place when the class stays the same, or the block is
@@ -323,7 +344,10 @@ impl SlabAlloc {
                 }
                 return Ok(slice(ptr, len));
             }
-            (None, None) if old.align() == new.align() => {
+            // A cached mapping that fits beats `mremap`: its pages are
+            // resident, and the old block goes to the cache in turn (a
+            // vector growing by doubling then reuses every step).
+            (None, None) if old.align() == new.align() && !self.large_cache_fits(new) => {
                 let addr = ptr.as_ptr() as usize;
                 let old_len = self.inner.large.len_of(addr);
                 if let Ok(Some((at, len))) = self.inner.large.resize(addr, new.size()) {

@@ -34,6 +34,11 @@ pub trait AllocVisitor {
 /// One more allocator is one more line here.
 pub fn each_allocator<V: AllocVisitor>(v: &mut V) {
     v.visit("homeslab", homeslab::SlabAlloc::new());
+    // The same allocator by reference: collections then carry a `&'static`
+    // (cloned by copy) instead of the `Arc` handle (two atomic operations
+    // per collection made and dropped).
+    static SHARED: std::sync::OnceLock<homeslab::SlabAlloc> = std::sync::OnceLock::new();
+    v.visit("homeslab-ref", SHARED.get_or_init(homeslab::SlabAlloc::new));
     v.visit("system", ViaGlobal::<std::alloc::System>::new());
     v.visit("mimalloc", ViaGlobal::<mimalloc::MiMalloc>::new());
     v.visit("jemalloc", ViaGlobal::<tikv_jemallocator::Jemalloc>::new());

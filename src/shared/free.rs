@@ -55,6 +55,10 @@ impl Shared {
                 LocalFree::Done => {}
                 // SAFETY: as above.
                 LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
+                // The current slab ran empty: nothing to do unless the
+                // pool has closed (a stale `false` keeps the slab until
+                // the thread's exit, as a race with the close would).
+                LocalFree::Upkeep(ListState::Current, 0) if !Self::pool_closed(slab) => {}
                 // SAFETY: as above.
                 LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
             }
@@ -82,6 +86,16 @@ impl Shared {
     unsafe fn of_slab<'a>(slab: *const Slab) -> &'a Shared {
         // SAFETY: per the contract.
         unsafe { &*Self::pool_of(slab) }
+    }
+
+    /// True if `slab`'s pool has closed (a relaxed read: may be stale).
+    #[inline(always)]
+    fn pool_closed(slab: *const Slab) -> bool {
+        // SAFETY: called on a slab that passed `header_ok` and holds a
+        // block the caller frees, so its pool is live.
+        unsafe { Self::of_slab(slab) }
+            .closed
+            .load(Ordering::Relaxed)
     }
 
     /// The pool of a live slab that holds a block of the caller's.
