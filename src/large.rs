@@ -109,7 +109,12 @@ impl Large {
     /// A cached mapping for at least `size` bytes aligned to `align`, if
     /// one fits (no system call, memory already resident): its address and
     /// length, zeroed if `zero`.
-    pub(crate) fn alloc_cached(&self, size: usize, align: usize, zero: bool) -> Option<(usize, usize)> {
+    pub(crate) fn alloc_cached(
+        &self,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> Option<(usize, usize)> {
         let map = self.reuse(size, align)?;
         let (addr, len) = (map.addr(), map.len());
         if zero {

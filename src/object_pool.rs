@@ -30,7 +30,10 @@ use crate::slab::{Slab, CONSTRUCTED};
 use crate::stats::Stats;
 use crate::sync::Arc;
 
+/// The constructor, shared by the handles (a plain `Arc`: immutable, so
+/// loom need not model it, and loom's `Arc` cannot hold a `dyn`).
 type Init<T> = dyn Fn() -> T + Send + Sync;
+type InitRef<T> = std::sync::Arc<Init<T>>;
 type Reset<T> = dyn Fn(&mut T) + Send + Sync;
 type KeepIf<T> = dyn Fn(&T) -> bool + Send + Sync;
 
@@ -90,7 +93,7 @@ struct Hooks<T> {
 ///   the same pool.
 pub struct ObjectPool<T: Send + 'static> {
     shared: Arc<Shared>,
-    init: Arc<Init<T>>,
+    init: InitRef<T>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -129,7 +132,7 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// A builder; `init` constructs an object when no cached one is at hand.
     pub fn builder(init: impl Fn() -> T + Send + Sync + 'static) -> ObjectPoolBuilder<T> {
         ObjectPoolBuilder {
-            init: Arc::new(init),
+            init: std::sync::Arc::new(init),
             reset: None,
             keep_if: None,
             knobs: Knobs::new(),
@@ -201,7 +204,7 @@ impl<T: Send + 'static> ObjectPool<T> {
 /// Validated [`ObjectPool`] configuration: the constructor, the release
 /// hooks, and the pool settings.
 pub struct ObjectPoolBuilder<T: Send + 'static> {
-    init: Arc<Init<T>>,
+    init: InitRef<T>,
     reset: Option<Box<Reset<T>>>,
     keep_if: Option<Box<KeepIf<T>>>,
     knobs: Knobs,

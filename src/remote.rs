@@ -116,6 +116,13 @@ impl RemoteStack {
         decode(self.head.swap(0, DRAIN))
     }
 
+    /// True if a pushed chain waits (a relaxed look: may miss a push in
+    /// flight, never invents one).
+    #[inline]
+    pub(crate) fn pending(&self) -> bool {
+        decode(self.head.load(Ordering::Relaxed)).is_some()
+    }
+
     /// Owner only: marks the slab detached if no block is pending.
     pub(crate) fn try_detach(&self) -> bool {
         self.head

@@ -365,6 +365,7 @@ impl Shared {
                 key,
                 self.config.hardened,
                 zeroed,
+                self.objects.is_some(),
             )
         };
         // SAFETY: `self` lives in an `Arc` (see `pool_ref`).

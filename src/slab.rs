@@ -151,6 +151,10 @@ pub(crate) struct Slab {
     /// The region read zero when the slab was made: slots past the bump
     /// frontier still do.
     zeroed: bool,
+    /// An object pool's slab: remotely freed slots (which keep their
+    /// objects) are taken before a fresh frontier slot (which needs one
+    /// constructed).
+    caching: bool,
     // Owner only.
     local: CachePadded<UnsafeCell<Local>>,
     // Written by remote freers.
@@ -212,6 +216,7 @@ impl Slab {
         key: usize,
         hardened: bool,
         zeroed: bool,
+        caching: bool,
     ) -> NonNull<Slab> {
         let slab = region as *mut Slab;
         let header = Slab {
@@ -220,13 +225,10 @@ impl Slab {
             shape: geo.shape(),
             capacity: geo.capacity as u32,
             span: (geo.capacity * geo.stride) as u32,
-            key: if hardened {
-                (key as u16 | 1) & LINK
-            } else {
-                0
-            },
+            key: if hardened { (key as u16 | 1) & LINK } else { 0 },
             hardened,
             zeroed,
+            caching,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
                 bump: 0,
@@ -434,11 +436,7 @@ impl Slab {
     /// # Safety
     /// The caller is the owner.
     #[inline(always)]
-    pub(crate) unsafe fn pop_fresh(
-        &self,
-        shape: Shape,
-        corruption: &AtomicU64,
-    ) -> Option<Popped> {
+    pub(crate) unsafe fn pop_fresh(&self, shape: Shape, corruption: &AtomicU64) -> Option<Popped> {
         debug_assert_eq!(self.shape, shape);
         // SAFETY: the caller is the owner.
         unsafe {
@@ -457,6 +455,10 @@ impl Slab {
                     }
                     idx
                 } else if l.bump < self.capacity as usize {
+                    if self.caching && self.remote.pending() {
+                        // Drain first: those slots keep their objects.
+                        return None;
+                    }
                     info = if self.zeroed { FRESH } else { 0 };
                     l.bump += 1;
                     l.bump - 1

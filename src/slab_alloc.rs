@@ -278,7 +278,10 @@ impl SlabAlloc {
         let large = &self.inner.large;
         let (addr, len) = large.alloc(layout.size(), layout.align(), zero)?;
         // SAFETY: a mapping is never at address 0.
-        Ok(slice(unsafe { NonNull::new_unchecked(addr as *mut u8) }, len))
+        Ok(slice(
+            unsafe { NonNull::new_unchecked(addr as *mut u8) },
+            len,
+        ))
     }
 
     /// Frees `ptr`, allocated with a layout that `layout` fits.

@@ -38,6 +38,7 @@ fn slab(geo: &Geometry, region: &Region, hardened: bool) -> &'static Slab {
             0x5eed_1234_abcd_9876,
             hardened,
             false,
+            false,
         )
     };
     // SAFETY: the region outlives every use in the test (it drops last).
