@@ -16,7 +16,7 @@ use crate::heap::{Heap, SlabSource, NO_OWNER};
 use crate::os::{Budget, PageSource};
 use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
-use crate::slab::{Popped, Shape, Slab};
+use crate::slab::{Mode, Popped, Shape, Slab};
 use crate::stats::Stats;
 use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, EntryAt, ThreadExit};
@@ -362,10 +362,12 @@ impl Shared {
                 &self.config.geometry,
                 self.as_ptr().cast(),
                 (heap as *const Heap).cast(),
-                key,
-                self.config.hardened,
-                zeroed,
-                self.objects.is_some(),
+                Mode {
+                    key,
+                    hardened: self.config.hardened,
+                    zeroed,
+                    caching: self.objects.is_some(),
+                },
             )
         };
         // SAFETY: `self` lives in an `Arc` (see `pool_ref`).

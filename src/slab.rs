@@ -202,6 +202,17 @@ pub(crate) enum Freed {
     DoubleFree,
 }
 
+/// How a new slab behaves (see the header's fields of the same names).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mode {
+    /// Random bits for the link key (used when hardened).
+    pub(crate) key: usize,
+    pub(crate) hardened: bool,
+    /// The region reads zero.
+    pub(crate) zeroed: bool,
+    pub(crate) caching: bool,
+}
+
 impl Slab {
     /// Writes a fresh header into `region` and returns it.
     ///
@@ -213,11 +224,14 @@ impl Slab {
         geo: &Geometry,
         pool: *const (),
         heap: *const (),
-        key: usize,
-        hardened: bool,
-        zeroed: bool,
-        caching: bool,
+        mode: Mode,
     ) -> NonNull<Slab> {
+        let Mode {
+            key,
+            hardened,
+            zeroed,
+            caching,
+        } = mode;
         let slab = region as *mut Slab;
         let header = Slab {
             magic: MAGIC ^ region ^ geo.shape().tag(),

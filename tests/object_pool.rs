@@ -233,9 +233,8 @@ fn a_panicking_init_loses_no_slot() {
     .unwrap();
     let mut held = Vec::new();
     for _ in 0..100 {
-        match catch_unwind(AssertUnwindSafe(|| p.get().unwrap())) {
-            Ok(b) => held.push(b),
-            Err(_) => {}
+        if let Ok(b) = catch_unwind(AssertUnwindSafe(|| p.get().unwrap())) {
+            held.push(b);
         }
     }
     assert_eq!(held.len(), 50);

@@ -35,10 +35,12 @@ fn slab(geo: &Geometry, region: &Region, hardened: bool) -> &'static Slab {
             geo,
             core::ptr::null(),
             core::ptr::null(),
-            0x5eed_1234_abcd_9876,
-            hardened,
-            false,
-            false,
+            Mode {
+                key: 0x5eed_1234_abcd_9876,
+                hardened,
+                zeroed: false,
+                caching: false,
+            },
         )
     };
     // SAFETY: the region outlives every use in the test (it drops last).
