@@ -103,12 +103,14 @@ fn threads_hand_objects_to_each_other_and_constructions_stay_bounded() {
         .map(|_| mpsc::channel::<Vec<(u64, Pooled<Buf>)>>())
         .unzip();
     let mut rxs: Vec<_> = rxs.into_iter().map(Some).collect();
-    thread::scope(|s| {
-        for t in 0..THREADS {
+    // Spawned and joined (not scoped): `join` waits for the threads'
+    // exit hooks, which hand their heaps back.
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
             let tx = txs[(t + 1) % THREADS].clone();
             let rx = rxs[t].take().unwrap();
             let p = p.clone();
-            s.spawn(move || {
+            thread::spawn(move || {
                 for r in 0..ROUNDS {
                     let mut out = Vec::with_capacity(BATCH);
                     for i in 0..BATCH {
@@ -125,10 +127,12 @@ fn threads_hand_objects_to_each_other_and_constructions_stay_bounded() {
                         drop(b); // released on another thread than its getter
                     }
                 }
-                homeslab::flush_remote_frees();
-            });
-        }
-    });
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
     let s = p.stats();
     let gets = (THREADS * ROUNDS * BATCH) as u64;
     assert_eq!(s.allocs, gets);
