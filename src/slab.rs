@@ -21,7 +21,7 @@
 //!   words (the owner stores; a remote freer replaces `ALLOCATED` with a
 //!   link and holds the slot until it publishes it).
 //!
-//! Hardening: links are stored as `next ^ key ^ slot` (15 bits) with a
+//! Hardening: links are stored as `next ^ key ^ slot` (14 bits) with a
 //! random per-slab key and checked on every pop (and on a drain that
 //! walks); a link that decodes to anything but a free slot below the bump
 //! frontier is counted as corruption and the rest of that list is abandoned

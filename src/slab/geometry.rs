@@ -2,7 +2,7 @@
 //! region size, the slot stride and capacity, and the offset of slot 0 (the
 //! slot words sit right after the header). Computed at compile time per type.
 
-use super::{Slab, SlotWord, ALLOCATED};
+use super::{Slab, SlotWord, ALLOCATED, CONSTRUCTED};
 
 /// Offset of slot 0's word: right after the header, in every slab.
 pub(super) const WORDS_OFF: usize = core::mem::size_of::<Slab>();
@@ -22,12 +22,15 @@ pub(crate) const MAX_ALIGN: usize = 4096;
 /// Largest supported object.
 pub(crate) const MAX_SIZE: usize = 64 << 20;
 
-// A link (slot index + 1) must stay below `ALLOCATED`, the slot word's top
-// bit: a region only grows past `MIN_REGION` while it holds fewer than
-// `TARGET_SLOTS` slots, so no slab has more than
-// `max(MIN_REGION / 10, 2 * TARGET_SLOTS + 1)` slots (8-byte stride + word).
-const _: () = assert!(MIN_REGION / 10 < ALLOCATED as usize);
-const _: () = assert!(2 * TARGET_SLOTS + 1 < ALLOCATED as usize);
+// A link (slot index + 1, or that XOR a key below the same bound) must stay
+// below `CONSTRUCTED`, the slot word's second bit (and so below `ALLOCATED`,
+// the top one): a region only grows past `MIN_REGION` while it holds fewer
+// than `TARGET_SLOTS` slots, so no slab has more than
+// `max(MIN_REGION / 10, 2 * TARGET_SLOTS + 1)` slots (8-byte stride + word),
+// which fit 11 bits.
+const _: () = assert!(MIN_REGION / 10 < 1 << 11);
+const _: () = assert!(2 * TARGET_SLOTS + 1 < 1 << 11);
+const _: () = assert!((1 << 11) <= CONSTRUCTED as usize && CONSTRUCTED < ALLOCATED);
 // The header keeps stride and span as `u32`: the largest region (a
 // `MAX_SIZE` object, grown to `MIN_SLOTS` slots) stays below 4 GiB.
 const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
