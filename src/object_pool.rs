@@ -26,7 +26,7 @@ use crate::error::{AllocError, ConfigError};
 use crate::os::Budget;
 use crate::pool::{free_slot, Layout};
 use crate::shared::{Objects, Shared};
-use crate::slab::{Slab, CONSTRUCTED};
+use crate::slab::{Shape, Slab, CONSTRUCTED};
 use crate::stats::Stats;
 use crate::sync::Arc;
 
@@ -34,6 +34,22 @@ use crate::sync::Arc;
 /// loom need not model it, and loom's `Arc` cannot hold a `dyn`).
 type Init<T> = dyn Fn() -> T + Send + Sync;
 type InitRef<T> = std::sync::Arc<Init<T>>;
+
+/// The shape of an object pool's slabs of `T` (a constant).
+struct Shaped<T>(PhantomData<T>);
+
+impl<T> Shaped<T> {
+    const SHAPE: Shape = Layout::<T>::SHAPE.caching();
+}
+
+/// Frees the slot of `ptr`, a block of an object pool of `T`.
+///
+/// # Safety
+/// As [`free_slot`].
+unsafe fn free<T>(ptr: NonNull<T>, mark: u16) {
+    // SAFETY: forwarded.
+    unsafe { free_slot(ptr, mark, Shaped::<T>::SHAPE) }
+}
 type Reset<T> = dyn Fn(&mut T) + Send + Sync;
 type KeepIf<T> = dyn Fn(&T) -> bool + Send + Sync;
 
@@ -144,7 +160,7 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// one from `init` in a fresh slot.
     #[inline]
     pub fn get(&self) -> Result<Pooled<T>, AllocError> {
-        let (p, info) = self.shared.alloc(Layout::<T>::SHAPE)?;
+        let (p, info) = self.shared.alloc(Shaped::<T>::SHAPE)?;
         let ptr = p.cast::<T>();
         if info & CONSTRUCTED == 0 {
             self.construct(ptr);
@@ -164,7 +180,7 @@ impl<T: Send + 'static> ObjectPool<T> {
             fn drop(&mut self) {
                 self.1.failed();
                 // SAFETY: a fresh slot of this pool, holding nothing.
-                unsafe { free_slot(self.0, 0) };
+                unsafe { free(self.0, 0) };
             }
         }
         let objects = self.objects();
@@ -324,7 +340,7 @@ impl<T: Send + 'static> Pooled<T> {
         impl<T> Drop for FreeOnExit<T> {
             fn drop(&mut self) {
                 // SAFETY: the object is gone; the slot is ours.
-                unsafe { free_slot(self.0, 0) };
+                unsafe { free(self.0, 0) };
             }
         }
         // SAFETY: per the contract.
@@ -362,7 +378,7 @@ impl<T: Send + 'static> Drop for Pooled<T> {
         core::mem::forget(guard);
         if keep {
             // SAFETY: the slot keeps its (reset) object; nobody else uses it.
-            unsafe { free_slot(ptr, CONSTRUCTED) };
+            unsafe { free(ptr, CONSTRUCTED) };
         } else {
             // SAFETY: we give the object and slot up.
             unsafe { Self::destroy(ptr) };

@@ -325,17 +325,18 @@ impl<T> PoolBox<T> {
 #[inline]
 unsafe fn free<T>(ptr: NonNull<T>) {
     // SAFETY: forwarded.
-    unsafe { free_slot(ptr, 0) }
+    unsafe { free_slot(ptr, 0, Layout::<T>::SHAPE) }
 }
 
-/// Frees a block of a pool of `T`; `mark` as in [`Shared::free_block`] (the
-/// slot keeps a constructed `T`, or holds none).
+/// Frees a block of a pool of `T` whose slabs have `shape` (`T`'s, or with
+/// the caching mark for an object pool); `mark` as in
+/// [`Shared::free_block`] (the slot keeps a constructed `T`, or holds none).
 ///
 /// # Safety
 /// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
 /// that nobody else uses.
 #[inline]
-pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16) {
+pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
     if Layout::<T>::ZST {
         return;
     }
@@ -344,11 +345,11 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16) {
     // SAFETY: per the contract the block lies in a slab region whose header
     // is mapped.
     let s = unsafe { &*slab };
-    if !s.header_ok(Layout::<T>::SHAPE) {
+    if !s.header_ok(shape) {
         unmodelled::count_unowned_free();
         return;
     }
-    let Some(idx) = s.slot_index(addr, Layout::<T>::SHAPE) else {
+    let Some(idx) = s.slot_index(addr, shape) else {
         // SAFETY: the header is a live slab, which keeps its pool alive.
         return unsafe { Shared::refuse_foreign(slab) };
     };

@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     at: EntryAt,
     /// Its index (given back at close).
     index: u8,
+    /// The shape of its slabs (with the caching mark for an object pool).
+    shape: Shape,
     seed: u64,
     source: PageSource,
     registry: Registry,
@@ -137,7 +139,14 @@ impl Shared {
             config.release_after,
         );
         let index = thread::claim_index();
+        let plain = config.geometry.shape();
+        let shape = if objects.is_some() {
+            plain.caching()
+        } else {
+            plain
+        };
         Self {
+            shape,
             id: next_serial(),
             at: EntryAt::new(index),
             index,
@@ -228,7 +237,7 @@ impl Shared {
                 if heap.owner.load(Ordering::Relaxed) == me {
                     thread::cache_heap(self.at, self.id, heap);
                     // SAFETY: this thread owns `heap`.
-                    if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
+                    if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
                         bump(&heap.stats.allocs, 1);
                         return Ok(p);
                     }
@@ -273,7 +282,7 @@ impl Shared {
             if self.acquire(heap) {
                 thread::cache_heap(self.at, self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
-                if let Some(p) = unsafe { heap.alloc_fast(self.config.geometry.shape()) } {
+                if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
                     bump(&heap.stats.allocs, 1);
                     return Ok(p);
                 }
@@ -550,7 +559,7 @@ impl ThreadExit for ExitHook {
 impl SlabSource for Shared {
     #[inline(always)]
     fn shape(&self) -> Shape {
-        self.config.geometry.shape()
+        self.shape
     }
 
     fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {

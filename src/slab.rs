@@ -151,10 +151,6 @@ pub(crate) struct Slab {
     /// The region read zero when the slab was made: slots past the bump
     /// frontier still do.
     zeroed: bool,
-    /// An object pool's slab: remotely freed slots (which keep their
-    /// objects) are taken before a fresh frontier slot (which needs one
-    /// constructed).
-    caching: bool,
     // Owner only.
     local: CachePadded<UnsafeCell<Local>>,
     // Written by remote freers.
@@ -210,6 +206,7 @@ pub(crate) struct Mode {
     pub(crate) hardened: bool,
     /// The region reads zero.
     pub(crate) zeroed: bool,
+    /// An object pool's slab (its shape says so: [`Shape::caching`]).
     pub(crate) caching: bool,
 }
 
@@ -233,16 +230,20 @@ impl Slab {
             caching,
         } = mode;
         let slab = region as *mut Slab;
+        let shape = if caching {
+            geo.shape().caching()
+        } else {
+            geo.shape()
+        };
         let header = Slab {
-            magic: MAGIC ^ region ^ geo.shape().tag(),
+            magic: MAGIC ^ region ^ shape.tag(),
             pool,
-            shape: geo.shape(),
+            shape,
             capacity: geo.capacity as u32,
             span: (geo.capacity * geo.stride) as u32,
             key: if hardened { (key as u16 | 1) & LINK } else { 0 },
             hardened,
             zeroed,
-            caching,
             local: CachePadded::new(UnsafeCell::new(Local {
                 free: 0,
                 bump: 0,
@@ -411,10 +412,10 @@ impl Slab {
     /// free slot below the frontier; in every mode, anything past the slots
     /// (which includes every handed-out word: those are no links).
     #[inline(always)]
-    fn decode(&self, idx: usize, raw: u16, bump: usize) -> Option<usize> {
+    fn decode(&self, idx: usize, raw: u16, bump: usize, caching: bool) -> Option<usize> {
         // The constructed mark is no part of the link (a handed-out word
-        // keeps its top bit).
-        let raw = raw & !CONSTRUCTED;
+        // keeps its top bit); only caching slabs set it.
+        let raw = if caching { raw & !CONSTRUCTED } else { raw };
         if !self.hardened {
             let next = raw as usize;
             return (next <= self.capacity as usize).then_some(next);
@@ -460,7 +461,7 @@ impl Slab {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
                     info = raw & CONSTRUCTED;
-                    match self.decode(idx, raw, l.bump) {
+                    match self.decode(idx, raw, l.bump, shape.caching) {
                         Some(next) => l.free = next,
                         None => {
                             bump(corruption, 1);
@@ -469,7 +470,7 @@ impl Slab {
                     }
                     idx
                 } else if l.bump < self.capacity as usize {
-                    if self.caching && self.remote.pending() {
+                    if shape.caching && self.remote.pending() {
                         // Drain first: those slots keep their objects.
                         return None;
                     }
@@ -602,7 +603,7 @@ impl Slab {
                 }
                 let mut tail = taken.top;
                 for _ in 1..taken.count {
-                    match self.decode(tail, self.read_link(tail), l.bump) {
+                    match self.decode(tail, self.read_link(tail), l.bump, self.shape.caching) {
                         Some(next) if next != 0 => tail = next - 1,
                         _ => {
                             // Corrupt (or cut short): keep what we walked.

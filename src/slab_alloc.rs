@@ -79,6 +79,18 @@ struct Class {
     core: *const Shared,
 }
 
+impl Class {
+    /// The class's slab shape, its caching mark a constant `false` (no
+    /// class caches objects), so the checks object pools need compile away.
+    #[inline(always)]
+    fn shape(&self) -> Shape {
+        Shape {
+            caching: false,
+            ..self.shape
+        }
+    }
+}
+
 struct Inner {
     classes: [Class; CLASSES],
     cores: Vec<Arc<Shared>>,
@@ -207,7 +219,7 @@ impl SlabAlloc {
     #[inline(always)]
     fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
         let d = self.class(c);
-        let (p, info) = match alloc_owned(d.at, d.id, d.shape) {
+        let (p, info) = match alloc_owned(d.at, d.id, d.shape()) {
             Some(got) => got,
             // SAFETY: `Inner` owns the core.
             None => unsafe { &*d.core }.alloc_slow()?,
@@ -227,11 +239,11 @@ impl SlabAlloc {
         let slab = Slab::of(addr, d.region);
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
-        if !s.header_ok(d.shape) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
+        if !s.header_ok(d.shape()) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
             return self.refuse();
         }
         let div = d.div;
-        let Some(idx) = s.slot_index_with(addr, d.shape, |off| div.div(off)) else {
+        let Some(idx) = s.slot_index_with(addr, d.shape(), |off| div.div(off)) else {
             // SAFETY: the header is a live slab of this class's core.
             return unsafe { Shared::refuse_foreign(slab) };
         };

@@ -361,3 +361,109 @@ fn raw_pointers_checked() {
     drop(unsafe { PoolBox::from_raw_in(&other, foreign) }.unwrap());
     assert_clean(&other);
 }
+
+/// `SlabAlloc` under Miri: blocks of several classes and alignments and a
+/// large block, written, grown, shrunk, freed on another thread; a double
+/// free refused. Checks the size-classed paths (run-time slot division,
+/// in-place resizing, the large table) for undefined behaviour.
+#[test]
+fn slab_alloc_classes_large_and_remote_frees() {
+    use homeslab::allocator_api2::alloc::{Allocator, Layout};
+    use homeslab::SlabAlloc;
+    let a = SlabAlloc::new();
+    let layouts = [(24, 8), (100, 64), (700, 256), (5000, 4096), (40_000, 8)];
+    let mut blocks = Vec::new();
+    for (i, &(size, align)) in layouts.iter().enumerate() {
+        let l = Layout::from_size_align(size, align).unwrap();
+        let p = a.allocate_zeroed(l).unwrap().cast::<u8>();
+        // SAFETY: the block is ours, at least `size` bytes, zeroed.
+        unsafe {
+            assert_eq!(*p.as_ptr().add(size - 1), 0);
+            p.as_ptr().write_bytes(i as u8 + 1, size);
+        }
+        blocks.push((p, l, i as u8 + 1));
+    }
+    // Grow the first within its class (in place) and the second across.
+    let (p0, l0, t0) = blocks[0];
+    let l0b = Layout::from_size_align(30, 8).unwrap();
+    // SAFETY: `p0` was allocated with `l0`; `l0b` is larger.
+    let g = unsafe { a.grow(p0, l0, l0b) }.unwrap().cast::<u8>();
+    assert_eq!(g, p0, "24 → 30 bytes stays in the 32-byte class");
+    // SAFETY: the block is ours, now 30 bytes.
+    unsafe { g.as_ptr().add(24).write_bytes(t0, 6) };
+    blocks[0] = (g, l0b, t0);
+    let (p1, l1, t1) = blocks[1];
+    let l1b = Layout::from_size_align(300, 64).unwrap();
+    // SAFETY: as above.
+    let g = unsafe { a.grow(p1, l1, l1b) }.unwrap().cast::<u8>();
+    // SAFETY: the first 100 bytes were kept.
+    assert_eq!(unsafe { *g.as_ptr().add(99) }, t1);
+    // SAFETY: the grown tail is ours.
+    unsafe { g.as_ptr().add(100).write_bytes(t1, 200) };
+    blocks[1] = (g, l1b, t1);
+    let b = a.clone();
+    let sent: Vec<(usize, Layout, u8)> = blocks
+        .iter()
+        .map(|&(p, l, t)| (p.as_ptr() as usize, l, t))
+        .collect();
+    thread::spawn(move || {
+        for (addr, l, t) in sent {
+            let p = addr as *mut u8;
+            // SAFETY: a live block of `b`'s allocator, `l.size()` bytes.
+            unsafe {
+                assert!(core::slice::from_raw_parts(p, l.size()).iter().all(|&x| x == t));
+                b.deallocate(core::ptr::NonNull::new(p).unwrap(), l);
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let s = a.stats();
+    assert_eq!((s.live_blocks, s.large_blocks), (0, 0), "{s:?}");
+    // A double free of a large block is refused without reading it.
+    let l = Layout::from_size_align(50_000, 8).unwrap();
+    let p = a.allocate(l).unwrap().cast::<u8>();
+    // SAFETY: allocated with `l`; the second free is refused by design.
+    unsafe {
+        a.deallocate(p, l);
+        a.deallocate(p, l);
+    }
+    assert_eq!(a.stats().foreign_frees, 1);
+    assert!(a.trim() > 0);
+}
+
+/// `ObjectPool` under Miri: objects with heap buffers got, reused,
+/// released on another thread, refused by `keep_if`, and dropped when the
+/// pool closes (Miri's leak check at exit sees any buffer left behind).
+#[test]
+fn object_pool_reuse_and_remote_release() {
+    use homeslab::ObjectPool;
+    let p: ObjectPool<Vec<u8>> = ObjectPool::builder(|| Vec::with_capacity(32))
+        .reset(|v: &mut Vec<u8>| v.clear())
+        .keep_if(|v: &Vec<u8>| v.capacity() <= 64)
+        .slab_capacity(4)
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..ops(64, 6) {
+        let mut v = p.get().unwrap();
+        assert!(v.is_empty());
+        v.extend_from_slice(&(i as u64).to_le_bytes());
+        if i % 3 == 0 {
+            v.reserve(200); // refused on release
+        }
+        held.push(v);
+    }
+    let q = p.clone();
+    thread::spawn(move || {
+        drop(held);
+        let again = q.get().unwrap();
+        assert!(again.is_empty());
+    })
+    .join()
+    .unwrap();
+    let s = p.stats();
+    assert_eq!(s.live_blocks, 0, "{s:?}");
+    assert_eq!(s.objects_constructed, s.objects_destroyed + s.objects_cached, "{s:?}");
+    drop(p);
+}

@@ -44,14 +44,26 @@ const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
 pub(crate) struct Shape {
     pub(crate) stride: u32,
     pub(crate) slots_off: u32,
+    /// An object pool's slab: free slots may keep constructed objects (a
+    /// constant of the typed layer, so the checks it needs compile away in
+    /// every other pool).
+    pub(crate) caching: bool,
 }
 
 impl Shape {
-    /// Both fields in one word, mixed into the slab's magic so that one
+    /// The fields in one word, mixed into the slab's magic so that one
     /// compare checks "a slab, of this shape" (on 32-bit targets only the
-    /// stride is kept).
+    /// stride and the caching bit are kept).
     pub(crate) const fn tag(self) -> usize {
-        (self.stride as u64 | (self.slots_off as u64) << 32) as usize
+        (self.stride as u64 | (self.caching as u64) << 31 | (self.slots_off as u64) << 32) as usize
+    }
+
+    /// The same shape for an object pool's slab.
+    pub(crate) const fn caching(self) -> Shape {
+        Shape {
+            caching: true,
+            ..self
+        }
     }
 }
 
@@ -128,6 +140,7 @@ impl Geometry {
         Shape {
             stride: self.stride as u32,
             slots_off: self.slots_off as u32,
+            caching: false,
         }
     }
 
