@@ -134,8 +134,9 @@ macro_rules! knob_setters {
             self
         }
 
-        /// Bytes mapped from the OS at a time (a power of two ≥ 64 KiB;
-        /// default 1 MiB; rounded up to one slab region).
+        /// Bytes mapped from the OS at a time (a power of two ≥ 64 KiB, or 0
+        /// for one slab region per mapping; default 1 MiB; rounded up to
+        /// one slab region).
         pub fn chunk_bytes(mut self, n: usize) -> Self {
             self.knobs.chunk_bytes = n;
             self

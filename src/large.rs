@@ -13,7 +13,9 @@
 //! grows and shrinks, or a buffer freed and allocated again, then costs
 //! neither a system call nor the page faults of fresh memory. They count in
 //! `mapped_bytes`, go back to the OS on `trim()`, and when they stayed
-//! unused for `release_after` (checked on the next large operation).
+//! unused for `release_after` (checked on the next large operation). Under
+//! a `max_bytes` budget nothing is cached: a freed block's room is the
+//! classes' at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -136,7 +138,10 @@ impl Large {
         self.frees.fetch_add(1, Ordering::Relaxed);
         let len = map.len();
         let mut gone = Vec::new();
-        if map.reserved() == len && len <= CACHE_MAX_LEN {
+        // Under a `max_bytes` budget a freed block gives its room back at
+        // once: a cached mapping would hold it from the classes.
+        let unlimited = self.budget.limit() == u64::MAX;
+        if unlimited && map.reserved() == len && len <= CACHE_MAX_LEN {
             let mut st = self.state.lock();
             st.cache.push((map, Instant::now()));
             st.cached_bytes += len;

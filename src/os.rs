@@ -353,6 +353,12 @@ impl PageSource {
                 }
                 _ => true,
             });
+            // While they are advised, the taken regions count as in use in
+            // their chunks, so a concurrent `trim` never finds such a chunk
+            // wholly free and unmaps it under us.
+            for r in &taken {
+                self.chunk_of(&mut st, r.addr).free -= 1;
+            }
             taken
         };
         if taken.is_empty() {
@@ -363,6 +369,9 @@ impl PageSource {
         }
         let bytes = (taken.len() * self.region_bytes) as u64;
         let mut st = self.state.lock();
+        for r in &taken {
+            self.chunk_of(&mut st, r.addr).free += 1;
+        }
         st.free.extend(taken.iter().map(|r| FreeRegion {
             addr: r.addr,
             warm_since: None,

@@ -41,13 +41,14 @@ use crate::thread::EntryAt;
 /// - **Large blocks** (above 32 KiB, or aligned above 4096): a mapping each;
 ///   `grow` and `shrink` use `mremap` where they can. Freed mappings up to
 ///   4 MiB are kept for reuse (8 of them, 16 MiB at most) until `trim()` or
-///   `release_after`; the rest are unmapped when freed.
+///   `release_after`, unless `max_bytes` is set; the rest are unmapped when
+///   freed.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
-///   [`Stats::foreign_frees`], never acted on. A class pointer's 16 KiB
-///   region must be readable memory (the header check reads it); large
-///   pointers are looked up, never read.
+///   [`Stats::foreign_frees`], never acted on. The region a class
+///   pointer masks to (16–512 KiB, by class) must be readable memory (the
+///   header check reads it); large pointers are looked up, never read.
 ///
 /// ```
 /// use homeslab::allocator_api2::vec::Vec;
@@ -187,7 +188,7 @@ impl SlabAlloc {
         let l = inner.large.stats();
         s.allocs += l.allocs;
         s.frees += l.frees;
-        s.large_blocks = l.allocs - l.frees;
+        s.large_blocks = l.allocs.saturating_sub(l.frees);
         s.live_blocks += s.large_blocks;
         s.large_bytes = l.bytes;
         s.reserved_bytes += l.reserved;

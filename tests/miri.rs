@@ -411,7 +411,9 @@ fn slab_alloc_classes_large_and_remote_frees() {
             let p = addr as *mut u8;
             // SAFETY: a live block of `b`'s allocator, `l.size()` bytes.
             unsafe {
-                assert!(core::slice::from_raw_parts(p, l.size()).iter().all(|&x| x == t));
+                assert!(core::slice::from_raw_parts(p, l.size())
+                    .iter()
+                    .all(|&x| x == t));
                 b.deallocate(core::ptr::NonNull::new(p).unwrap(), l);
             }
         }
@@ -464,6 +466,10 @@ fn object_pool_reuse_and_remote_release() {
     .unwrap();
     let s = p.stats();
     assert_eq!(s.live_blocks, 0, "{s:?}");
-    assert_eq!(s.objects_constructed, s.objects_destroyed + s.objects_cached, "{s:?}");
+    assert_eq!(
+        s.objects_constructed,
+        s.objects_destroyed + s.objects_cached,
+        "{s:?}"
+    );
     drop(p);
 }
