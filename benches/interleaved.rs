@@ -28,9 +28,9 @@
 #[allow(dead_code)]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::harness::Rng;
+use common::interleave::{median, quartiles, rounds, sig3, Runner, Settings};
 use common::subjects::{
     each_family, each_owned, Family, FamilySink, Floor, FloorFamily, Obj, Sink, Subject, NAMES,
 };
@@ -73,6 +73,15 @@ struct Opts {
     once: Option<u64>,
     /// `local_pools_k` at these k only (`--groups local_pools_k2`).
     pools_k: Option<Vec<usize>>,
+}
+
+impl Opts {
+    fn settings(&self) -> Settings {
+        Settings {
+            rounds: self.rounds,
+            sample: self.sample,
+        }
+    }
 }
 
 fn parse() -> Result<Opts, String> {
@@ -140,10 +149,6 @@ fn parse() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// One subject bound to one workload: runs `iters` iterations, returns the
-/// measured time.
-type Runner<'w> = Box<dyn FnMut(u64) -> Duration + 'w>;
-
 /// Collects a runner per subject.
 struct Runners<'w, W> {
     workload: &'w W,
@@ -157,36 +162,6 @@ impl<'w, T: Obj, W: Workload<T>> Sink<T> for Runners<'w, W> {
         self.list
             .push((name, Box::new(move |iters| w.run(&s, iters))));
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Three significant digits, as `plot.py` prints them.
-fn sig3(v: f64) -> String {
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else if v >= 1.0 {
-        2
-    } else {
-        3
-    };
-    format!("{v:.decimals$}")
-}
-
-fn quartiles(v: &mut [f64]) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.75))
 }
 
 /// Runs one group: every subject (and the floor if `floor`) on `w`,
@@ -215,7 +190,7 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
         return;
     }
     let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, r)| r).collect();
-    let (tput, secs) = interleave(&mut runs, w.elements(), o);
+    let (tput, secs) = rounds(&mut runs, w.elements(), o.settings());
     let k = runners.len();
     let base = runners.iter().position(|(n, _)| *n == "homeslab");
     println!("\n### `{name}` ({} rounds, {secs:.0} s)\n", o.rounds);
@@ -241,42 +216,6 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
 fn ratio_of_rounds(tput: &[Vec<f64>], a: usize, b: usize) -> f64 {
     let mut r: Vec<f64> = tput[a].iter().zip(&tput[b]).map(|(x, y)| x / y).collect();
     median(&mut r)
-}
-
-/// Calibrates every runner, then runs `o.rounds` rounds of one sample each
-/// in a new random order per round. Returns each runner's throughput per
-/// round (Melem/s, `elements` per iteration) and the seconds the rounds took.
-fn interleave(runners: &mut [&mut Runner<'_>], elements: u64, o: &Opts) -> (Vec<Vec<f64>>, f64) {
-    // Calibrate: iterations per sample, from one warm-up sample each.
-    let mut iters = Vec::with_capacity(runners.len());
-    for run in runners.iter_mut() {
-        let mut n = 1u64;
-        loop {
-            let t = run(n);
-            if t >= o.sample / 4 || n >= 1 << 30 {
-                let per = t.as_secs_f64() / n as f64;
-                iters.push(((o.sample.as_secs_f64() / per.max(1e-12)) as u64).max(1));
-                break;
-            }
-            n *= 4;
-        }
-    }
-    let elems = elements as f64;
-    let k = runners.len();
-    let mut tput = vec![Vec::with_capacity(o.rounds); k];
-    let mut rng = Rng::new(0x1eaf_cafe ^ k as u64);
-    let mut order: Vec<usize> = (0..k).collect();
-    let started = Instant::now();
-    for _ in 0..o.rounds {
-        for i in (1..k).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        for &i in &order {
-            let t = runners[i](iters[i]);
-            tput[i].push(elems * iters[i] as f64 / t.as_secs_f64() / 1e6);
-        }
-    }
-    (tput, started.elapsed().as_secs_f64())
 }
 
 /// Collects a `local_pools_k` runner per subject family and k.
@@ -335,7 +274,7 @@ fn local_pools(o: &Opts) {
         return;
     }
     let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, _, r)| r).collect();
-    let (tput, secs) = interleave(&mut runs, elements, o);
+    let (tput, secs) = rounds(&mut runs, elements, o.settings());
     let at = |s: &str, k: usize| runners.iter().position(|(n, j, _)| *n == s && *j == k);
     println!("\n### `local_pools_k` ({} rounds, {secs:.0} s)\n", o.rounds);
     println!(

@@ -23,7 +23,44 @@ pub struct Settings {
     pub sample: Duration,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// Calibrates every runner (iterations per sample, from one warm-up sample
+/// each), then runs `s.rounds` rounds of one sample each in a new random
+/// order per round. Returns each runner's throughput per round (Melem/s,
+/// `elements` per iteration) and the seconds the rounds took.
+pub fn rounds(runners: &mut [&mut Runner<'_>], elements: u64, s: Settings) -> (Vec<Vec<f64>>, f64) {
+    let mut iters = Vec::with_capacity(runners.len());
+    for run in runners.iter_mut() {
+        let mut n = 1u64;
+        loop {
+            let t = run(n);
+            if t >= s.sample / 4 || n >= 1 << 30 {
+                let per = t.as_secs_f64() / n as f64;
+                iters.push(((s.sample.as_secs_f64() / per.max(1e-12)) as u64).max(1));
+                break;
+            }
+            n *= 4;
+        }
+    }
+    let elems = elements as f64;
+    let k = runners.len();
+    let mut tput = vec![Vec::with_capacity(s.rounds); k];
+    let mut rng = Rng::new(0x1eaf_cafe ^ k as u64);
+    let mut order: Vec<usize> = (0..k).collect();
+    let started = Instant::now();
+    for _ in 0..s.rounds {
+        for i in (1..k).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        for &i in &order {
+            let t = runners[i](iters[i]);
+            tput[i].push(elems * iters[i] as f64 / t.as_secs_f64() / 1e6);
+        }
+    }
+    (tput, started.elapsed().as_secs_f64())
+}
+
+/// The median (sorts `v`).
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -33,14 +70,15 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn quartiles(v: &mut [f64]) -> (f64, f64) {
+/// The first and third quartiles (sorts `v`).
+pub fn quartiles(v: &mut [f64]) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.25), at(0.75))
 }
 
 /// Three significant digits, as `plot.py` prints them.
-fn sig3(v: f64) -> String {
+pub fn sig3(v: f64) -> String {
     let decimals = if v >= 100.0 {
         0
     } else if v >= 10.0 {
@@ -75,41 +113,11 @@ pub fn table(
     if runners.is_empty() {
         return;
     }
-    // Calibrate: iterations per sample, from one warm-up sample each.
-    let mut iters = Vec::with_capacity(runners.len());
-    for (_, run) in runners.iter_mut() {
-        let mut n = 1u64;
-        loop {
-            let t = run(n);
-            if t >= s.sample / 4 || n >= 1 << 30 {
-                let per = t.as_secs_f64() / n as f64;
-                iters.push(((s.sample.as_secs_f64() / per.max(1e-12)) as u64).max(1));
-                break;
-            }
-            n *= 4;
-        }
-    }
-    let elems = elements as f64;
+    let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, r)| r).collect();
+    let (tput, secs) = rounds(&mut runs, elements, s);
     let k = runners.len();
-    let mut tput = vec![Vec::with_capacity(s.rounds); k];
-    let mut rng = Rng::new(0x1eaf_cafe ^ k as u64);
-    let mut order: Vec<usize> = (0..k).collect();
-    let started = Instant::now();
-    for _ in 0..s.rounds {
-        for i in (1..k).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        for &i in &order {
-            let t = runners[i].1(iters[i]);
-            tput[i].push(elems * iters[i] as f64 / t.as_secs_f64() / 1e6);
-        }
-    }
     let base = runners.iter().position(|(n, _)| *n == reference);
-    println!(
-        "\n### `{name}` ({} rounds, {:.0} s)\n",
-        s.rounds,
-        started.elapsed().as_secs_f64()
-    );
+    println!("\n### `{name}` ({} rounds, {secs:.0} s)\n", s.rounds);
     println!(
         "| subject | median Melem/s | interquartile | {reference} ÷ subject (median of rounds) |"
     );
