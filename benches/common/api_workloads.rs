@@ -12,13 +12,12 @@ use core::ptr::NonNull;
 use std::alloc::{handle_alloc_error, Layout};
 use std::hash::{BuildHasher, Hasher};
 use std::hint::black_box;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use allocator_api2::vec::Vec as AVec;
 
 use super::allocators::AllocSubject;
-use super::harness::{recv_spin, run, Body, Gate, Rng};
+use super::harness::{recv_spin, ring, run, Body, Gate, Rng};
 
 /// A collection workload.
 pub trait ApiWorkload: Sync {
@@ -290,17 +289,8 @@ impl ApiWorkload for LarsonMixed {
 
     fn run<A: AllocSubject>(&self, a: &A, iters: u64) -> Duration {
         let threads = self.threads;
-        let mut txs = Vec::new();
-        let mut rxs = Vec::new();
-        for _ in 0..threads {
-            let (tx, rx) = mpsc::channel::<Vec<Block>>();
-            txs.push(tx);
-            rxs.push(rx);
-        }
-        txs.rotate_right(1); // thread t sends to t + 1
-        let bodies: Vec<Body<'_>> = txs
+        let bodies: Vec<Body<'_>> = ring::<Vec<Block>>(threads)
             .into_iter()
-            .zip(rxs)
             .enumerate()
             .map(|(t, (tx, rx))| {
                 let a = a.clone();

@@ -7,7 +7,7 @@
 //! thread sleeps in `join`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,14 @@ pub fn run(bodies: Vec<Body<'_>>) -> Duration {
 /// Receives from `rx`, spinning then yielding while it is empty (a blocking
 /// `recv` would put a futex wake-up on the measured path of every hand-off).
 #[inline]
+/// Channels for a ring of `threads`: entry `t` is thread `t`'s sender (to
+/// thread `t + 1`) and its receiver (from thread `t − 1`).
+pub fn ring<T>(threads: usize) -> Vec<(Sender<T>, Receiver<T>)> {
+    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel::<T>()).unzip();
+    txs.rotate_right(1); // thread t sends to t + 1
+    txs.into_iter().zip(rxs).collect()
+}
+
 pub fn recv_spin<T>(rx: &Receiver<T>) -> T {
     let b = Backoff::new();
     loop {

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::harness::{recv_spin, run, Body, Gate, Rng};
+use super::harness::{recv_spin, ring, run, Body, Gate, Rng};
 use super::subjects::{Family, Kind, Line, Obj, Subject};
 
 /// A benchmark workload for objects of type `T`.
@@ -372,17 +372,8 @@ pub fn larson_run<T: Obj, S: Subject<T>>(
     let threads = p.threads;
     let stop_at = AtomicU64::new(p.rounds);
     let stop_at = &stop_at;
-    let mut txs = Vec::new();
-    let mut rxs = Vec::new();
-    for _ in 0..threads {
-        let (tx, rx) = mpsc::channel::<Vec<Option<S::Handle<'_>>>>();
-        txs.push(tx);
-        rxs.push(rx);
-    }
-    txs.rotate_right(1); // thread t sends to t + 1
-    let bodies: Vec<Body<'_>> = txs
+    let bodies: Vec<Body<'_>> = ring::<Vec<Option<S::Handle<'_>>>>(threads)
         .into_iter()
-        .zip(rxs)
         .enumerate()
         .map(|(t, (tx, rx))| {
             Box::new(move |g: &Gate| {
