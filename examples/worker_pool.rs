@@ -1,5 +1,8 @@
-//! A server-shaped workload on three pools, run once on homeslab and once on
-//! `Box` (the system allocator), with side-by-side tables at the end.
+//! A server-shaped workload on homeslab's three kinds of pool — typed
+//! `Pool`s, an `ObjectPool` of constructed buffers and the size-classed
+//! `SlabAlloc` behind per-request collections — run once on homeslab and
+//! once on `Box` and `Vec` (the system allocator), with side-by-side tables
+//! at the end.
 //!
 //! ```text
 //! cargo run --release --example worker_pool
@@ -7,24 +10,42 @@
 //! cargo run --release --example worker_pool -- --json
 //! ```
 //!
-//! One pool per object type, as a server keeps them:
+//! What each request takes, as a server keeps it (homeslab / `Box` run):
 //!
-//! - *requests*, `--object-size` bytes (16, 64, 256 or 1024; default 64):
-//!   the acceptors allocate them, the workers free them;
-//! - *responses*, 512-byte buffers: the workers allocate them, the acceptors
+//! - *request*, `--object-size` bytes (16, 64, 256 or 1024; default 64), in
+//!   a `homeslab::Pool` / a `Box`: the acceptors allocate them, the workers
 //!   free them;
-//! - *sessions*, 32 bytes of per-request metadata: the acceptors allocate and
-//!   free them, the workers read them.
+//! - *headers*, a `Vec<u64>` of 2 to 12 words (16–96 bytes) built by the
+//!   acceptor with `allocator_api2`'s `Vec::with_capacity_in`, in one
+//!   `homeslab::SlabAlloc` that every thread shares / in `Global` (the
+//!   system allocator): the worker reads and verifies them and drops them
+//!   with the request — or, for a long-lived request, whichever thread
+//!   evicts it from the cache later. Each vector holds a `&SlabAlloc` (a
+//!   clone per vector would bump one shared reference count from every
+//!   thread);
+//! - *response*, a `Vec<u8>` buffer: on homeslab a constructed one from an
+//!   `ObjectPool<Vec<u8>>` (built with `Vec::with_capacity(512)`, reset with
+//!   `clear()`, kept only while its capacity is at most 1 KiB), so a reused
+//!   get allocates nothing; on `Box` a fresh `Vec::with_capacity(512)` per
+//!   response, as a program without an object pool does. The worker gets
+//!   one and fills it — 512 bytes, except one response in 64, which is
+//!   4 KiB and grows its buffer (the object pool then drops that buffer
+//!   instead of caching it) — and the acceptor verifies and drops it, so
+//!   every buffer is released on another thread;
+//! - *session*, 32 bytes of per-request metadata in a `homeslab::Pool` /
+//!   a `Box`: the acceptors allocate and free them, the workers read them.
 //!
 //! The threads:
 //!
-//! - *Acceptor* threads allocate requests, each with its session, in bursts
-//!   of 16, and hand each burst to a worker slot (round robin).
-//! - *Worker* threads verify each request's stamp and that its session is
-//!   the request's, allocate a response, send the responses with their
-//!   sessions back to the acceptor (which verifies and frees both), and free
-//!   the request — except one in 32, which a worker keeps in its slot's
-//!   long-lived cache (up to 2048 per slot, oldest freed first).
+//! - *Acceptor* threads allocate requests, each with its session and
+//!   headers, in bursts of 16, and hand each burst to a worker slot (round
+//!   robin).
+//! - *Worker* threads verify each request's stamp and that its session and
+//!   headers are the request's, get a response buffer and fill it, send the
+//!   responses with their sessions back to the acceptor (which verifies and
+//!   frees both), and free the request and its headers — except one in 32,
+//!   which a worker keeps with its headers in its slot's long-lived cache
+//!   (up to 2048 per slot, oldest freed first).
 //! - Workers come and go: each serves its slot for a random number of bursts,
 //!   then exits; the supervisor starts a new thread on the same slot, which
 //!   inherits the long-lived cache. So blocks outlive the threads that
@@ -32,15 +53,18 @@
 //! - Acceptors keep at most 4096 requests outstanding (back-pressure), so
 //!   live memory is bounded.
 //!
-//! The `Box` run allocates the same three types at the same places.
-//!
 //! Every block carries a stamp (its sequence number and a checksum over its
 //! kind, the sequence number and the payload) that the freeing thread
-//! verifies; a response and a session must carry their request's sequence
-//! number. Mismatches are counted and must be 0, and every block must be
-//! freed (the exit code is 1 otherwise). One operation in 64 on average, at
+//! verifies — a response buffer's bytes and a header vector's words too,
+//! whose lengths must also be the ones their sequence number calls for; a
+//! response, a session and the headers must carry their request's sequence
+//! number. Mismatches are counted and must be 0, every block must be freed,
+//! and homeslab's pools and allocator must all end with no live block (the
+//! exit code is 1 otherwise). One operation in 64 on average, at
 //! random intervals, is timed with `Instant` into an HDR histogram per pool
-//! (so the latencies include the ~20–40 ns of reading the clock).
+//! (so the latencies include the ~20–40 ns of reading the clock): for
+//! responses the `get` (or `Vec::with_capacity`) and the drop, for headers
+//! the `with_capacity_in` and the drop.
 
 #[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
@@ -48,12 +72,16 @@ mod common;
 
 use std::collections::VecDeque;
 use std::mem::size_of;
+use std::ops::{Deref, DerefMut};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use homeslab::allocator_api2::alloc::{Allocator, Global};
+use homeslab::allocator_api2::vec::Vec as AVec;
+use homeslab::{ObjectPool, Pooled, SlabAlloc, Stats};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use common::harness::{rss_bytes, Rng};
@@ -62,10 +90,16 @@ use common::subjects::{Homeslab, Obj, Subject, SystemBox};
 const USAGE: &str = "\
 usage: worker_pool [--threads N] [--seconds S] [--object-size BYTES] [--json]
 
+Runs the workload on homeslab (requests and sessions in homeslab::Pools,
+response buffers from a homeslab::ObjectPool<Vec<u8>>, per-request header
+vectors in a shared homeslab::SlabAlloc), then on Box, a fresh Vec per
+response and allocator-api2's Global, and compares.
+
   --threads N          total threads: max(1, N/3) acceptors, the rest workers (N >= 2; default 4)
   --seconds S          run time per allocator (default 3; 0 < S <= 3600)
   --object-size BYTES  request size: 16, 64, 256 or 1024 (default 64);
-                       responses are 512 bytes, sessions 32
+                       sessions are 32 bytes, headers 16-96, responses 512
+                       (one in 64: 4096) in Vec<u8> buffers of capacity 512
   --json               machine-readable output on stdout, no progress bar
   -h, --help           this text";
 
@@ -82,17 +116,36 @@ const LIFETIME: (usize, usize) = (500, 5000);
 /// One operation in `SAMPLE` (on average) is timed.
 const SAMPLE: u64 = 64;
 
+/// Bytes of a response.
+const RESPONSE_LEN: usize = 512;
+/// Bytes of a large response: one request in [`LARGE_EVERY`] (by sequence
+/// number) gets one.
+const LARGE_RESPONSE_LEN: usize = 4096;
+/// See [`LARGE_RESPONSE_LEN`].
+const LARGE_EVERY: u64 = 64;
+/// The capacity a response buffer starts with: a typical response fits
+/// without growing it.
+const RESPONSE_CAPACITY: usize = RESPONSE_LEN;
+/// The object pool caches a released buffer only up to this capacity: one
+/// that a large response grew is dropped rather than kept (its 4 KiB would
+/// stay pinned in the cache).
+const RESPONSE_KEEP_CAP: usize = 1024;
+/// Header words per request: uniform in this range (by sequence number).
+const HEADER_WORDS: (usize, usize) = (2, 12);
+
 // ---------------------------------------------------------------------------
 // Stamped objects, one type per pool
 
 /// The request pool's index (in [`POOLS`] and every per-pool array).
 const REQUEST: usize = 0;
-/// The response pool's index.
+/// The response buffers' index.
 const RESPONSE: usize = 1;
 /// The session pool's index.
 const SESSION: usize = 2;
+/// The header vectors' index.
+const HEADER: usize = 3;
 /// The pools' names, by index.
-const POOLS: [&str; 3] = ["request", "response", "session"];
+const POOLS: [&str; 4] = ["request", "response", "session", "headers"];
 
 /// A message of kind `K` (a pool index) and `16 + 8 * P` bytes: a sequence
 /// number, a checksum over the kind, the sequence number and the payload, and
@@ -106,8 +159,6 @@ struct Msg<const K: usize, const P: usize> {
 
 /// A request of `16 + 8 * P` bytes (`--object-size`).
 type Request<const P: usize> = Msg<REQUEST, P>;
-/// A response buffer: 512 bytes.
-type Response = Msg<RESPONSE, 62>;
 /// Per-request session metadata: 32 bytes.
 type Session = Msg<SESSION, 2>;
 
@@ -117,13 +168,82 @@ fn fill(seq: u64, i: usize) -> u64 {
 }
 
 #[inline(always)]
-fn checksum(kind: usize, seq: u64, payload: &[u64]) -> u64 {
+fn checksum(kind: usize, seq: u64, payload: impl IntoIterator<Item = u64>) -> u64 {
     let mut h = seq ^ 0x243f_6a88_85a3_08d3;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    for &w in [kind as u64].iter().chain(payload) {
+    for w in std::iter::once(kind as u64).chain(payload) {
         h = (h ^ w).rotate_left(23).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     }
     h ^ (h >> 29)
+}
+
+/// Writes a stamp of `n >= 2` words with `put`: the sequence number, the
+/// checksum, then `n - 2` payload words (as a [`Msg`] lays them out).
+#[inline(always)]
+fn stamp_words(kind: usize, seq: u64, n: usize, mut put: impl FnMut(u64)) {
+    let payload = (0..n - 2).map(move |i| fill(seq, i));
+    put(seq);
+    put(checksum(kind, seq, payload.clone()));
+    payload.for_each(put);
+}
+
+/// The sequence number of `n` words that [`stamp_words`] wrote, if they
+/// check out and `n` is the `words(seq)` their sequence number calls for.
+#[inline(always)]
+fn verify_words(
+    kind: usize,
+    mut it: impl Iterator<Item = u64> + Clone,
+    n: usize,
+    words: fn(u64) -> usize,
+) -> Option<u64> {
+    let seq = it.next()?;
+    let sum = it.next()?;
+    let ok = n == words(seq)
+        && it.clone().enumerate().all(|(i, w)| w == fill(seq, i))
+        && checksum(kind, seq, it) == sum;
+    ok.then_some(seq)
+}
+
+/// The length in words of the response to request `seq`.
+fn response_words(seq: u64) -> usize {
+    if seq % LARGE_EVERY == 0 {
+        LARGE_RESPONSE_LEN / 8
+    } else {
+        RESPONSE_LEN / 8
+    }
+}
+
+/// Fills the (empty) buffer with the response to request `seq`: its
+/// stamp's words, little-endian.
+#[inline]
+fn write_response(buf: &mut Vec<u8>, seq: u64) {
+    stamp_words(RESPONSE, seq, response_words(seq), |w| {
+        buf.extend_from_slice(&w.to_le_bytes())
+    });
+}
+
+/// The request a response answers, if its stamp checks out.
+#[inline]
+fn verify_response(buf: &[u8]) -> Option<u64> {
+    if buf.len() % 8 != 0 {
+        return None;
+    }
+    let words = buf
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
+    verify_words(RESPONSE, words, buf.len() / 8, response_words)
+}
+
+/// The number of header words of request `seq`.
+fn header_words(seq: u64) -> usize {
+    let span = (HEADER_WORDS.1 - HEADER_WORDS.0 + 1) as u64;
+    HEADER_WORDS.0 + (fill(seq, usize::MAX) % span) as usize
+}
+
+/// The request some headers belong to, if their stamp checks out.
+#[inline]
+fn verify_headers<H: Allocator>(h: &AVec<u64, H>) -> Option<u64> {
+    verify_words(HEADER, h.iter().copied(), h.len(), header_words)
 }
 
 /// What the example needs of a message type.
@@ -156,13 +276,13 @@ impl<const K: usize, const P: usize> Stamped for Msg<K, P> {
         for (i, w) in payload.iter_mut().enumerate() {
             *w = fill(seq, i);
         }
-        let sum = checksum(K, seq, &payload);
+        let sum = checksum(K, seq, payload.iter().copied());
         Msg { seq, sum, payload }
     }
 
     #[inline]
     fn verify(&self) -> Option<u64> {
-        let ok = checksum(K, self.seq, &self.payload) == self.sum
+        let ok = checksum(K, self.seq, self.payload.iter().copied()) == self.sum
             && self
                 .payload
                 .iter()
@@ -207,22 +327,26 @@ impl PoolMeter {
 
 /// Counters and sampled latencies of one thread, per pool.
 struct Meter {
-    pools: [PoolMeter; 3],
+    pools: [PoolMeter; 4],
     /// Operations until the next timed one.
     countdown: u64,
     rng: Rng,
     mismatches: u64,
     requests: u64,
+    /// Response buffers released grown past [`RESPONSE_KEEP_CAP`] (those
+    /// the object pool's `keep_if` refuses).
+    grown: u64,
 }
 
 impl Meter {
     fn new(seed: u64) -> Self {
         let mut m = Self {
-            pools: [PoolMeter::new(), PoolMeter::new(), PoolMeter::new()],
+            pools: std::array::from_fn(|_| PoolMeter::new()),
             countdown: 1,
             rng: Rng::new(seed),
             mismatches: 0,
             requests: 0,
+            grown: 0,
         };
         m.timed(); // a random first gap
         m
@@ -241,19 +365,47 @@ impl Meter {
         true
     }
 
-    #[inline]
-    fn alloc<'s, T: Stamped, S: Subject<T>>(&mut self, s: &'s S, v: T) -> S::Handle<'s> {
+    /// Runs `f`, an allocation from pool `pool`, counted (and timed when
+    /// sampled).
+    #[inline(always)]
+    fn alloc_with<H>(&mut self, pool: usize, f: impl FnOnce() -> H) -> H {
         let timed = self.timed();
-        let p = &mut self.pools[T::POOL];
+        let p = &mut self.pools[pool];
         p.allocs += 1;
         if timed {
             let t = Instant::now();
-            let h = s.alloc(v);
+            let h = f();
             p.alloc_ns.saturating_record(t.elapsed().as_nanos() as u64);
             h
         } else {
-            s.alloc(v)
+            f()
         }
+    }
+
+    /// Runs `f`, a free to pool `pool` of a block whose stamp was checked
+    /// already (`ok`: it matched; `cross`: another thread allocated it),
+    /// counted (and timed when sampled).
+    #[inline(always)]
+    fn free_with(&mut self, pool: usize, ok: bool, cross: bool, f: impl FnOnce()) {
+        if !ok {
+            self.mismatches += 1;
+        }
+        let timed = self.timed();
+        let p = &mut self.pools[pool];
+        p.frees += 1;
+        p.cross_frees += u64::from(cross);
+        if timed {
+            let t = Instant::now();
+            f();
+            p.free_ns.saturating_record(t.elapsed().as_nanos() as u64);
+        } else {
+            f();
+        }
+    }
+
+    #[inline]
+    fn alloc<'s, T: Stamped, S: Subject<T>>(&mut self, s: &'s S, v: T) -> S::Handle<'s> {
+        self.alloc_with(T::POOL, || s.alloc(v))
     }
 
     /// Verifies the stamp, then frees (`cross`: a block another thread
@@ -279,19 +431,39 @@ impl Meter {
         ok: bool,
         cross: bool,
     ) {
-        if !ok {
-            self.mismatches += 1;
-        }
-        let timed = self.timed();
-        let p = &mut self.pools[T::POOL];
-        p.frees += 1;
-        p.cross_frees += u64::from(cross);
-        if timed {
-            let t = Instant::now();
-            s.free(h);
-            p.free_ns.saturating_record(t.elapsed().as_nanos() as u64);
-        } else {
-            s.free(h);
+        self.free_with(T::POOL, ok, cross, || s.free(h));
+    }
+
+    /// Request `seq`'s headers, built in `heap` (the allocation counted and
+    /// sampled; the words are written after it).
+    #[inline]
+    fn headers<'h, H: Allocator>(&mut self, heap: &'h H, seq: u64) -> AVec<u64, &'h H> {
+        let n = header_words(seq);
+        let mut h = self.alloc_with(HEADER, || AVec::with_capacity_in(n, heap));
+        stamp_words(HEADER, seq, n, |w| h.push(w));
+        h
+    }
+
+    /// Drops headers of another thread's whose stamp was checked already
+    /// (`ok`: it matched).
+    #[inline]
+    fn release_headers<H: Allocator>(&mut self, h: AVec<u64, H>, ok: bool) {
+        self.free_with(HEADER, ok, true, || drop(h));
+    }
+
+    /// Verifies and frees a long-lived request and its headers (both
+    /// allocated by another thread).
+    fn free_kept<'s, R: Stamped, S: Subject<R>, H: Allocator>(
+        &mut self,
+        s: &'s S,
+        req: S::Handle<'s>,
+        headers: AVec<u64, H>,
+    ) {
+        let heads = verify_headers(&headers);
+        let seq = self.free(s, req, true);
+        self.release_headers(headers, heads.is_some());
+        if seq.is_some() && heads.is_some() && seq != heads {
+            self.mismatches += 1; // the headers must be the request's
         }
     }
 
@@ -301,6 +473,7 @@ impl Meter {
         }
         self.mismatches += o.mismatches;
         self.requests += o.requests;
+        self.grown += o.grown;
     }
 
     /// The sum over the pools of `f`.
@@ -321,47 +494,146 @@ impl Meter {
 // ---------------------------------------------------------------------------
 // The workload
 
-/// The allocator of one run: a subject per object type.
-trait Alloc {
+/// The allocators of one run: a subject per message type, a source of
+/// response buffers, and the allocator of the per-request collections.
+trait Alloc: 'static {
     /// The subject for `T`.
     type Pool<T: Stamped>: Subject<T> + 'static;
-    /// A fresh one.
+    /// Where response buffers come from.
+    type Buffers: Sync + 'static;
+    /// A response buffer in flight (released on any thread).
+    type Buf: Send + DerefMut<Target = Vec<u8>>;
+    /// The allocator of the header vectors (shared by reference).
+    type Heap: Allocator + Sync + 'static;
+    /// What serves each pool, by pool index (the tables' "via" column).
+    const VIA: [&'static str; 4];
+
+    /// A fresh subject.
     fn pool<T: Stamped>() -> Self::Pool<T>;
+    /// A fresh buffer source.
+    fn buffers() -> Self::Buffers;
+    /// An empty buffer of at least [`RESPONSE_CAPACITY`] bytes.
+    fn get(b: &Self::Buffers) -> Self::Buf;
+    /// The buffer source's homeslab counters (`None` for `Vec`).
+    fn buffer_stats(b: &Self::Buffers) -> Option<Stats>;
+    /// A fresh collection allocator.
+    fn heap() -> Self::Heap;
+    /// Its homeslab counters (`None` for `Global`).
+    fn heap_stats(h: &Self::Heap) -> Option<Stats>;
 }
 
-/// A `homeslab::Pool` per type.
+/// A `homeslab::Pool` per message type, an `ObjectPool<Vec<u8>>` of
+/// response buffers, a `SlabAlloc` for the headers.
 struct OnHomeslab;
 
 impl Alloc for OnHomeslab {
     type Pool<T: Stamped> = Homeslab<T>;
+    type Buffers = ObjectPool<Vec<u8>>;
+    type Buf = Pooled<Vec<u8>>;
+    type Heap = SlabAlloc;
+    const VIA: [&'static str; 4] = ["Pool", "ObjectPool<Vec<u8>>", "Pool", "SlabAlloc"];
+
     fn pool<T: Stamped>() -> Homeslab<T> {
         Homeslab::new(false)
     }
-}
 
-/// `Box` (the system allocator) for every type.
-struct OnBox;
+    fn buffers() -> ObjectPool<Vec<u8>> {
+        ObjectPool::builder(|| Vec::with_capacity(RESPONSE_CAPACITY))
+            .reset(|v: &mut Vec<u8>| v.clear())
+            .keep_if(|v: &Vec<u8>| v.capacity() <= RESPONSE_KEEP_CAP)
+            .build()
+            .expect("object pool config")
+    }
 
-impl Alloc for OnBox {
-    type Pool<T: Stamped> = SystemBox<T>;
-    fn pool<T: Stamped>() -> SystemBox<T> {
-        SystemBox::new()
+    #[inline(always)]
+    fn get(b: &ObjectPool<Vec<u8>>) -> Pooled<Vec<u8>> {
+        match b.get() {
+            Ok(v) => v,
+            Err(e) => panic!("homeslab object pool get failed: {e}"),
+        }
+    }
+
+    fn buffer_stats(b: &ObjectPool<Vec<u8>>) -> Option<Stats> {
+        Some(b.stats())
+    }
+
+    fn heap() -> SlabAlloc {
+        SlabAlloc::new()
+    }
+
+    fn heap_stats(h: &SlabAlloc) -> Option<Stats> {
+        Some(h.stats())
     }
 }
 
-/// The three pools of one run; `R` is the request type.
+/// `Box` (the system allocator) for every message type, a fresh `Vec` per
+/// response, allocator-api2's `Global` for the headers.
+struct OnBox;
+
+/// A response buffer of the `Box` run: a plain `Vec`, fresh per response.
+struct Fresh(Vec<u8>);
+
+impl Deref for Fresh {
+    type Target = Vec<u8>;
+    #[inline(always)]
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for Fresh {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Alloc for OnBox {
+    type Pool<T: Stamped> = SystemBox<T>;
+    type Buffers = ();
+    type Buf = Fresh;
+    type Heap = Global;
+    const VIA: [&'static str; 4] = ["Box", "Vec::with_capacity", "Box", "Global"];
+
+    fn pool<T: Stamped>() -> SystemBox<T> {
+        SystemBox::new()
+    }
+
+    fn buffers() {}
+
+    #[inline(always)]
+    fn get(_: &()) -> Fresh {
+        Fresh(Vec::with_capacity(RESPONSE_CAPACITY))
+    }
+
+    fn buffer_stats(_: &()) -> Option<Stats> {
+        None
+    }
+
+    fn heap() -> Global {
+        Global
+    }
+
+    fn heap_stats(_: &Global) -> Option<Stats> {
+        None
+    }
+}
+
+/// The pools of one run; `R` is the request type.
 struct Pools<A: Alloc, R: Stamped> {
     req: A::Pool<R>,
-    resp: A::Pool<Response>,
+    resp: A::Buffers,
     sess: A::Pool<Session>,
+    heap: A::Heap,
 }
 
 impl<A: Alloc, R: Stamped> Pools<A, R> {
     fn new() -> Self {
         Self {
             req: A::pool(),
-            resp: A::pool(),
+            resp: A::buffers(),
             sess: A::pool(),
+            heap: A::heap(),
         }
     }
 
@@ -370,23 +642,35 @@ impl<A: Alloc, R: Stamped> Pools<A, R> {
     }
 
     /// homeslab's counters, by pool index (`None` for `Box`).
-    fn stats(&self) -> [Option<homeslab::Stats>; 3] {
-        [self.req.stats(), self.resp.stats(), self.sess.stats()]
+    fn stats(&self) -> [Option<Stats>; 4] {
+        [
+            self.req.stats(),
+            A::buffer_stats(&self.resp),
+            self.sess.stats(),
+            A::heap_stats(&self.heap),
+        ]
     }
 }
 
 /// A block of `A`'s pool for `T`.
 type Handle<'s, A, T> = <<A as Alloc>::Pool<T> as Subject<T>>::Handle<'s>;
 
-/// A request on its way to a worker, with its session.
+/// A request's headers, in `A`'s collection allocator.
+type Headers<'s, A> = AVec<u64, &'s <A as Alloc>::Heap>;
+
+/// A slot's long-lived requests, with their headers, oldest first.
+type Kept<'s, A, R> = VecDeque<(Handle<'s, A, R>, Headers<'s, A>)>;
+
+/// A request on its way to a worker, with its session and headers.
 struct Job<'s, A: Alloc, R: Stamped> {
     req: Handle<'s, A, R>,
     sess: Handle<'s, A, Session>,
+    headers: Headers<'s, A>,
 }
 
 /// A response on its way back to the acceptor, with its request's session.
 struct Reply<'s, A: Alloc> {
-    resp: Handle<'s, A, Response>,
+    resp: A::Buf,
     sess: Handle<'s, A, Session>,
 }
 
@@ -398,8 +682,8 @@ struct Burst<T> {
 /// What a worker slot keeps between worker threads.
 struct Slot<'s, A: Alloc, R: Stamped> {
     rx: Receiver<Burst<Job<'s, A, R>>>,
-    /// Long-lived requests.
-    cache: VecDeque<Handle<'s, A, R>>,
+    /// Long-lived requests, with their headers.
+    cache: Kept<'s, A, R>,
     rng: Rng,
     /// The acceptors have all gone and the queue is drained.
     finished: bool,
@@ -419,9 +703,11 @@ fn acceptor<'s, A: Alloc, R: Stamped>(
     let mut next = id;
     let take = |m: &mut Meter, b: Burst<Reply<'s, A>>, outstanding: &mut usize| {
         let n = b.items.len();
-        for r in b.items {
-            let answered = m.free(&p.resp, r.resp, true);
-            let asked = m.free(&p.sess, r.sess, false);
+        for Reply { resp, sess } in b.items {
+            let answered = verify_response(&resp);
+            m.grown += u64::from(resp.capacity() > RESPONSE_KEEP_CAP);
+            m.free_with(RESPONSE, answered.is_some(), true, || drop(resp));
+            let asked = m.free(&p.sess, sess, false);
             if answered.is_some() && asked.is_some() && answered != asked {
                 m.mismatches += 1; // the response must answer the session's request
             }
@@ -449,7 +735,8 @@ fn acceptor<'s, A: Alloc, R: Stamped>(
             seq += 1;
             let req = m.alloc(&p.req, R::stamp(seq));
             let sess = m.alloc(&p.sess, Session::stamp(seq));
-            items.push(Job { req, sess });
+            let headers = m.headers(&p.heap, seq);
+            items.push(Job { req, sess, headers });
         }
         outstanding += BURST;
         let slot = next % slots.len();
@@ -492,24 +779,31 @@ fn worker<'s, A: Alloc, R: Stamped>(
             }
         };
         let mut out = Vec::with_capacity(burst.items.len());
-        for Job { req, sess } in burst.items {
+        for Job { req, sess, headers } in burst.items {
             let seq = p.req.with(&req, |r| r.verify());
             if seq.is_some() && p.sess.with(&sess, |s| s.verify()) != seq {
                 m.mismatches += 1; // the session must be the request's
             }
-            let resp = m.alloc(&p.resp, Response::stamp(seq.unwrap_or(0)));
+            let heads = verify_headers(&headers);
+            if seq.is_some() && heads.is_some() && heads != seq {
+                m.mismatches += 1; // the headers must be the request's
+            }
+            let mut resp = m.alloc_with(RESPONSE, || A::get(&p.resp));
+            write_response(&mut resp, seq.unwrap_or(0));
             out.push(Reply { resp, sess });
             if seq.is_none() {
                 m.release(&p.req, req, false, true);
+                m.release_headers(headers, heads.is_some());
             } else if slot.rng.below(KEEP) == 0 {
-                slot.cache.push_back(req);
+                slot.cache.push_back((req, headers));
                 if slot.cache.len() > CACHE_CAP {
-                    if let Some(old) = slot.cache.pop_front() {
-                        m.free(&p.req, old, true);
+                    if let Some((old, old_headers)) = slot.cache.pop_front() {
+                        m.free_kept(&p.req, old, old_headers);
                     }
                 }
             } else {
                 m.release(&p.req, req, true, true);
+                m.release_headers(headers, heads.is_some());
             }
         }
         // The acceptor waits for every response, so it is still there.
@@ -531,13 +825,24 @@ struct Config {
 }
 
 impl Config {
-    /// Object sizes, by pool index.
-    fn sizes(&self) -> [usize; 3] {
+    /// The smallest and the largest block (or response) of each pool, in
+    /// bytes, by pool index.
+    fn sizes(&self) -> [(usize, usize); 4] {
         [
-            self.object_size,
-            size_of::<Response>(),
-            size_of::<Session>(),
+            (self.object_size, self.object_size),
+            (RESPONSE_LEN, LARGE_RESPONSE_LEN),
+            (size_of::<Session>(), size_of::<Session>()),
+            (8 * HEADER_WORDS.0, 8 * HEADER_WORDS.1),
         ]
+    }
+
+    /// Pool `i`'s sizes, for the tables.
+    fn size_label(&self, i: usize) -> String {
+        match (i, self.sizes()[i]) {
+            (RESPONSE, (small, large)) => format!("{small} B (1 in {LARGE_EVERY}: {large} B)"),
+            (_, (a, b)) if a == b => format!("{a} B"),
+            (_, (a, b)) => format!("{a}–{b} B"),
+        }
     }
 }
 
@@ -548,15 +853,17 @@ struct Report {
     meter: Meter,
     respawns: u64,
     peak_rss_delta: u64,
+    /// What served each pool.
+    via: [&'static str; 4],
     /// homeslab's counters at the end, by pool (`None` for `Box`).
-    stats: [Option<homeslab::Stats>; 3],
+    stats: [Option<Stats>; 4],
     /// The most live blocks `stats()` showed while running, by pool.
-    peak_live: [u64; 3],
+    peak_live: [u64; 4],
 }
 
 impl Report {
     /// The sum over the pools of a homeslab counter (`None` for `Box`).
-    fn total(&self, f: impl Fn(&homeslab::Stats) -> u64) -> Option<u64> {
+    fn total(&self, f: impl Fn(&Stats) -> u64) -> Option<u64> {
         self.stats.iter().map(|s| s.as_ref().map(&f)).sum()
     }
 }
@@ -568,7 +875,7 @@ fn run<A: Alloc, R: Stamped>(p: &Pools<A, R>, cfg: &Config, bar: &ProgressBar) -
     let completed = AtomicU64::new(0);
     let rss_base = rss_bytes();
     let mut peak_rss = rss_base;
-    let mut peak_live = [0u64; 3];
+    let mut peak_live = [0u64; 4];
     let mut total = Meter::new(0);
     let mut respawns = 0u64;
     let limit = Duration::from_secs_f64(cfg.seconds);
@@ -596,7 +903,7 @@ fn run<A: Alloc, R: Stamped>(p: &Pools<A, R>, cfg: &Config, bar: &ProgressBar) -
     bar.reset();
     bar.set_prefix(p.name());
     let start = Instant::now();
-    let mut leftovers: Vec<VecDeque<Handle<'_, A, R>>> = Vec::new();
+    let mut leftovers: Vec<Kept<'_, A, R>> = Vec::new();
     std::thread::scope(|sc| {
         let (stop, completed) = (&stop, &completed);
         let reply_txs = &reply_txs;
@@ -672,11 +979,12 @@ fn run<A: Alloc, R: Stamped>(p: &Pools<A, R>, cfg: &Config, bar: &ProgressBar) -
         }
     });
     let wall = start.elapsed();
-    // The long-lived requests still cached: verified and freed here.
+    // The long-lived requests still cached, with their headers: verified
+    // and freed here.
     let mut m = Meter::new(1);
     for cache in leftovers {
-        for h in cache {
-            m.free(&p.req, h, true);
+        for (req, headers) in cache {
+            m.free_kept(&p.req, req, headers);
         }
     }
     total.merge(&m);
@@ -693,6 +1001,7 @@ fn run<A: Alloc, R: Stamped>(p: &Pools<A, R>, cfg: &Config, bar: &ProgressBar) -
         meter: total,
         respawns,
         peak_rss_delta: peak_rss.saturating_sub(rss_base),
+        via: A::VIA,
         stats: p.stats(),
         peak_live,
     }
@@ -795,10 +1104,11 @@ fn print_table(head: &[&str], rows: &[Vec<String>], left: usize) {
 
 fn table(cfg: &Config, reports: &[Report]) {
     let acceptors = (cfg.threads / 3).max(1);
-    let [req, resp, sess] = cfg.sizes();
+    let [req, resp, sess, heads] = [REQUEST, RESPONSE, SESSION, HEADER].map(|i| cfg.size_label(i));
     println!(
         "worker_pool: {} threads ({} acceptor{}, {} worker{} that come and go), \
-         {req} B requests, {resp} B responses, {sess} B sessions, {:.1} s per allocator\n",
+         {req} requests with {heads} headers, {sess} sessions, responses of {resp} in \
+         {RESPONSE_CAPACITY} B buffers, {:.1} s per allocator\n",
         cfg.threads,
         acceptors,
         if acceptors == 1 { "" } else { "s" },
@@ -859,6 +1169,7 @@ fn table(cfg: &Config, reports: &[Report]) {
     let head = [
         "pool",
         "allocator",
+        "via",
         "size",
         "allocs",
         "remote frees",
@@ -875,11 +1186,12 @@ fn table(cfg: &Config, reports: &[Report]) {
         for r in reports {
             let m = &r.meter.pools[i];
             let st = r.stats[i];
-            let or_dash = |f: fn(&homeslab::Stats) -> String| st.as_ref().map_or("–".into(), f);
+            let or_dash = |f: fn(&Stats) -> String| st.as_ref().map_or("–".into(), f);
             rows.push(vec![
                 pool.to_string(),
                 r.allocator.to_string(),
-                format!("{} B", cfg.sizes()[i]),
+                r.via[i].to_string(),
+                cfg.size_label(i),
                 st.map_or(m.allocs, |s| s.allocs).to_string(),
                 st.map_or(format!("({})", m.cross_frees), |s| {
                     s.remote_frees.to_string()
@@ -896,19 +1208,81 @@ fn table(cfg: &Config, reports: &[Report]) {
             ]);
         }
     }
-    print_table(&head, &rows, 2);
+    print_table(&head, &rows, 3);
+
+    println!();
+    let head = [
+        "pool",
+        "allocator",
+        "via",
+        "gets",
+        "constructed",
+        "reused",
+        "destroyed",
+        "of which keep_if",
+        "cached at end",
+        "cached buffers",
+        "reused %",
+    ];
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let m = &r.meter.pools[RESPONSE];
+            let gets = m.allocs;
+            let share = |n: u64| format!("{:.1}%", 100.0 * n as f64 / gets.max(1) as f64);
+            let mut row = vec![
+                POOLS[RESPONSE].to_string(),
+                r.allocator.to_string(),
+                r.via[RESPONSE].to_string(),
+                gets.to_string(),
+            ];
+            row.extend(match r.stats[RESPONSE] {
+                Some(s) => [
+                    s.objects_constructed.to_string(),
+                    s.objects_reused.to_string(),
+                    s.objects_destroyed.to_string(),
+                    format!("({})", r.meter.grown),
+                    s.objects_cached.to_string(),
+                    bytes(s.objects_cached * RESPONSE_CAPACITY as u64),
+                    share(s.objects_reused),
+                ],
+                // Without an object pool every get constructs a buffer and
+                // every release destroys it.
+                None => [
+                    format!("({gets})"),
+                    "(0)".into(),
+                    format!("({})", m.frees),
+                    "–".into(),
+                    "(0)".into(),
+                    "–".into(),
+                    share(0),
+                ],
+            });
+            row
+        })
+        .collect();
+    print_table(&head, &rows, 3);
     println!(
         "\nlatencies: 1 op in {SAMPLE} on average timed with Instant (clock read included); \
          peak mapped (first table): the sum of the pools' peaks; remote frees: homeslab's \
          Stats::remote_frees, (in parentheses) frees the example made of blocks another thread \
-         allocated; live at end (in parentheses): the example's allocs minus its frees."
+         allocated; live at end (in parentheses): the example's allocs minus its frees.\n\
+         response: a get and a release of a Vec<u8> buffer of {RESPONSE_CAPACITY} B; the \
+         ObjectPool's slots (its mapped bytes) hold the {}-byte Vec headers, the buffers are \
+         system-allocator memory in both runs (RSS counts them); keep_if drops a buffer grown \
+         past {RESPONSE_KEEP_CAP} B (of which keep_if: the releases of such buffers the \
+         example made; the other destructions are of cached buffers in slabs homeslab \
+         reclaimed); cached buffers: the bytes of the buffers the pool holds \
+         constructed at the end; (in parentheses) the example's counts. headers: one \
+         SlabAlloc shared by every thread, its counters summed over its size classes.",
+        size_of::<Vec<u8>>()
     );
     for r in reports {
-        for (pool, s) in POOLS.iter().zip(r.stats) {
+        for (i, (pool, s)) in POOLS.iter().zip(r.stats).enumerate() {
             if let Some(s) = s {
                 println!(
-                    "{} {pool} pool: frees {}, double frees {}, foreign frees {}, corruption {}, overflow segments {}, thread heaps {}",
-                    r.allocator, s.frees, s.double_frees, s.foreign_frees, s.corruption_events, s.overflow_segments, s.thread_heaps
+                    "{} {pool} ({}): frees {}, double frees {}, foreign frees {}, corruption {}, overflow segments {}, thread heaps {}",
+                    r.allocator, r.via[i], s.frees, s.double_frees, s.foreign_frees, s.corruption_events, s.overflow_segments, s.thread_heaps
                 );
             }
         }
@@ -941,12 +1315,37 @@ fn json(cfg: &Config, reports: &[Report]) {
                 .map(|(i, pool)| {
                     let pm = &m.pools[i];
                     let st = r.stats[i];
+                    let (min, max) = sizes[i];
+                    let objects = match (i, st) {
+                        (RESPONSE, Some(s)) => format!(
+                            "{{\"constructed\":{},\"reused\":{},\"destroyed\":{},\"cached\":{},\
+                             \"released_grown\":{}}}",
+                            s.objects_constructed,
+                            s.objects_reused,
+                            s.objects_destroyed,
+                            s.objects_cached,
+                            m.grown
+                        ),
+                        // A fresh buffer per get, destroyed at its release.
+                        (RESPONSE, None) => format!(
+                            "{{\"constructed\":{},\"reused\":0,\"destroyed\":{},\"cached\":0,\
+                             \"released_grown\":{}}}",
+                            pm.allocs, pm.frees, m.grown
+                        ),
+                        _ => "null".into(),
+                    };
                     format!(
-                        "{{\"pool\":\"{pool}\",\"object_size\":{},\"allocs\":{},\"frees\":{},\
+                        "{{\"pool\":\"{pool}\",\"via\":\"{}\",\"object_size\":{},\"min_bytes\":{min},\
+                         \"max_bytes\":{max},\"allocs\":{},\"frees\":{},\
                          \"cross_thread_frees\":{},\"remote_frees\":{},\"live_blocks_at_end\":{},\
                          \"peak_live_blocks\":{},\"mapped_bytes_at_end\":{},\"peak_mapped_bytes\":{},\
-                         \"overflow_allocs\":{},\"alloc_ns\":{},\"free_ns\":{}}}",
-                        sizes[i],
+                         \"overflow_allocs\":{},\"objects\":{objects},\"alloc_ns\":{},\"free_ns\":{}}}",
+                        r.via[i],
+                        if min == max || i == RESPONSE {
+                            min.to_string()
+                        } else {
+                            "null".into()
+                        },
                         pm.allocs,
                         pm.frees,
                         pm.cross_frees,
@@ -990,15 +1389,21 @@ fn json(cfg: &Config, reports: &[Report]) {
         .collect();
     println!(
         "{{\"threads\":{},\"acceptors\":{},\"workers\":{},\"object_size\":{},\
-         \"object_sizes\":{{\"request\":{},\"response\":{},\"session\":{}}},\
+         \"object_sizes\":{{\"request\":{},\"response\":{},\"session\":{},\
+         \"headers\":{{\"min\":{},\"max\":{}}}}},\"large_response\":{{\"bytes\":{},\"one_in\":{}}},\
+         \"response_buffer_capacity\":{RESPONSE_CAPACITY},\"response_keep_capacity\":{RESPONSE_KEEP_CAP},\
          \"seconds\":{},\"sample_one_in\":{},\"runs\":[{}]}}",
         cfg.threads,
         acceptors,
         cfg.threads - acceptors,
         cfg.object_size,
-        sizes[REQUEST],
-        sizes[RESPONSE],
-        sizes[SESSION],
+        sizes[REQUEST].0,
+        sizes[RESPONSE].0,
+        sizes[SESSION].0,
+        sizes[HEADER].0,
+        sizes[HEADER].1,
+        sizes[RESPONSE].1,
+        LARGE_EVERY,
         cfg.seconds,
         SAMPLE,
         runs.join(",")
@@ -1078,8 +1483,9 @@ fn main() -> ExitCode {
         table(&cfg, &reports);
     }
     let mismatches: u64 = reports.iter().map(|r| r.meter.mismatches).sum();
-    // Blocks homeslab still counts live, and blocks the example allocated
-    // and never freed (both runs).
+    // Blocks homeslab still counts live (its two Pools, the ObjectPool and
+    // the SlabAlloc), and blocks the example allocated and never freed (both
+    // runs).
     let live: u64 = reports
         .iter()
         .filter_map(|r| r.total(|s| s.live_blocks))
