@@ -363,6 +363,15 @@ impl Heap {
     /// # Safety
     /// The caller is the owner.
     pub(crate) unsafe fn release_empty<S: SlabSource>(&self, sh: &S) {
+        // SAFETY: forwarded.
+        unsafe { self.release_empty_but(sh, 0) }
+    }
+
+    /// [`Heap::release_empty`], keeping up to `keep` empty slabs cached.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn release_empty_but<S: SlabSource>(&self, sh: &S, keep: usize) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();
@@ -381,7 +390,9 @@ impl Heap {
             });
             for s in in_hand {
                 (*s).drain(&self.stats.corruption);
-                if (*s).used() == 0 {
+                if (*s).used() == 0 && self.core(|c| c.empty.len) < keep {
+                    self.core(|c| c.empty.push(s, ListState::Empty));
+                } else if (*s).used() == 0 {
                     self.core(|c| c.slabs -= 1);
                     sh.release_slab(s);
                 } else if self.core(|c| c.current.is_null()) {

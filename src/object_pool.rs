@@ -96,10 +96,13 @@ struct Hooks<T> {
 /// - Cached objects are dropped when their memory is reclaimed: a slab
 ///   released beyond `retained_empty_slabs`, by the idle policy or
 ///   `trim()`, and every slab once the pool has closed (the last handle
-///   and the last `Pooled` gone) — on whichever thread releases it. Slabs
-///   a live thread's heap still holds after the close are released when
-///   that thread exits. So once every thread that used the pool has
-///   exited, `objects_constructed == objects_destroyed`.
+///   and the last `Pooled` gone) — on whichever thread releases it. A
+///   thread that exits leaves up to `retained_empty_slabs` empty slabs,
+///   objects and all, in its orphaned heap for the thread that adopts it
+///   (the shared tier serves from them meanwhile). Slabs a live thread's
+///   heap still holds after the close are released when that thread
+///   exits. So once every thread that used the pool has exited,
+///   `objects_constructed == objects_destroyed`.
 /// - A panic in `init` leaves the slot free and unconstructed; a panic in
 ///   `reset` or `keep_if` drops that object and frees its slot
 ///   unconstructed; the pool stays consistent. A panic in `T`'s destructor

@@ -349,8 +349,15 @@ impl Shared {
         // collects it itself if the pool is closed (fences as in `publish`).
         h.owner.store(NO_OWNER, Ordering::Release);
         fence(Ordering::SeqCst);
+        // An object pool's orphan keeps its retained empty slabs, with the
+        // objects cached in them, for the thread that adopts the heap (the
+        // tier borrows them meanwhile; `trim` and the close release them).
+        let keep = match &self.objects {
+            Some(_) if !self.is_closed() => self.config.retained_empty,
+            _ => 0,
+        };
         // SAFETY: the tier lock is held and no thread owns the heap.
-        unsafe { h.release_empty(self) };
+        unsafe { h.release_empty_but(self, keep) };
         self.live_heaps.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: as above, read under the lock.
         if unsafe { h.slab_count() } > 0 {

@@ -303,3 +303,30 @@ fn invalid_configurations_are_refused() {
         .build()
         .is_err());
 }
+
+#[test]
+fn an_exiting_thread_keeps_its_cached_objects_for_the_next() {
+    static LIVES: Lives = Lives::new();
+    let p = pool(&LIVES);
+    let q = p.clone();
+    // A worker fills a slab's worth of objects, releases them, and exits:
+    // its heap is orphaned with its retained empty slab, objects and all.
+    thread::spawn(move || {
+        let held: Vec<_> = (0..100).map(|_| q.get().unwrap()).collect();
+        drop(held);
+    })
+    .join()
+    .unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (s.objects_constructed, s.objects_destroyed),
+        (100, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.objects_cached, 100, "{s:?}");
+    // trim reclaims them (and drops the objects).
+    p.trim();
+    let s = p.stats();
+    assert_eq!((s.objects_destroyed, s.objects_cached), (100, 0), "{s:?}");
+    assert_eq!(LIVES.made(), LIVES.dropped());
+}
