@@ -1,0 +1,154 @@
+//! The freeing half of a slab: the owner's local free, the remote freer's
+//! mark and chain push, and the owner's drain and detach/reattach of its
+//! remote list (see the parent module's docs).
+
+#[cfg(test)]
+use super::Freed;
+use super::{handed_out, Chain, DoubleFree, Slab, ALLOCATED, CONSTRUCTED};
+use crate::sync::{bump, AtomicU64, Ordering};
+
+impl Slab {
+    /// Owner: frees slot `idx` onto the local freelist, dropping `used` by
+    /// one; `mark` is [`CONSTRUCTED`] if the slot keeps its object, else 0.
+    /// `Ok(true)`: the slab is now empty or is detached, so its list needs
+    /// upkeep.
+    ///
+    /// # Safety
+    /// The caller is the owner; `idx` came from [`Slab::slot_index`].
+    #[inline(always)]
+    pub(crate) unsafe fn free_local(&self, idx: usize, mark: u16) -> Result<bool, DoubleFree> {
+        if !handed_out(self.word(idx).load(Ordering::Relaxed)) {
+            return Err(DoubleFree);
+        }
+        // SAFETY: the caller is the owner; the block is ours and now free.
+        unsafe {
+            self.local(|l| {
+                self.write_link(idx, self.encode(idx, l.free) | mark);
+                l.free = idx + 1;
+                l.count = l.count.wrapping_sub(1);
+                // Empty (0) or detached (negative).
+                Ok(l.count as isize <= 0)
+            })
+        }
+    }
+
+    /// Any thread: frees `addr` onto the remote list (a chain of one).
+    #[cfg(test)]
+    pub(crate) fn free_remote(&self, addr: usize) -> Freed {
+        let idx = self
+            .slot_index(addr, self.shape)
+            .expect("a slot of this slab");
+        match self.mark_remote(idx, 0, 0) {
+            Ok(()) => {
+                // SAFETY: the mark made this thread the holder of the block.
+                let claimed = unsafe { self.push_chain(Chain::one(idx)) };
+                Freed::Ok { claimed }
+            }
+            Err(DoubleFree) => Freed::DoubleFree,
+        }
+    }
+
+    /// Any thread: the first half of a remote free. Replaces slot `idx`'s
+    /// (from [`Slab::slot_index`]) `ALLOCATED` word with its link in the
+    /// chain the caller is gathering — `next` is the following slot's
+    /// index plus one, 0 for the end — which makes the caller the holder
+    /// of the block until it pushes the chain with [`Slab::push_chain`].
+    /// One store (or, hardened, one CAS) checks and links. `mark` as in
+    /// [`Slab::free_local`].
+    #[inline]
+    pub(crate) fn mark_remote(&self, idx: usize, next: usize, mark: u16) -> Result<(), DoubleFree> {
+        let word = self.word(idx);
+        let link = self.encode(idx, next) | mark;
+        if self.hardened {
+            // Catches even two threads freeing the same block at once.
+            if word
+                .compare_exchange(ALLOCATED, link, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(DoubleFree);
+            }
+        } else {
+            // A load and a store: catches every double free that does not
+            // race with another free of the same block (that race is a data
+            // race in the caller; hardened mode catches it too).
+            if !handed_out(word.load(Ordering::Relaxed)) {
+                return Err(DoubleFree);
+            }
+            word.store(link, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Publishes a chain of `count` held blocks, linked from slot `first`
+    /// to slot `last`, on the remote list with one CAS. Returns true if this
+    /// push took the detached tag: the caller must return the slab to its
+    /// heap.
+    ///
+    /// # Safety
+    /// The caller holds every block of the chain, and the links between them
+    /// are written (by [`Slab::mark_remote`]).
+    #[inline]
+    pub(crate) unsafe fn push_chain(&self, c: Chain) -> bool {
+        let last = c.last as usize;
+        // The caller holds `last` until the push publishes it.
+        // The caller holds `last`: its constructed mark is ours to keep.
+        let mark = self.read_link(last) & CONSTRUCTED;
+        self.remote.push(c.first as usize, c.count as usize, |old| {
+            let next = old.map_or(0, |i| i + 1);
+            self.write_link(last, self.encode(last, next) | mark);
+        })
+    }
+
+    /// Owner: moves every remotely freed block onto the local freelist and
+    /// returns how many arrived. The head counts the chain, so when the local
+    /// list is empty (the usual case: the owner drains when it runs dry) the
+    /// chain is spliced in whole and its links are read — and, hardened,
+    /// checked — only as blocks are popped. Otherwise it is walked to find
+    /// its tail; a corrupt link (hardened) then cuts it.
+    ///
+    /// # Safety
+    /// The caller is the owner and the slab is not detached.
+    pub(crate) unsafe fn drain(&self, corruption: &AtomicU64) -> usize {
+        let Some(taken) = self.remote.take_all() else {
+            return 0;
+        };
+        // SAFETY: the caller is the owner; the taken chain is ours alone.
+        unsafe {
+            self.local(|l| {
+                l.count = l.used() - taken.count.min(l.used());
+                if l.free == 0 {
+                    l.free = taken.top + 1;
+                    return taken.count;
+                }
+                let mut tail = taken.top;
+                for _ in 1..taken.count {
+                    match self.decode(tail, self.read_link(tail), l.bump, self.shape.caching) {
+                        Some(next) if next != 0 => tail = next - 1,
+                        _ => {
+                            // Corrupt (or cut short): keep what we walked.
+                            bump(corruption, 1);
+                            break;
+                        }
+                    }
+                }
+                let mark = self.read_link(tail) & CONSTRUCTED;
+                self.write_link(tail, self.encode(tail, l.free) | mark);
+                l.free = taken.top + 1;
+                taken.count
+            })
+        }
+    }
+
+    /// Owner: tries to detach a slab that ran dry (no local or remote block).
+    /// False: a remote block arrived; drain and keep using it.
+    pub(crate) fn try_detach(&self) -> bool {
+        self.remote.try_detach()
+    }
+
+    /// Owner: takes back a detached slab. False: a remote freer claimed it and
+    /// it will come back through the returned queue.
+    pub(crate) fn try_reattach(&self) -> bool {
+        self.remote.try_reattach()
+    }
+
+}
