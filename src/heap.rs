@@ -58,6 +58,8 @@ pub(crate) struct HeapStats {
 #[derive(Debug)]
 struct List {
     head: *mut Slab,
+    /// The oldest slab (pushed first).
+    tail: *mut Slab,
     len: usize,
 }
 
@@ -65,6 +67,7 @@ impl List {
     const fn new() -> Self {
         Self {
             head: ptr::null_mut(),
+            tail: ptr::null_mut(),
             len: 0,
         }
     }
@@ -84,6 +87,9 @@ impl List {
                 (*old).local(|l| l.prev = s);
             }
         }
+        if old.is_null() {
+            self.tail = s;
+        }
         self.head = s;
         self.len += 1;
     }
@@ -101,6 +107,8 @@ impl List {
             }
             if !next.is_null() {
                 (*next).local(|l| l.prev = prev);
+            } else {
+                self.tail = prev;
             }
             (*s).local(|l| {
                 l.prev = ptr::null_mut();
@@ -111,10 +119,27 @@ impl List {
         self.len -= 1;
     }
 
+    /// Takes the newest slab.
+    ///
     /// # Safety
     /// The caller owns the list's slabs.
     unsafe fn pop(&mut self) -> Option<*mut Slab> {
         let s = self.head;
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.remove(s) };
+        Some(s)
+    }
+
+    /// Takes the oldest slab: on the partial list, the one that has had the
+    /// longest to gather frees since it got its first one back.
+    ///
+    /// # Safety
+    /// The caller owns the list's slabs.
+    unsafe fn pop_oldest(&mut self) -> Option<*mut Slab> {
+        let s = self.tail;
         if s.is_null() {
             return None;
         }
@@ -244,7 +269,7 @@ impl Heap {
                     s.local(|l| l.set_list(ListState::Detached));
                     self.core(|c| c.current = ptr::null_mut());
                 }
-                let next = self.core(|c| c.partial.pop().or_else(|| c.empty.pop()));
+                let next = self.core(|c| c.partial.pop_oldest().or_else(|| c.empty.pop()));
                 if let Some(s) = next {
                     self.core(|c| c.current = s);
                     continue;

@@ -292,14 +292,32 @@ impl Slab {
     /// The header of the region holding `addr`.
     #[inline(always)]
     pub(crate) fn of(addr: usize, region: usize) -> *mut Slab {
-        (addr & !(region - 1)) as *mut Slab
+        Self::of_masked(addr, !(region - 1))
+    }
+
+    /// [`Slab::of`] with the region mask (`!(region - 1)`) given.
+    #[inline(always)]
+    pub(crate) fn of_masked(addr: usize, mask: usize) -> *mut Slab {
+        (addr & mask) as *mut Slab
     }
 
     /// True if this looks like a live homeslab slab header of `shape`: the
     /// caller's type's, so a slab of another type is refused, not misread.
     #[inline(always)]
     pub(crate) fn header_ok(&self, shape: Shape) -> bool {
-        self.magic == MAGIC ^ (self as *const Slab as usize) ^ shape.tag()
+        self.header_ok_tag(Self::magic_tag(shape))
+    }
+
+    /// What [`Slab::header_ok`] compares with, for `shape` (precomputed by
+    /// callers whose shape is not a compile-time constant).
+    pub(crate) const fn magic_tag(shape: Shape) -> usize {
+        MAGIC ^ shape.tag()
+    }
+
+    /// [`Slab::header_ok`] with the shape's [`Slab::magic_tag`].
+    #[inline(always)]
+    pub(crate) fn header_ok_tag(&self, tag: usize) -> bool {
+        self.magic ^ (self as *const Slab as usize) == tag
     }
 
     /// This slab's stride and slot offset.

@@ -66,19 +66,24 @@ pub struct SlabAlloc {
     inner: Arc<Inner>,
 }
 
-/// What the fast paths need of one class, packed (one line per class).
+/// What the fast paths need of one class, packed in one line.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Class {
     /// The class core's thread-context entry and id.
     at: EntryAt,
     id: u64,
     shape: Shape,
-    /// Region size: the mask that finds a block's slab.
-    region: usize,
+    /// `!(region size - 1)`: finds a block's slab.
+    mask: usize,
+    /// The header check's value for this class ([`Slab::magic_tag`]).
+    tag: usize,
     div: Divisor,
     /// The core (owned by `Inner::cores`).
     core: *const Shared,
 }
+
+const _: () = assert!(core::mem::size_of::<Class>() == 64);
 
 impl Class {
     /// The class's slab shape, its caching mark a constant `false` (no
@@ -237,10 +242,10 @@ impl SlabAlloc {
     unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
         let d = self.class(c);
         let addr = ptr.as_ptr() as usize;
-        let slab = Slab::of(addr, d.region);
+        let slab = Slab::of_masked(addr, d.mask);
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
-        if !s.header_ok(d.shape()) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
+        if !s.header_ok_tag(d.tag) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
             return self.refuse();
         }
         let div = d.div;
@@ -476,7 +481,8 @@ impl SlabAllocBuilder {
                 at,
                 id,
                 shape: g.shape(),
-                region: g.region,
+                mask: !(g.region - 1),
+                tag: Slab::magic_tag(g.shape()),
                 div: Divisor::new(g.stride),
                 core: Arc::as_ptr(&cores[c]),
             }
