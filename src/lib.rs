@@ -43,6 +43,7 @@ mod config;
 mod heap;
 mod large;
 mod object_pool;
+mod objects;
 mod os;
 mod overflow;
 mod pool;

@@ -13,6 +13,7 @@ use core::ptr::NonNull;
 use crate::config::Config;
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER};
+use crate::objects::Objects;
 use crate::os::{Budget, PageSource};
 use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
@@ -61,69 +62,6 @@ pub(crate) struct Shared {
     this: AtomicPtr<Shared>,
     /// Constructed-object caching (an object pool's core only).
     objects: Option<Objects>,
-}
-
-/// What the core of an object pool keeps beside its slabs: how to destroy
-/// a cached object when its slab is released, the pool's typed hooks (for
-/// the layer above), and the construction counts.
-pub(crate) struct Objects {
-    /// Drops the object at the pointer (`drop_in_place::<T>`).
-    pub(crate) drop_obj: unsafe fn(*mut u8),
-    /// The typed layer's hooks (reset, keep_if), found again from a block.
-    pub(crate) hooks: Box<dyn core::any::Any + Send + Sync>,
-    constructed: AtomicU64,
-    destroyed: AtomicU64,
-    /// Gets whose construction panicked (neither constructed nor reused).
-    failed: AtomicU64,
-}
-
-impl Objects {
-    pub(crate) fn new(
-        drop_obj: unsafe fn(*mut u8),
-        hooks: Box<dyn core::any::Any + Send + Sync>,
-    ) -> Self {
-        Self {
-            drop_obj,
-            hooks,
-            constructed: AtomicU64::new(0),
-            destroyed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-        }
-    }
-
-    /// The typed hooks' address (what `hooks` boxes).
-    pub(crate) fn hooks_ptr(&self) -> *const () {
-        (&*self.hooks as *const (dyn core::any::Any + Send + Sync)).cast()
-    }
-
-    /// Counts an object constructed.
-    pub(crate) fn constructed(&self) {
-        self.constructed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a get whose construction panicked.
-    pub(crate) fn failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts an object destroyed.
-    pub(crate) fn destroyed(&self) {
-        self.destroyed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Drops the cached object at `p`, counting it. A panicking destructor
-    /// is contained (the object counts as destroyed): it may run deep in
-    /// the pool's slow paths.
-    ///
-    /// # Safety
-    /// `p` holds a constructed object nobody else uses; it is dropped once.
-    unsafe fn destroy(&self, p: *mut u8) {
-        let drop_obj = self.drop_obj;
-        // SAFETY: per the contract.
-        let run = core::panic::AssertUnwindSafe(|| unsafe { drop_obj(p) });
-        let _ = std::panic::catch_unwind(run);
-        self.destroyed();
-    }
 }
 
 impl Shared {
@@ -493,15 +431,7 @@ impl Shared {
         s.slab_bytes = self.config.geometry.region as u64;
         s.slab_capacity = self.config.geometry.capacity as u64;
         if let Some(o) = &self.objects {
-            let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            s.objects_constructed = l(&o.constructed);
-            s.objects_destroyed = l(&o.destroyed);
-            s.objects_reused = s
-                .allocs
-                .saturating_sub(s.objects_constructed + l(&o.failed));
-            s.objects_cached = s
-                .objects_constructed
-                .saturating_sub(s.objects_destroyed + s.live_blocks);
+            o.add_counts(&mut s);
         }
         s
     }
