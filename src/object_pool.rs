@@ -23,9 +23,9 @@ use core::ptr::NonNull;
 
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
+use crate::objects::Objects;
 use crate::os::Budget;
 use crate::pool::{free_slot, Layout};
-use crate::objects::Objects;
 use crate::shared::Shared;
 use crate::slab::{Shape, Slab, CONSTRUCTED};
 use crate::stats::Stats;

@@ -150,5 +150,4 @@ impl Slab {
     pub(crate) fn try_reattach(&self) -> bool {
         self.remote.try_reattach()
     }
-
 }
