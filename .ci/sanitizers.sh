@@ -178,7 +178,7 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   step "fuzz: cargo-fuzz"
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     t0=$(now)
-    nice -n 19 cargo install cargo-fuzz --locked
+    nice -n 19 cargo install cargo-fuzz --version "^0.13" --locked
     echo "cargo install cargo-fuzz: $(secs "$t0" "$(now)") s"
   fi
   # The test hook exists only with the feature: lint it too.
