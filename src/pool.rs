@@ -180,6 +180,30 @@ impl<T> Pool<T> {
     }
 }
 
+#[cfg(feature = "test-hooks")]
+impl<T> Pool<T> {
+    /// Test hook for the fuzz targets (feature `test-hooks`; not part of
+    /// the API): overwrites with `word` the slot word of the `nth` (modulo
+    /// their number) free slot below the frontier of the slab holding
+    /// `block`, as a stray write into the allocator's metadata would.
+    /// Returns the word it replaced, `None` if that slab has no such slot.
+    ///
+    /// # Safety
+    /// `block` is a live block of this pool that this thread allocated from
+    /// its own heap, and no other thread uses this pool meanwhile.
+    #[doc(hidden)]
+    pub unsafe fn corrupt_free_slot(
+        &self,
+        block: NonNull<T>,
+        nth: usize,
+        word: u16,
+    ) -> Option<u16> {
+        let slab = Slab::of(block.as_ptr() as usize, Layout::<T>::GEOMETRY.region);
+        // SAFETY: per the contract the slab is live and this thread owns it.
+        unsafe { (*slab).overwrite_free_word(nth, word) }
+    }
+}
+
 /// Validated pool configuration. Every setting has a default; `build`
 /// checks them all.
 #[derive(Debug, Clone)]

@@ -67,6 +67,43 @@ type SlotWord = AtomicU16;
 mod geometry;
 pub(crate) use geometry::{Geometry, Shape, MAX_ALIGN, MAX_SIZE};
 
+/// AddressSanitizer's manual poisoning, under `--cfg homeslab_asan` (the
+/// ASan run of `.ci/sanitizers.sh` sets it with `-Zsanitizer=address`):
+/// regions are homeslab's own mappings, which ASan takes for ordinary
+/// memory, so a free slot is poisoned (at init and at every free, local or
+/// remote) and unpoisoned when it is handed out, and a use after free of a
+/// pooled block is reported. The allocator never touches a slot's bytes
+/// (links live in the slot words, outside the slots), and slots start on
+/// 8 bytes with a stride that is a multiple of 8 (ASan's granule), so no
+/// two slots share a shadow byte: a thread writes only the shadow of
+/// blocks it holds. Without the cfg these are empty.
+mod asan {
+    #[cfg(homeslab_asan)]
+    extern "C" {
+        fn __asan_poison_memory_region(addr: *const u8, size: usize);
+        fn __asan_unpoison_memory_region(addr: *const u8, size: usize);
+    }
+
+    /// Marks `len` bytes at `p` (8-aligned, in a region of ours)
+    /// unaddressable (`poison`) or addressable again.
+    #[inline(always)]
+    pub(super) fn mark(p: *const u8, len: usize, poison: bool) {
+        debug_assert!(p as usize % 8 == 0 && len % 8 == 0);
+        #[cfg(homeslab_asan)]
+        // SAFETY: these only write ASan's shadow of memory this process
+        // mapped; the caller holds the slots (see above).
+        unsafe {
+            if poison {
+                __asan_poison_memory_region(p, len)
+            } else {
+                __asan_unpoison_memory_region(p, len)
+            }
+        }
+        #[cfg(not(homeslab_asan))]
+        let _ = (p, len, poison);
+    }
+}
+
 /// Where a list-managed slab sits, from its owner's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListState {
@@ -264,6 +301,11 @@ impl Slab {
             for i in 0..geo.capacity {
                 words.add(i).write(SlotWord::new(0));
             }
+            asan::mark(
+                (region + geo.slots_off) as *const u8,
+                geo.capacity * geo.stride,
+                true,
+            );
             NonNull::new_unchecked(slab)
         }
     }
@@ -274,6 +316,11 @@ impl Slab {
     /// # Safety
     /// No thread uses the slab any more.
     pub(crate) unsafe fn destroy(slab: NonNull<Slab>) {
+        // The region goes back to the page source (and maybe the OS): no
+        // poisoned shadow of ours may outlive the slab.
+        // SAFETY: per the contract the header is intact and unused.
+        let s = unsafe { slab.as_ref() };
+        asan::mark(s.slot(0), s.span as usize, false);
         #[cfg(loom)]
         // SAFETY: per the contract nobody uses the slab; each object that
         // `init` wrote is dropped exactly once.
@@ -285,8 +332,6 @@ impl Slab {
             }
             core::ptr::drop_in_place(s);
         }
-        #[cfg(not(loom))]
-        let _ = slab;
     }
 
     /// The header of the region holding `addr`.
@@ -374,6 +419,13 @@ impl Slab {
     #[inline(always)]
     fn region(&self) -> *mut u8 {
         self as *const Slab as usize as *mut u8
+    }
+
+    /// The first byte of slot `idx` (or the end of the slots, at `capacity`).
+    #[inline(always)]
+    fn slot(&self, idx: usize) -> *mut u8 {
+        let at = self.shape.slots_off as usize + idx * self.shape.stride as usize;
+        self.region().wrapping_add(at)
     }
 
     /// Slot `idx`'s word, at a fixed offset from the header.
@@ -479,6 +531,9 @@ impl Slab {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
                     info = raw & CONSTRUCTED;
+                    // Marked before its link is checked: a (corrupt) link
+                    // naming this very slot then reads as handed out.
+                    self.word(idx).store(ALLOCATED, Ordering::Relaxed);
                     match self.decode(idx, raw, l.bump, shape.caching) {
                         Some(next) => l.free = next,
                         None => {
@@ -494,14 +549,15 @@ impl Slab {
                     }
                     info = if self.zeroed { FRESH } else { 0 };
                     l.bump += 1;
+                    self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
                     l.bump - 1
                 } else {
                     return None;
                 };
-                self.word(idx).store(ALLOCATED, Ordering::Relaxed);
                 l.count = l.count.wrapping_add(1);
                 let slots = self.region().add(shape.slots_off as usize);
                 let p = NonNull::new_unchecked(slots.add(idx * shape.stride as usize));
+                asan::mark(p.as_ptr(), shape.stride as usize, false);
                 Some((p, info))
             })
         }
@@ -520,6 +576,8 @@ impl Slab {
             let w = self.read_link(idx);
             if !handed_out(w) && w & CONSTRUCTED != 0 {
                 self.write_link(idx, w & !CONSTRUCTED);
+                // The object is read by its destructor: no longer poisoned.
+                asan::mark(self.slot(idx), self.shape.stride as usize, false);
                 // SAFETY: `idx` is below the frontier, so its slot lies in
                 // the region.
                 f(unsafe {
@@ -528,6 +586,24 @@ impl Slab {
                 });
             }
         }
+    }
+
+    /// Test hook (feature `test-hooks`): stores `raw` into the word of the
+    /// `nth` (modulo their number) slot below the frontier that is not
+    /// handed out, as a stray write into the metadata would; returns the
+    /// word it replaced, `None` if there is no such slot.
+    ///
+    /// # Safety
+    /// The caller is the owner and no other thread uses the slab meanwhile.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) unsafe fn overwrite_free_word(&self, nth: usize, raw: u16) -> Option<u16> {
+        // SAFETY: the caller is the owner.
+        let bump = unsafe { self.local(|l| l.bump) };
+        let free = || (0..bump).filter(|&i| !handed_out(self.read_link(i)));
+        let idx = free().nth(nth % free().count().max(1))?;
+        let old = self.read_link(idx);
+        self.write_link(idx, raw);
+        Some(old)
     }
 
     /// Owner: blocks handed out and not yet freed locally or drained.

@@ -20,6 +20,7 @@ impl Slab {
         if !handed_out(self.word(idx).load(Ordering::Relaxed)) {
             return Err(DoubleFree);
         }
+        super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         // SAFETY: the caller is the owner; the block is ours and now free.
         unsafe {
             self.local(|l| {
@@ -76,6 +77,8 @@ impl Slab {
             }
             word.store(link, Ordering::Relaxed);
         }
+        // The caller holds the block now: nobody can pop it before the push.
+        super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         Ok(())
     }
 

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Sanitizers, fuzzing and the MSRV, called by .ci/run (docs/TESTING.md
+# explains each layer and gives its time):
+#   1. AddressSanitizer + LeakSanitizer over the whole test suite, with
+#      homeslab's free slots poisoned (--cfg homeslab_asan), and the proof
+#      that ASan sees inside homeslab's mappings (tests/asan_detects.rs:
+#      each test must fail with the report its `ignore` reason names);
+#   2. ThreadSanitizer over the cross-thread tests (TSAN_TESTS) and the
+#      soak at reduced length;
+#   3. each cargo-fuzz target for FUZZ_SECONDS from its committed corpus;
+#   4. the library and its tests built and run by the MSRV toolchain.
+#
+# Env: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1, SKIP_MSRV=1 skip a layer
+# locally (CI runs everything); FUZZ_SECONDS (default 60 per target);
+# TSAN_TESTS (test files, globs allowed; default below); TSAN_SOAK_OPS
+# (default 3000000). Every build and run here is niced: the CI machine is
+# shared with benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+all_start=$(now)
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+
+# Runs each ignored test of tests/$1.rs alone with the command in the rest
+# of the arguments, and requires it to fail with the sanitizer report that
+# its `#[ignore = "expects <sanitizer>: <report>"]` reason names.
+expect_reports() {
+  local file=$1
+  shift
+  local cases n=0 want name log
+  cases=$(awk '
+    /#\[ignore = "expects / { sub(/.*expects [^:]*: /, ""); sub(/"\]$/, ""); want = $0 }
+    /^fn / && want != "" { name = $2; sub(/\(.*/, "", name); print want "|" name; want = "" }
+  ' "tests/$file.rs")
+  while IFS='|' read -r want name; do
+    [ -n "$name" ] || continue
+    log="target/detect-$file-$name.log"
+    if "$@" --test "$file" -- --ignored --exact "$name" >"$log" 2>&1; then
+      cat "$log"
+      echo "$file::$name passed: the sanitizer did not report it" >&2
+      return 1
+    fi
+    if ! grep -q "Sanitizer: $want" "$log" || grep -q "NOT DETECTED" "$log"; then
+      cat "$log"
+      echo "$file::$name: expected \"$want\" in the sanitizer's report" >&2
+      return 1
+    fi
+    printf '  %-55s reported: %s\n' "$name" "$(grep -m1 -o "Sanitizer: .*" "$log" | cut -c1-50)"
+    n=$((n + 1))
+  done <<<"$cases"
+  echo "  $n cases"
+  detected=$n
+}
+
+# make_pkg DIR KEEP: writes DIR/Cargo.toml, homeslab's Cargo.toml with
+# only the dev-dependencies named in KEEP (`|`-separated, may be empty) and
+# without the workspace, benches, examples and profiles, listing every
+# tests/*.rs that needs no other dev-dependency and does not read
+# CARGO_MANIFEST_DIR (the source-scanning tests, which run no allocator
+# code); and DIR/Cargo.lock, a copy of the lockfile (same versions).
+# The sanitizer and MSRV builds then skip criterion, the benchmark
+# allocators and their C builds.
+make_pkg() {
+  local dir=$1 keep="^($2)\$" root dropped f
+  root=$(pwd)
+  mkdir -p "$dir"
+  dropped=$(awk -v keep="$keep" '/^\[/ { on = ($0 == "[dev-dependencies]") }
+    on && /^[a-z]/ && $1 !~ keep { print $1 }' Cargo.toml | tr - _ | paste -sd'|')
+  {
+    awk -v keep="$keep" '
+      /^\[/ { sec = $0; on = (sec !~ /^\[(workspace|profile|\[bench\]|\[example\])/) }
+      on && (sec != "[dev-dependencies]" || /^\[/ || $1 ~ keep)' Cargo.toml
+    printf '\n[workspace]\n\n[lib]\npath = "%s/src/lib.rs"\n' "$root"
+    for f in tests/*.rs; do
+      grep -q CARGO_MANIFEST_DIR "$f" && continue
+      [ -n "$dropped" ] && grep -Eq "\\b($dropped)::" "$f" && continue
+      printf '\n[[test]]\nname = "%s"\npath = "%s/%s"\n' "$(basename "$f" .rs)" "$root" "$f"
+    done
+  } >"$dir/Cargo.toml"
+  cp Cargo.lock "$dir/Cargo.lock"
+  echo "$dir: $(grep -c '^\[\[test\]\]' "$dir/Cargo.toml") test files (not: the ones using $dropped, or CARGO_MANIFEST_DIR)"
+}
+
+# The sanitizer runs build std with the sanitizer too (-Zbuild-std), so
+# they need an explicit target (which also keeps build scripts and proc
+# macros uninstrumented).
+# They use the package `make_pkg` writes, with proptest (tests/model.rs).
+san_pkg=target/san-pkg
+san_cargo=(nice -n 19 cargo +nightly test -Zbuild-std --target "$host"
+  --manifest-path "$san_pkg/Cargo.toml")
+
+if [ "${SKIP_ASAN:-}" != 1 ] || [ "${SKIP_TSAN:-}" != 1 ]; then
+  step "sanitizers: toolchain (nightly rust-src, for -Zbuild-std)"
+  rustup component add --toolchain nightly rust-src
+  make_pkg "$san_pkg" proptest
+fi
+
+# ------------------------------------------------------------------ ASan
+if [ "${SKIP_ASAN:-}" != 1 ]; then
+  asan_flags="-Zsanitizer=address --cfg homeslab_asan"
+  asan=(env RUSTFLAGS="$asan_flags" CARGO_TARGET_DIR=target/asan
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" "${san_cargo[@]}")
+
+  step "ASan: build (RUSTFLAGS=$asan_flags)"
+  t0=$(now)
+  "${asan[@]}" --lib --tests --no-run
+  echo "asan build: $(secs "$t0" "$(now)") s"
+
+  # Every unit and integration test but one: the slab unit test
+  # `use_after_free_writes_cannot_reach_the_freelist` scribbles over freed
+  # blocks on purpose (to show that no link lives there), which ASan
+  # rightly reports as a use after poison. The doctests are not run here
+  # (they are examples, run by `cargo test`; rustdoc would need its own
+  # sanitizer flags and cross-compiled doctests).
+  step "ASan + LeakSanitizer: unit and integration tests"
+  t0=$(now)
+  "${asan[@]}" --lib --tests -- --skip use_after_free_writes_cannot_reach_the_freelist
+  echo "asan tests: $(secs "$t0" "$(now)") s"
+
+  step "ASan: each mistake in tests/asan_detects.rs is reported"
+  t0=$(now)
+  expect_reports asan_detects "${asan[@]}"
+  if [ "$detected" -lt 5 ]; then
+    echo "ASan: only $detected detection cases found" >&2
+    exit 1
+  fi
+  echo "asan detection: $detected cases in $(secs "$t0" "$(now)") s"
+fi
+
+# ------------------------------------------------------------------ TSan
+if [ "${SKIP_TSAN:-}" != 1 ]; then
+  # Test files (tests/NAME.rs) with cross-thread traffic; globs pick up
+  # new ones (tests/slab_alloc*.rs).
+  TSAN_TESTS="${TSAN_TESTS:-stress thread_exit contexts batch overflow slab_alloc*}"
+  tsan_args=()
+  for pat in $TSAN_TESTS; do
+    for f in tests/$pat.rs; do
+      [ -f "$f" ] && tsan_args+=(--test "$(basename "$f" .rs)")
+    done
+  done
+  # Release: TSan's checks are the point, not debug assertions (the ASan
+  # run and `cargo test` have those), and unoptimised code under TSan
+  # would take several times longer.
+  tsan=(env RUSTFLAGS="-Zsanitizer=thread -Cdebuginfo=line-tables-only" CARGO_TARGET_DIR=target/tsan
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" "${san_cargo[@]}" --release)
+
+  step "TSan: build (${tsan_args[*]} --test soak)"
+  t0=$(now)
+  "${tsan[@]}" "${tsan_args[@]}" --test soak --test tsan_detects --no-run
+  echo "tsan build: $(secs "$t0" "$(now)") s"
+
+  step "TSan: cross-thread tests"
+  t0=$(now)
+  "${tsan[@]}" "${tsan_args[@]}"
+  echo "tsan tests: $(secs "$t0" "$(now)") s"
+
+  step "TSan: the race in tests/tsan_detects.rs is reported"
+  t0=$(now)
+  expect_reports tsan_detects "${tsan[@]}"
+  if [ "$detected" -lt 1 ]; then
+    echo "TSan: no detection case found" >&2
+    exit 1
+  fi
+  echo "tsan detection: $(secs "$t0" "$(now)") s"
+
+  step "TSan: soak (${TSAN_SOAK_OPS:-3000000} operations)"
+  t0=$(now)
+  HOMESLAB_SOAK_OPS="${TSAN_SOAK_OPS:-3000000}" "${tsan[@]}" --test soak -- --ignored --nocapture
+  echo "tsan soak: $(secs "$t0" "$(now)") s"
+fi
+
+# ------------------------------------------------------------------ fuzz
+if [ "${SKIP_FUZZ:-}" != 1 ]; then
+  step "fuzz: cargo-fuzz"
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    t0=$(now)
+    nice -n 19 cargo install cargo-fuzz --version "^0.13" --locked
+    echo "cargo install cargo-fuzz: $(secs "$t0" "$(now)") s"
+  fi
+  # The test hook exists only with the feature: lint it too.
+  nice -n 19 cargo clippy -p homeslab --lib --features test-hooks -- -D warnings
+  cargo fmt --check --manifest-path fuzz/Cargo.toml
+  (cd fuzz && nice -n 19 cargo +nightly clippy --all-targets -- -D warnings)
+
+  step "fuzz: build (ASan, --cfg homeslab_asan)"
+  t0=$(now)
+  (cd fuzz && RUSTFLAGS="--cfg homeslab_asan" nice -n 19 cargo +nightly fuzz build)
+  echo "fuzz build: $(secs "$t0" "$(now)") s"
+
+  FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+  targets=$(cd fuzz && cargo +nightly fuzz list)
+  step "fuzz: each target for $FUZZ_SECONDS s from fuzz/corpus/"
+  for t in $targets; do
+    t0=$(now)
+    # New inputs go to target/fuzz-ci/ (the first directory), so the
+    # committed corpus stays as it is; a crash leaves its input in
+    # fuzz/artifacts/<target>/.
+    mkdir -p "target/fuzz-ci/$t" "fuzz/corpus/$t"
+    log="target/fuzz-ci/$t.log"
+    if ! (cd fuzz && RUSTFLAGS="--cfg homeslab_asan" nice -n 19 cargo +nightly fuzz run "$t" \
+      "../target/fuzz-ci/$t" "corpus/$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1) \
+      >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "fuzz target $t FAILED (input in fuzz/artifacts/$t/)" >&2
+      exit 1
+    fi
+    printf '  %-22s ok  %s runs  %6s s\n' "$t" \
+      "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" "$(secs "$t0" "$(now)")"
+  done
+fi
+
+# ------------------------------------------------------------------ MSRV
+if [ "${SKIP_MSRV:-}" != 1 ]; then
+  msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+  step "MSRV: Rust $msrv"
+  rustup toolchain install "$msrv" --profile minimal
+  # The dev-dependencies (criterion, proptest, …) need newer compilers;
+  # the library and its tests do not: the package `make_pkg` writes, with
+  # no dev-dependency.
+  pkg=target/msrv/pkg
+  make_pkg "$pkg" ""
+  t0=$(now)
+  nice -n 19 cargo "+$msrv" build --manifest-path "$pkg/Cargo.toml" --target-dir target/msrv --lib
+  nice -n 19 cargo "+$msrv" test --manifest-path "$pkg/Cargo.toml" --target-dir target/msrv --lib --tests
+  echo "msrv: $(secs "$t0" "$(now)") s"
+fi
+
+step "sanitizers, fuzzing and MSRV passed in $(secs "$all_start" "$(now)") s"
