@@ -96,7 +96,7 @@ san_cargo=(nice -n 19 cargo +nightly test -Zbuild-std --target "$host"
 if [ "${SKIP_ASAN:-}" != 1 ] || [ "${SKIP_TSAN:-}" != 1 ]; then
   step "sanitizers: toolchain (nightly rust-src, for -Zbuild-std)"
   rustup component add --toolchain nightly rust-src
-  make_pkg "$san_pkg" proptest
+  make_pkg "$san_pkg" "proptest|hashbrown"
 fi
 
 # ------------------------------------------------------------------ ASan
