@@ -27,9 +27,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The module tree reads as the algorithm: [`os`](self) page source →
-//! slab → heap → remote list → overflow tier → shared routing → pool handle,
-//! all on the `sync` facade that loom swaps out (`--cfg loom`). See
+//! The module tree reads as the algorithm: page source → slab → heap →
+//! remote list → overflow tier → thread context → pool core → [`Pool`],
+//! [`ObjectPool`] and [`SlabAlloc`], all on the `sync` facade that loom
+//! swaps out (`--cfg loom`); each module uses only modules below it. See
 //! `docs/ARCHITECTURE.md`.
 
 #![deny(missing_docs, unreachable_pub, unsafe_op_in_unsafe_fn)]
