@@ -5,7 +5,11 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::magazine::CAPACITY as MAGAZINE_CAPACITY;
 use crate::slab::Geometry;
+
+/// Blocks a thread's magazine holds by default, per pool (or class).
+const DEFAULT_MAGAZINE: usize = 32;
 
 /// Validated configuration of one pool core.
 #[derive(Debug, Clone)]
@@ -17,6 +21,7 @@ pub(crate) struct Config {
     pub(crate) max_thread_heaps: usize,
     pub(crate) chunk_bytes: usize,
     pub(crate) release_after: Option<Duration>,
+    pub(crate) magazine: usize,
 }
 
 /// The settings of a pool or allocator builder, before validation.
@@ -29,6 +34,7 @@ pub(crate) struct Knobs {
     pub(crate) max_bytes: Option<u64>,
     pub(crate) chunk_bytes: usize,
     pub(crate) release_after: Option<Duration>,
+    pub(crate) magazine: usize,
 }
 
 impl Knobs {
@@ -46,6 +52,7 @@ impl Knobs {
             } else {
                 Some(Duration::from_secs(5))
             },
+            magazine: DEFAULT_MAGAZINE,
         }
     }
 
@@ -76,6 +83,9 @@ impl Knobs {
                 "must be longer than zero (or None)",
             ));
         }
+        if self.magazine > MAGAZINE_CAPACITY {
+            return Err(invalid("magazine", "must be at most 64 blocks"));
+        }
         Ok(max_bytes)
     }
 
@@ -89,6 +99,7 @@ impl Knobs {
             max_thread_heaps: self.max_thread_heaps,
             chunk_bytes: self.chunk_bytes.max(geometry.region),
             release_after: self.release_after,
+            magazine: self.magazine,
         }
     }
 }
@@ -146,6 +157,18 @@ macro_rules! knob_setters {
         /// (`None`: only on `trim()`; default 5 s).
         pub fn release_after(mut self, period: Option<std::time::Duration>) -> Self {
             self.knobs.release_after = period;
+            self
+        }
+
+        /// Blocks each thread keeps, per pool (per size class for a
+        /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed, for its next
+        /// allocations: its magazine (0 to 64; default 32; 0 turns it off).
+        /// A thread holds back at most this many freed blocks, pinning at
+        /// most as many slabs, until it allocates them again or its
+        /// magazine is flushed (`trim`, [`crate::flush_remote_frees`],
+        /// thread exit, the pool's close, and every `release_after`).
+        pub fn magazine(mut self, blocks: usize) -> Self {
+            self.knobs.magazine = blocks;
             self
         }
     };

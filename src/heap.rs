@@ -14,8 +14,9 @@ use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
+use crate::magazine::Magazine;
 use crate::remote::SlabQueue;
-use crate::slab::{ListState, Popped, Shape, Slab};
+use crate::slab::{DoubleFree, ListState, Popped, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
 /// `owner` of a heap that no thread owns. Not 0: that is the serial of a
@@ -183,6 +184,19 @@ pub(crate) struct Heap {
     returned: CachePadded<SlabQueue<Slab>>,
     core: UnsafeCell<Core>,
     pub(crate) stats: HeapStats,
+    /// Blocks the owner freed and keeps for reuse.
+    pub(crate) mag: Magazine,
+}
+
+/// What [`Heap::hold`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The block is in the magazine.
+    Yes,
+    /// The magazine is full: free it the other way.
+    Full,
+    /// Refused: the block was not allocated (a double free).
+    DoubleFree,
 }
 
 // SAFETY: `core` is touched only by the owner (the protocol in the module
@@ -207,6 +221,7 @@ impl Heap {
                 slabs: 0,
             }),
             stats: HeapStats::default(),
+            mag: Magazine::new(),
         }
     }
 
@@ -234,6 +249,56 @@ impl Heap {
             }
             (*cur).pop_fresh(shape, &self.stats.corruption)
         }
+    }
+
+    /// The magazine's newest block, if any (hardened: skipping entries whose
+    /// word was corrupted). `shape` is the pool's.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_held(&self, shape: Shape) -> Option<Popped> {
+        loop {
+            // SAFETY: the caller is the owner.
+            let e = unsafe { self.mag.pop() }?;
+            let (slab, idx) = Slab::of_entry(e);
+            // SAFETY: a held block keeps its slab live; we hold the block.
+            if let Some(p) = unsafe { (*slab).unhold(idx, shape, &self.stats.corruption) } {
+                return Some(p);
+            }
+        }
+    }
+
+    /// A free by the owner of this heap into its magazine: of slot `idx` of
+    /// `slab`, which is one of this heap's slabs if `own`, else another
+    /// heap's of the same pool. Counts the free (local or remote).
+    ///
+    /// # Safety
+    /// The caller is the owner, `slab` is a live slab of this heap's pool
+    /// and `idx` came from its [`Slab::slot_index`].
+    #[inline(always)]
+    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16, own: bool) -> Held {
+        if !self.mag.has_room() {
+            return Held::Full;
+        }
+        // SAFETY: per the contract.
+        let s = unsafe { &*slab };
+        // SAFETY: the caller is the owner.
+        match unsafe {
+            self.mag
+                .push(|| s.hold(idx, mark, own).map(|()| s.entry(idx)))
+        } {
+            Ok(true) => {}
+            Ok(false) => return Held::Full,
+            Err(DoubleFree) => return Held::DoubleFree,
+        }
+        let counter = if own {
+            &self.stats.local_frees
+        } else {
+            &self.stats.remote_frees
+        };
+        bump(counter, 1);
+        Held::Yes
     }
 
     /// The slow path: drain, take returned and partial slabs, reuse a cached
@@ -331,6 +396,25 @@ impl Heap {
             };
             bump(&self.stats.local_frees, 1);
             if !upkeep {
+                return LocalFree::Done;
+            }
+            let (list, used) = s.local(|l| (l.list(), l.used()));
+            LocalFree::Upkeep(list, used)
+        }
+    }
+
+    /// The owner's flush of a block its magazine held, of one of its own
+    /// slabs: onto the slab's freelist, as [`Heap::free_local`] (the free
+    /// was counted when the block was held).
+    ///
+    /// # Safety
+    /// The caller is the owner and held slot `idx` of `slab`, a slab of
+    /// this heap.
+    pub(crate) unsafe fn free_held(&self, slab: *mut Slab, idx: usize) -> LocalFree {
+        // SAFETY: per the contract.
+        unsafe {
+            let s = &*slab;
+            if !s.free_held(idx) {
                 return LocalFree::Done;
             }
             let (list, used) = s.local(|l| (l.list(), l.used()));

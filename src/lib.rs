@@ -43,6 +43,7 @@ mod class;
 mod config;
 mod heap;
 mod large;
+mod magazine;
 mod object_pool;
 mod objects;
 mod os;
@@ -69,9 +70,12 @@ pub use stats::Stats;
 /// and its collections through this path to get the same version.
 pub use allocator_api2;
 
-/// Publishes the remote frees this thread still holds in its batches, for
-/// every pool.
+/// Sends home the freed blocks this thread still holds — its magazines and
+/// its remote-free batches — for every pool.
 ///
+/// A thread keeps up to [`Builder::magazine`] blocks it freed per pool for
+/// its next allocations; they count as freed in [`Pool::stats`]
+/// (`held_blocks`) but pin their slabs until reused or flushed.
 /// A free on a thread that does not own the block's slab is gathered with
 /// other frees into the same slab and sent home in one atomic push; until
 /// then (at most 8 slabs × 32 blocks per thread) the blocks count as free in
@@ -85,7 +89,7 @@ pub use allocator_api2;
 /// closures return, possibly before: call this at the end of a scoped thread
 /// whose remote frees must be home when the scope ends.
 pub fn flush_remote_frees() {
-    shared::flush_batches();
+    shared::flush_thread();
 }
 
 /// The README's examples, run as doctests.

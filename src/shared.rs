@@ -19,10 +19,13 @@ use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
 use crate::slab::{Mode, Popped, Shape, Slab};
 use crate::stats::Stats;
-use crate::sync::{bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{
+    bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
+};
 use crate::thread::{self, EntryAt, ThreadExit};
 
 mod free;
+mod home;
 
 /// A fresh, never-reused number (pool ids, thread serials).
 fn next_serial() -> u64 {
@@ -50,6 +53,10 @@ pub(crate) struct Shared {
     registry: Registry,
     tier: ExtendableSlab,
     live_heaps: AtomicUsize,
+    /// When the magazines were last swept ([`Shared::sweep_if_due`]).
+    last_sweep: AtomicU64,
+    /// Held by the thread stealing this pool's magazines.
+    sweeping: Mutex<()>,
     handles: AtomicUsize,
     closed: AtomicBool,
     slabs_created: AtomicU64,
@@ -93,6 +100,8 @@ impl Shared {
             registry: Registry::new(),
             tier: ExtendableSlab::new(),
             live_heaps: AtomicUsize::new(0),
+            last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
+            sweeping: Mutex::new(()),
             handles: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
             slabs_created: AtomicU64::new(0),
@@ -189,6 +198,12 @@ impl Shared {
     #[cold]
     fn alloc_owned_slow(&self, heap: &Heap) -> Result<Popped, AllocError> {
         // SAFETY: the caller checked that this thread owns `heap`.
+        if let Some(p) = unsafe { heap.alloc_held(self.shape) } {
+            bump(&heap.stats.allocs, 1);
+            return Ok(p);
+        }
+        self.sweep_if_due(heap);
+        // SAFETY: as above.
         let got = match unsafe { heap.alloc_slow(self, false) }? {
             Some(p) => Some(p),
             None => {
@@ -255,6 +270,8 @@ impl Shared {
         }
         g.remove_orphan(heap);
         heap.owner.store(me, Ordering::Relaxed);
+        // SAFETY: this thread owns the heap now.
+        unsafe { heap.mag.set_cap(self.config.magazine) };
         self.live_heaps.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -281,6 +298,8 @@ impl Shared {
     pub(crate) fn on_thread_exit(&self, heap: *const Heap) {
         // SAFETY: the hook's heap lives in our registry.
         let h = unsafe { &*heap };
+        // SAFETY: this (exiting) thread still owns the heap.
+        unsafe { home::flush_magazine(h) };
         let mut g = self.tier.lock();
         // Disown first (the tier lock now stands for the owner): a remote
         // publisher that pushes after this release sees the heap unowned and
@@ -366,6 +385,12 @@ impl Shared {
             // Pairs with the fence in `publish`: a publisher sees the close,
             // or this trim sees its push.
             fence(Ordering::SeqCst);
+            let me = thread::serial();
+            let mine = self
+                .registry
+                .get(self.key())
+                .filter(|h| me != 0 && h.owner.load(Ordering::Relaxed) == me);
+            self.close_magazines(mine);
             self.trim();
         }
     }
@@ -375,13 +400,20 @@ impl Shared {
     pub(crate) fn trim(&self) -> u64 {
         flush_batches();
         let me = thread::serial();
+        let mut mine = None;
         if me != 0 {
             if let Some(h) = self.registry.get(self.key()) {
                 if h.owner.load(Ordering::Relaxed) == me {
+                    mine = Some(h);
                     // SAFETY: this thread owns `h`.
-                    unsafe { h.release_empty(self) };
+                    unsafe { home::flush_magazine(h) };
                 }
             }
+        }
+        self.sweep_magazines(mine);
+        if let Some(h) = mine {
+            // SAFETY: this thread owns `h`.
+            unsafe { h.release_empty(self) };
         }
         // What the heaps release becomes warm free regions in the source,
         // which its trim hands to the OS and counts.
@@ -411,6 +443,7 @@ impl Shared {
             frees += l(&h.stats.local_frees) + l(&h.stats.remote_frees);
             s.remote_frees += l(&h.stats.remote_frees);
             s.corruption_events += l(&h.stats.corruption);
+            s.held_blocks += h.mag.held() as u64;
         });
         let tier = self.tier.heap();
         s.corruption_events += tier.stats.corruption.load(Ordering::Relaxed);
@@ -450,7 +483,11 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> 
     // only when the thread exits, which clears the context.
     let heap = unsafe { &*heap };
     // SAFETY: this thread owns `heap`.
-    let got = unsafe { heap.alloc_fast(shape) }?;
+    let got = match unsafe { heap.alloc_held(shape) } {
+        Some(p) => p,
+        // SAFETY: as above.
+        None => unsafe { heap.alloc_fast(shape) }?,
+    };
     bump(&heap.stats.allocs, 1);
     Some(got)
 }
@@ -458,6 +495,13 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> 
 /// Publishes this thread's remote-free batches (all pools).
 pub(crate) fn flush_batches() {
     let _ = free::with_batches(|b| b.flush());
+}
+
+/// Sends home what this thread's magazines hold, then its batches (all
+/// pools).
+pub(crate) fn flush_thread() {
+    thread::flush_hooks();
+    flush_batches();
 }
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
@@ -489,6 +533,18 @@ impl ThreadExit for ExitHook {
         let pool = Some(self.pool);
         if let Some(pool) = pool {
             pool.on_thread_exit(self.heap);
+        }
+    }
+
+    fn flush(&self) {
+        #[cfg(not(loom))]
+        let pool = self.pool.upgrade();
+        #[cfg(loom)]
+        let pool = Some(&self.pool);
+        if pool.is_some() {
+            // SAFETY: the hook is this thread's, registered when it took the
+            // heap, which it owns until it exits; the pool (held) keeps it.
+            unsafe { home::flush_magazine(&*self.heap) };
         }
     }
 }

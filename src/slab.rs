@@ -54,7 +54,7 @@ pub(crate) const FRESH: u16 = 1;
 /// True if `word` marks a handed-out slot: its top bit is set (a sign test,
 /// one instruction fewer than comparing with [`ALLOCATED`]; no link has it).
 #[inline(always)]
-fn handed_out(word: u16) -> bool {
+const fn handed_out(word: u16) -> bool {
     (word as i16) < 0
 }
 
@@ -574,6 +574,8 @@ impl Slab {
 }
 
 mod free;
+mod held;
+pub(crate) use held::Entry;
 mod reclaim;
 #[cfg(test)]
 mod tests;

@@ -24,10 +24,15 @@ pub struct Stats {
     pub thread_heaps: u64,
     /// Frees made by a thread other than the block's owner. Counted (and
     /// counted in `frees`, so no longer in `live_blocks`) when the freeing
-    /// thread publishes its batch, which also makes the blocks reusable:
-    /// when a batch entry fills or is evicted, on
-    /// [`crate::flush_remote_frees`], and at the latest at thread exit.
+    /// thread holds the block in its magazine, or else when it publishes
+    /// its batch, which also makes the blocks reusable: when a batch entry
+    /// fills or is evicted, on [`crate::flush_remote_frees`], and at the
+    /// latest at thread exit.
     pub remote_frees: u64,
+    /// Freed blocks that threads' magazines hold for their next
+    /// allocations: counted as freed (not in `live_blocks`), still in use
+    /// in their slabs. Exact when the pool is quiescent.
+    pub held_blocks: u64,
     /// Corrupted freelist links detected (hardened pools).
     pub corruption_events: u64,
     /// Double frees detected and refused.

@@ -9,11 +9,11 @@
 
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize,
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
 };
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize,
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
 };
 
 pub(crate) use core::sync::atomic::Ordering;
@@ -32,6 +32,89 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
         counter.load(Ordering::Relaxed).wrapping_add(by),
         Ordering::Relaxed,
     );
+}
+
+/// The cheap half of an asymmetric fence pair (see [`heavy_fence`]): a
+/// compiler fence normally, a `SeqCst` fence under loom (which models the
+/// pair as two ordinary fences, what the heavy one makes of it).
+#[inline(always)]
+pub(crate) fn light_fence() {
+    #[cfg(not(loom))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
+
+/// The expensive half: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which
+/// makes every thread of the process that is running execute a full fence
+/// (one that is not running passed one when it was switched out). So a
+/// store before a [`light_fence`] on one thread and a load after this call
+/// on another cannot both miss each other, as if both were `SeqCst` fences.
+/// False if the kernel refuses the call (the caller must then do without).
+#[cold]
+pub(crate) fn heavy_fence() -> bool {
+    #[cfg(homeslab_mutation = "magazine_fence_missing")]
+    return true;
+    #[cfg(all(loom, not(homeslab_mutation = "magazine_fence_missing")))]
+    {
+        fence(Ordering::SeqCst);
+        true
+    }
+    #[cfg(all(not(loom), not(homeslab_mutation = "magazine_fence_missing")))]
+    membarrier::run()
+}
+
+#[cfg(not(loom))]
+mod membarrier {
+    use std::sync::OnceLock;
+
+    const CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    fn call(cmd: libc::c_long) -> bool {
+        // SAFETY: membarrier takes a command and two integer flags and
+        // touches no memory of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            ) == 0
+        }
+    }
+
+    /// Registers the process once (the kernel requires it), then fences.
+    pub(super) fn run() -> bool {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        *REGISTERED.get_or_init(|| call(CMD_REGISTER_PRIVATE_EXPEDITED))
+            && call(CMD_PRIVATE_EXPEDITED)
+    }
+}
+
+/// Waiting in a spin loop: crossbeam's backoff (spin, then yield to the
+/// scheduler) normally, a yield under loom (so the model lets the awaited
+/// thread run).
+pub(crate) struct Spin {
+    #[cfg(not(loom))]
+    backoff: crossbeam_utils::Backoff,
+}
+
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            backoff: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    /// One wait.
+    pub(crate) fn wait(&self) {
+        #[cfg(not(loom))]
+        self.backoff.snooze();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
 }
 
 /// An `UnsafeCell` with loom's closure API (`with` / `with_mut`), so loom can
@@ -158,6 +241,14 @@ pub(crate) mod unmodelled {
         let i = (0..limit).find(|&i| bits[i / 64] & (1 << (i % 64)) == 0)?;
         bits[i / 64] |= 1 << (i % 64);
         Some(i)
+    }
+
+    /// Nanoseconds since the first call (a monotonic clock for periodic
+    /// work; never 0).
+    pub(crate) fn now_nanos() -> u64 {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        epoch.elapsed().as_nanos() as u64 + 1
     }
 
     /// Gives back an index from [`claim_index`].

@@ -104,6 +104,8 @@ pub(crate) trait ThreadExit {
     fn alive(&self) -> bool;
     /// Hands the heap back to its pool.
     fn exit(self: Box<Self>);
+    /// Sends home what the thread holds for its pool (while it lives on).
+    fn flush(&self);
 }
 
 /// The thread-local with a destructor: the flush, then the exit hooks.
@@ -250,6 +252,17 @@ pub(crate) fn on_exit(hook: Box<dyn ThreadExit>) -> bool {
             list.push(hook);
         })
         .is_ok()
+}
+
+/// Runs every exit hook's [`ThreadExit::flush`] (not during teardown).
+pub(crate) fn flush_hooks() {
+    let _ = HOOKS.try_with(|h| {
+        if let Ok(list) = h.list.try_borrow() {
+            for hook in list.iter() {
+                hook.flush();
+            }
+        }
+    });
 }
 
 /// Claims a table index for a new pool; [`SHARED_ENTRY`] when all are taken.

@@ -122,7 +122,15 @@ fn many_pools_in_turn_from_several_threads_with_remote_frees() {
     for s in [pa.stats(), pb.stats(), pc.stats(), pd.stats()] {
         assert_eq!(s.live_blocks, 0, "{s:?}");
         assert_eq!(s.allocs, total, "{s:?}");
-        assert_eq!(s.remote_frees, total, "every free crossed threads: {s:?}");
+        assert_eq!(s.frees, total, "{s:?}");
+        // Magazines let a block move on: a thread may reuse a block it got
+        // from its neighbour, and the free that ends its trip may find it
+        // home again. Most frees still cross threads.
+        assert!(
+            s.remote_frees > total / 2 && s.remote_frees <= total,
+            "{s:?}"
+        );
+        assert_eq!(s.held_blocks, 0, "flushed at the threads' end: {s:?}");
         assert_eq!(
             (s.double_frees, s.foreign_frees, s.corruption_events),
             (0, 0, 0)

@@ -170,10 +170,12 @@ fn remote_frees_race_owner_drains() {
 }
 
 /// Full slabs with remote frees: the owner detaches a dry slab and a remote
-/// freer hands it back through the returned queue.
+/// freer hands it back through the returned queue. (No magazine: it would
+/// serve the next allocations from the blocks freed last round.)
 #[test]
 fn full_slab_returned_by_remote_free() {
     let pool = Pool::<Stamp>::builder()
+        .magazine(0)
         .slab_capacity(1)
         .max_thread_slabs(2)
         .build()

@@ -698,8 +698,12 @@ fn mixed_sizes_freed_remotely_never_overlap() {
     assert_quiet(&a);
     assert_eq!(s.allocs, total, "{s:?}");
     assert!(large > 0 && large < total);
-    // Every class block was freed by a thread that does not own its slab.
-    assert_eq!(s.remote_frees, total - large, "{s:?}");
+    assert_eq!(s.frees, total, "{s:?}");
+    // Most class blocks were freed by a thread that does not own their
+    // slab (a magazine lets a block be reused on the thread that freed it,
+    // so some trips end at home).
+    assert!(s.remote_frees > (total - large) / 2, "{s:?}");
+    assert!(s.remote_frees <= total - large, "{s:?}");
 }
 
 // ---------------------------------------------------------------- layout fit

@@ -5,7 +5,7 @@
 //! pool handle.
 
 use crate::batch::Batches;
-use crate::heap::{Heap, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
 use crate::thread;
@@ -51,20 +51,58 @@ impl Shared {
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
             // SAFETY: this thread owns the heap and the slab is its.
-            match unsafe { heap.free_local(slab, idx, mark) } {
-                LocalFree::Done => {}
+            match unsafe { heap.hold(slab, idx, mark, true) } {
+                Held::Yes => return,
                 // SAFETY: as above.
-                LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
-                // The current slab ran empty: nothing to do unless the
-                // pool has closed (a stale `false` keeps the slab until
-                // the thread's exit, as a race with the close would).
-                LocalFree::Upkeep(ListState::Current, 0) if !Self::pool_closed(slab) => {}
-                // SAFETY: as above.
-                LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
+                Held::DoubleFree => return unsafe { Self::refuse_double_free(slab) },
+                Held::Full => {}
             }
-            return;
+            // SAFETY: this thread owns the heap and the slab is its.
+            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
         }
         // SAFETY: as above.
+        unsafe { Self::free_foreign(slab, idx, mark) }
+    }
+
+    /// What an owner's free into its own slab leaves to do.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`]; this thread owns `heap`, whose slab
+    /// `slab` is.
+    #[inline(always)]
+    pub(super) unsafe fn after_local_free(heap: &Heap, slab: *mut Slab, freed: LocalFree) {
+        match freed {
+            LocalFree::Done => {}
+            // SAFETY: per the contract.
+            LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
+            // The current slab ran empty: nothing to do unless the pool
+            // has closed (a stale `false` keeps the slab until the thread's
+            // exit, as a race with the close would).
+            LocalFree::Upkeep(ListState::Current, 0) if !Self::pool_closed(slab) => {}
+            // SAFETY: per the contract.
+            LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
+        }
+    }
+
+    /// A free of another heap's block: into this thread's magazine of the
+    /// pool if it has a heap there with room, else the remote path.
+    ///
+    /// # Safety
+    /// As [`Shared::free_block`].
+    #[inline]
+    unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16) {
+        // SAFETY: per the contract.
+        let sh = unsafe { Self::of_slab(slab) };
+        if let Some(mine) = thread::owned_heap(sh.at, sh.id) {
+            // SAFETY: an entry with this pool's id holds a heap this thread
+            // owns, of this (live: the slab holds it) pool.
+            match unsafe { (*mine).hold(slab, idx, mark, false) } {
+                Held::Yes => return,
+                Held::DoubleFree => return sh.count_double_free(),
+                Held::Full => {}
+            }
+        }
+        // SAFETY: per the contract.
         unsafe { Self::free_remote(slab, idx, mark) }
     }
 
@@ -228,13 +266,34 @@ impl Shared {
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
     pub(crate) unsafe fn publish(slab: *mut Slab, chain: Chain) {
+        // SAFETY: per the contract.
+        unsafe { Self::publish_chain(slab, chain, true) }
+    }
+
+    /// [`Shared::publish`] for blocks a magazine held: their frees were
+    /// counted when they were held.
+    ///
+    /// # Safety
+    /// As [`Shared::publish`].
+    pub(crate) unsafe fn publish_held(slab: *mut Slab, chain: Chain) {
+        // SAFETY: per the contract.
+        unsafe { Self::publish_chain(slab, chain, false) }
+    }
+
+    /// [`Shared::publish`], counting the frees if `count`.
+    ///
+    /// # Safety
+    /// As [`Shared::publish`].
+    unsafe fn publish_chain(slab: *mut Slab, chain: Chain, count: bool) {
         // SAFETY: a live slab's pool is live (the slab holds a reference).
         let s = unsafe { &*slab };
         let pool = s.pool as *const Shared;
         // SAFETY: as above.
         let sh = unsafe { &*pool };
         let heap = Heap::of_slab(s, Ordering::Acquire);
-        sh.count_remote(u64::from(chain.count));
+        if count {
+            sh.count_remote(u64::from(chain.count));
+        }
         // SAFETY: the pool is alive (the block's slab holds it).
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: per the contract.

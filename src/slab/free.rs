@@ -22,13 +22,35 @@ impl Slab {
         }
         super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         // SAFETY: the caller is the owner; the block is ours and now free.
+        Ok(unsafe { self.push_local(idx, mark) })
+    }
+
+    /// Owner: [`Slab::free_local`] of a slot a magazine held (its word is
+    /// `HELD`, poisoned already), keeping its mark.
+    ///
+    /// # Safety
+    /// The caller is the owner and holds slot `idx`.
+    pub(crate) unsafe fn free_held(&self, idx: usize) -> bool {
+        let mark = self.read_link(idx) & CONSTRUCTED;
+        // SAFETY: per the contract.
+        unsafe { self.push_local(idx, mark) }
+    }
+
+    /// Owner: links slot `idx` (which the caller frees) onto the local
+    /// freelist. True: the slab is now empty or detached.
+    ///
+    /// # Safety
+    /// The caller is the owner and holds slot `idx`.
+    #[inline(always)]
+    unsafe fn push_local(&self, idx: usize, mark: u16) -> bool {
+        // SAFETY: per the contract.
         unsafe {
             self.local(|l| {
                 self.write_link(idx, self.encode(idx, l.free) | mark);
                 l.free = idx + 1;
                 l.count = l.count.wrapping_sub(1);
                 // Empty (0) or detached (negative).
-                Ok(l.count as isize <= 0)
+                l.count as isize <= 0
             })
         }
     }

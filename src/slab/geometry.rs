@@ -9,7 +9,7 @@ pub(super) const WORDS_OFF: usize = core::mem::size_of::<Slab>();
 const _: () = assert!(WORDS_OFF % core::mem::align_of::<SlotWord>() == 0);
 
 /// Smallest region; also the granularity of `MADV_DONTNEED`.
-const MIN_REGION: usize = 16 * 1024;
+pub(super) const MIN_REGION: usize = 16 * 1024;
 /// A region grows until it holds at least this many slots.
 pub(super) const MIN_SLOTS: usize = 8;
 /// Below this many slots a region also grows, up to [`GROWN_REGION`]: a
@@ -152,3 +152,4 @@ impl Geometry {
         self
     }
 }
+const _: () = assert!(1 << 11 <= MIN_REGION);

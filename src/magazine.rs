@@ -1,0 +1,229 @@
+//! A magazine: a small LIFO stack of blocks a thread freed, kept by that
+//! thread for its next allocations in the same pool (Bonwick & Adams'
+//! magazines, one per thread and pool).
+//!
+//! Every heap a thread owns has one. A free by that thread — of its own
+//! block or another thread's — holds the block ([`Slab::hold`]: its word is
+//! `HELD`, so a second free is refused) and pushes its [`Entry`]; an
+//! allocation pops the newest entry first, the block freed last and still
+//! hot in cache. A full magazine takes no more: the free then goes the way
+//! it would without one (owner's freelist, or the remote batch). So a
+//! thread holds back at most `cap` blocks per pool, and they pin at most
+//! `cap` slabs.
+//!
+//! **Owner and thief.** Only the owner pushes and pops. Any thread may
+//! *steal* the whole magazine to send its blocks home (a trim, the pool's
+//! close, the idle sweep), while the owner runs on — with no lock and no
+//! read-modify-write on the owner's side. The handshake is Dekker's, with
+//! an asymmetric fence pair:
+//!
+//! - owner, around each push or pop: `busy = 1`, [`light_fence`], read
+//!   `steal`; if set, `busy = 0`, wait until it clears, start over; else
+//!   do the operation and `busy = 0` (release);
+//! - thief: `steal = 1`, [`heavy_fence`], read `busy`; if set, `steal = 0`
+//!   and give up (try again later); else take the entries, `len = 0`,
+//!   `steal = 0` (release).
+//!
+//! The fences guarantee that the owner sees `steal` or the thief sees
+//! `busy`, so the two never touch the entries at once. `len` is written by
+//! the thief only while the owner is shut out, and the owner reads it only
+//! after the handshake, so its value is never stale.
+
+use crate::slab::Entry;
+use crate::sync::{heavy_fence, light_fence, AtomicU32, Ordering, Spin, UnsafeCell};
+
+/// Entries a magazine has room for (the `magazine` knob caps what is used).
+pub(crate) const CAPACITY: usize = 64;
+
+/// Relaxed under the `magazine_len_relaxed` mutation (loom must then find
+/// the thief reading entries the owner's push has not published).
+#[cfg(not(homeslab_mutation = "magazine_len_relaxed"))]
+const PUBLISH: Ordering = Ordering::Release;
+#[cfg(homeslab_mutation = "magazine_len_relaxed")]
+const PUBLISH: Ordering = Ordering::Relaxed;
+
+/// One thread's magazine of one pool.
+#[derive(Debug)]
+pub(crate) struct Magazine {
+    /// Entries in use.
+    len: AtomicU32,
+    /// Entries the owner may use (0: the magazine is off).
+    cap: AtomicU32,
+    /// The owner is inside a push or pop.
+    busy: AtomicU32,
+    /// A thief wants the entries.
+    steal: AtomicU32,
+    slots: UnsafeCell<[Entry; CAPACITY]>,
+}
+
+/// What a steal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stolen {
+    /// Taken: this many entries were copied out.
+    Took(usize),
+    /// The owner was inside an operation; try again.
+    Busy,
+    /// The kernel gave no asymmetric fence: only the owner can empty it.
+    Unsupported,
+}
+
+impl Magazine {
+    pub(crate) fn new() -> Self {
+        Self {
+            len: AtomicU32::new(0),
+            cap: AtomicU32::new(0),
+            busy: AtomicU32::new(0),
+            steal: AtomicU32::new(0),
+            slots: UnsafeCell::new([0; CAPACITY]),
+        }
+    }
+
+    /// Entries held now (a snapshot; exact while the owner is quiescent).
+    pub(crate) fn held(&self) -> usize {
+        self.len.load(Ordering::Relaxed) as usize
+    }
+
+    /// Sets how many entries the owner may use (≤ [`CAPACITY`]), when a
+    /// thread takes the heap.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn set_cap(&self, cap: usize) {
+        self.cap.store(cap.min(CAPACITY) as u32, Ordering::Relaxed);
+    }
+
+    /// Owner: the handshake that shuts thieves out; returns with `busy` set.
+    #[inline(always)]
+    fn enter(&self) {
+        loop {
+            self.busy.store(1, Ordering::Relaxed);
+            light_fence();
+            if self.steal.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            self.wait_for_thief();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_for_thief(&self) {
+        self.busy.store(0, Ordering::Release);
+        let spin = Spin::new();
+        while self.steal.load(Ordering::Acquire) != 0 {
+            spin.wait();
+        }
+    }
+
+    /// Owner: true if a push may fit (a fast refusal; [`Magazine::push`]
+    /// checks again). A stale answer only sends a free the other way.
+    #[inline(always)]
+    pub(crate) fn has_room(&self) -> bool {
+        self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed)
+    }
+
+    /// Owner: if there is room, runs `hold` (which takes the block, or
+    /// refuses it) and pushes the entry it returns. `Ok(false)`: full (or
+    /// closed: see [`Magazine::close`]), `hold` not run.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn push<E>(
+        &self,
+        hold: impl FnOnce() -> Result<Entry, E>,
+    ) -> Result<bool, E> {
+        self.enter();
+        let n = self.len.load(Ordering::Relaxed);
+        let got = if n < self.cap.load(Ordering::Relaxed) {
+            hold().map(|e| {
+                // SAFETY: the handshake excludes thieves; only the owner is
+                // here, and `n < cap ≤ CAPACITY`.
+                self.slots
+                    .with_mut(|s| unsafe { *(*s).get_unchecked_mut(n as usize) = e });
+                self.len.store(n + 1, PUBLISH);
+                true
+            })
+        } else {
+            Ok(false)
+        };
+        self.busy.store(0, Ordering::Release);
+        got
+    }
+
+    /// Owner: pops the newest entry.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&self) -> Option<Entry> {
+        // A stale non-zero length is checked again below; a stale zero only
+        // sends this allocation to the slabs.
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.enter();
+        let n = self.len.load(Ordering::Relaxed);
+        let e = if n == 0 {
+            None
+        } else {
+            self.len.store(n - 1, Ordering::Relaxed);
+            // SAFETY: as in `push`.
+            Some(self.slots.with(|s| unsafe { (*s)[n as usize - 1] }))
+        };
+        self.busy.store(0, Ordering::Release);
+        e
+    }
+
+    /// Owner: takes every entry (oldest first) into `out`; returns how many.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn take_all(&self, out: &mut [Entry; CAPACITY]) -> usize {
+        self.enter();
+        let n = self.copy_out(out);
+        self.busy.store(0, Ordering::Release);
+        n
+    }
+
+    /// Any thread: turns the magazine off for good (its pool closed); the
+    /// owner pushes nothing once a [`Magazine::steal`] that follows has
+    /// taken the entries.
+    pub(crate) fn close(&self) {
+        self.cap.store(0, Ordering::Relaxed);
+    }
+
+    /// Any thread but the owner: takes every entry into `out` if the owner
+    /// is not inside an operation. The thief then holds the blocks. After
+    /// `Took`, every later owner operation sees what the thief wrote before
+    /// (such as [`Magazine::close`]). `always`: run the handshake even if
+    /// the magazine looks empty.
+    pub(crate) fn steal(&self, out: &mut [Entry; CAPACITY], always: bool) -> Stolen {
+        if !always && self.len.load(Ordering::Acquire) == 0 {
+            return Stolen::Took(0);
+        }
+        self.steal.store(1, Ordering::Relaxed);
+        if !heavy_fence() {
+            self.steal.store(0, Ordering::Release);
+            return Stolen::Unsupported;
+        }
+        let got = if self.busy.load(Ordering::Acquire) != 0 {
+            Stolen::Busy
+        } else {
+            Stolen::Took(self.copy_out(out))
+        };
+        self.steal.store(0, Ordering::Release);
+        got
+    }
+
+    /// Copies the entries out and empties the magazine. Called with the
+    /// other side shut out.
+    fn copy_out(&self, out: &mut [Entry; CAPACITY]) -> usize {
+        let n = self.len.load(Ordering::Acquire) as usize;
+        // SAFETY: the caller shut the other side out.
+        self.slots
+            .with(|s| out[..n].copy_from_slice(unsafe { &(&*s)[..n] }));
+        self.len.store(0, Ordering::Relaxed);
+        n
+    }
+}

@@ -1,0 +1,142 @@
+//! Sending magazine blocks home: the owner's flush of its own magazine, the
+//! steal of other threads' magazines (a trim, the close, the idle sweep),
+//! and the grouped publication of what either took.
+
+use crate::heap::Heap;
+use crate::magazine::{Stolen, CAPACITY};
+use crate::slab::{Chain, Entry, Slab};
+use crate::sync::{unmodelled, Ordering, Spin};
+
+use super::Shared;
+
+/// Times a thief retries a magazine whose owner is inside an operation
+/// (the window is a few instructions long).
+const STEAL_TRIES: usize = 64;
+
+/// Sends every block of `heap`'s magazine home.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub(crate) unsafe fn flush_magazine(heap: &Heap) {
+    let mut out = [0; CAPACITY];
+    // SAFETY: per the contract.
+    let n = unsafe { heap.mag.take_all(&mut out) };
+    // Our own slabs' blocks go straight onto their freelists (with the list
+    // upkeep a free does, so empty slabs are cached or released); the
+    // others' go home in chains.
+    let mut foreign = 0;
+    for i in 0..n {
+        let (slab, idx) = Slab::of_entry(out[i]);
+        // SAFETY: a held block keeps its slab live.
+        if core::ptr::eq(Heap::of_slab(unsafe { &*slab }, Ordering::Relaxed), heap) {
+            // SAFETY: we own `heap` and hold the block of its slab.
+            unsafe { Shared::after_local_free(heap, slab, heap.free_held(slab, idx)) };
+        } else {
+            out[foreign] = out[i];
+            foreign += 1;
+        }
+    }
+    // SAFETY: the magazine held these blocks and now we do.
+    unsafe { send_home(&mut out[..foreign]) };
+}
+
+/// Takes every block of `heap`'s magazine, whoever owns it, and sends it
+/// home. False if the owner stayed inside an operation (or the kernel has no
+/// asymmetric fence): the blocks stay where they are.
+fn steal_magazine(heap: &Heap, always: bool) -> bool {
+    let mut out = [0; CAPACITY];
+    let spin = Spin::new();
+    for _ in 0..STEAL_TRIES {
+        match heap.mag.steal(&mut out, always) {
+            Stolen::Took(n) => {
+                // SAFETY: the steal made us the holder of these blocks.
+                unsafe { send_home(&mut out[..n]) };
+                return true;
+            }
+            Stolen::Busy => spin.wait(),
+            Stolen::Unsupported => return false,
+        }
+    }
+    false
+}
+
+/// Publishes held blocks on their slabs' remote lists, one chain per slab
+/// (sorting the entries groups them: an entry is its slab's address plus
+/// the slot). The frees were counted when the blocks were held.
+///
+/// # Safety
+/// The caller holds every block named in `entries`.
+pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
+    entries.sort_unstable();
+    let mut i = 0;
+    while i < entries.len() {
+        let (slab, first) = Slab::of_entry(entries[i]);
+        // SAFETY: a held block keeps its slab live.
+        let s = unsafe { &*slab };
+        s.link_held(first, 0);
+        let mut chain = Chain::one(first);
+        i += 1;
+        while i < entries.len() {
+            let (next_slab, idx) = Slab::of_entry(entries[i]);
+            if next_slab != slab {
+                break;
+            }
+            s.link_held(idx, chain.first as usize + 1);
+            chain.first = idx as u16;
+            chain.count += 1;
+            i += 1;
+        }
+        // SAFETY: we hold the chain's blocks, linked above.
+        unsafe { Shared::publish_held(slab, chain) };
+    }
+}
+
+impl Shared {
+    /// Steals the magazines of every heap of this pool but `mine` (whose
+    /// owner, the caller, flushes it itself). Returns false if one could
+    /// not be taken.
+    pub(super) fn sweep_magazines(&self, mine: Option<&Heap>) -> bool {
+        self.sweep(mine, false)
+    }
+
+    /// At the close: turns every magazine of the pool off and empties it,
+    /// so that blocks freed from now on go home at once (and their slabs,
+    /// once empty, are released). `mine` as in [`Shared::sweep_magazines`].
+    pub(super) fn close_magazines(&self, mine: Option<&Heap>) -> bool {
+        self.sweep(mine, true)
+    }
+
+    fn sweep(&self, mine: Option<&Heap>, close: bool) -> bool {
+        // One thief at a time (the handshake is between one owner and one
+        // thief).
+        let _one = self.sweeping.lock();
+        self.last_sweep
+            .store(unmodelled::now_nanos(), Ordering::Relaxed);
+        let mut all = true;
+        self.registry.for_each(|h| {
+            if close {
+                h.mag.close();
+            }
+            if mine.map_or(true, |m| !core::ptr::eq(m, h)) {
+                all &= steal_magazine(h, close);
+            }
+        });
+        all
+    }
+
+    /// The idle sweep, from an owner's slow path: once per `release_after`,
+    /// flush this thread's magazine and steal everyone else's, so no block
+    /// stays held longer than about that by a thread that went idle.
+    pub(super) fn sweep_if_due(&self, heap: &Heap) {
+        let Some(period) = self.config.release_after else {
+            return;
+        };
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if unmodelled::now_nanos().saturating_sub(last) < period.as_nanos() as u64 {
+            return;
+        }
+        // SAFETY: the caller (an owner's slow path) owns `heap`.
+        unsafe { flush_magazine(heap) };
+        self.sweep_magazines(Some(heap));
+    }
+}

@@ -1,0 +1,107 @@
+//! Slots held in a magazine ([`crate::magazine`]): freed by the program but
+//! kept off every freelist by the thread that freed them, for reuse.
+//!
+//! A held slot's word is [`HELD`] (with the constructed mark if the slot
+//! keeps its object): not `ALLOCATED`, so a second free of the block is
+//! refused as a double free, and no freelist ever names it. The slot still
+//! counts as in use in its slab, so the slab (and its pool) stays alive
+//! while a magazine holds it. A held slot leaves the state either by
+//! [`Slab::unhold`] (handed out again) or by [`Slab::link_held`] (linked into
+//! a chain that goes home on the slab's remote list).
+
+use core::ptr::NonNull;
+
+use super::{geometry, handed_out, DoubleFree, Popped, Shape, Slab, ALLOCATED, CONSTRUCTED, LINK};
+use crate::sync::{bump, AtomicU64, Ordering};
+
+/// The word of a held slot (plus [`CONSTRUCTED`] if it keeps its object).
+/// All link bits set: past every slab's capacity, so it is no link.
+pub(crate) const HELD: u16 = LINK;
+const _: () = assert!(!handed_out(HELD) && !handed_out(HELD | CONSTRUCTED));
+
+/// A magazine entry: the slab's address with the slot index in its low
+/// bits (regions are aligned to at least [`geometry::MIN_REGION`], and
+/// slot indices stay below it).
+pub(crate) type Entry = usize;
+const INDEX_BITS: usize = geometry::MIN_REGION - 1;
+
+impl Slab {
+    /// The entry of slot `idx`.
+    #[inline(always)]
+    pub(crate) fn entry(&self, idx: usize) -> Entry {
+        debug_assert!(idx < self.capacity as usize);
+        self as *const Slab as usize | idx
+    }
+
+    /// The slab and slot an entry names.
+    #[inline(always)]
+    pub(crate) fn of_entry(e: Entry) -> (*mut Slab, usize) {
+        ((e & !INDEX_BITS) as *mut Slab, e & INDEX_BITS)
+    }
+
+    /// Any thread: the free of slot `idx` (from [`Slab::slot_index`]) into a
+    /// magazine. Replaces its `ALLOCATED` word with [`HELD`] (and `mark`, as
+    /// in [`Slab::free_local`]); refuses a slot that is not handed out. The
+    /// owner checks with a load and a store; another thread, hardened, with
+    /// a CAS (as [`Slab::mark_remote`] does).
+    #[inline(always)]
+    pub(crate) fn hold(&self, idx: usize, mark: u16, owner: bool) -> Result<(), DoubleFree> {
+        let word = self.word(idx);
+        if self.hardened && !owner {
+            if word
+                .compare_exchange(ALLOCATED, HELD | mark, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(DoubleFree);
+            }
+        } else {
+            if !handed_out(word.load(Ordering::Relaxed)) {
+                return Err(DoubleFree);
+            }
+            word.store(HELD | mark, Ordering::Relaxed);
+        }
+        super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
+        Ok(())
+    }
+
+    /// The holder: hands held slot `idx` out again, saying what it holds
+    /// ([`CONSTRUCTED`] or 0, as [`Slab::pop_fresh`]). `shape` is the slab's.
+    /// Hardened, a word that is no longer [`HELD`] (metadata corruption) is
+    /// counted and the slot is left alone (`None`): it stays unusable until
+    /// its region is initialised again.
+    #[inline(always)]
+    pub(crate) fn unhold(
+        &self,
+        idx: usize,
+        shape: Shape,
+        corruption: &AtomicU64,
+    ) -> Option<Popped> {
+        debug_assert_eq!(self.shape, shape);
+        let word = self.word(idx);
+        let mut info = 0;
+        if shape.caching || self.hardened {
+            let w = word.load(Ordering::Relaxed);
+            if self.hardened && w & !CONSTRUCTED != HELD {
+                bump(corruption, 1);
+                return None;
+            }
+            if shape.caching {
+                info = w & CONSTRUCTED;
+            }
+        }
+        word.store(ALLOCATED, Ordering::Relaxed);
+        let at = shape.slots_off as usize + idx * shape.stride as usize;
+        let p = self.region().wrapping_add(at);
+        super::asan::mark(p, shape.stride as usize, false);
+        // SAFETY: a slot of a live slab's region is never null.
+        Some((unsafe { NonNull::new_unchecked(p) }, info))
+    }
+
+    /// The holder: links held slot `idx` to `next` (index + 1, 0: end) in a
+    /// chain it will publish with [`Slab::push_chain`], keeping its mark.
+    #[inline]
+    pub(crate) fn link_held(&self, idx: usize, next: usize) {
+        let mark = self.read_link(idx) & CONSTRUCTED;
+        self.write_link(idx, self.encode(idx, next) | mark);
+    }
+}
