@@ -403,6 +403,32 @@ impl Heap {
         }
     }
 
+    /// After an owner's free into `slab` once the pool has closed: takes in
+    /// what other threads sent home (a closing sweep pushes the blocks it
+    /// took from magazines onto their slabs' remote lists), so the slab is
+    /// found empty, and released, as soon as it is.
+    ///
+    /// # Safety
+    /// The caller is the owner and `slab` one of its slabs.
+    #[cold]
+    pub(crate) unsafe fn drain_after_close(&self, slab: *mut Slab, freed: LocalFree) -> LocalFree {
+        // SAFETY: per the contract.
+        unsafe {
+            let s = &*slab;
+            let list = s.local(|l| l.list());
+            if matches!(freed, LocalFree::DoubleFree) || list == ListState::Detached {
+                return freed;
+            }
+            s.drain(&self.stats.corruption);
+            match (freed, s.used()) {
+                (LocalFree::Upkeep(..), used) | (LocalFree::Done, used @ 0) => {
+                    LocalFree::Upkeep(list, used)
+                }
+                (other, _) => other,
+            }
+        }
+    }
+
     /// The owner's flush of a block its magazine held, of one of its own
     /// slabs: onto the slab's freelist, as [`Heap::free_local`] (the free
     /// was counted when the block was held).

@@ -49,6 +49,8 @@ pub(crate) struct Magazine {
     len: AtomicU32,
     /// Entries the owner may use (0: the magazine is off).
     cap: AtomicU32,
+    /// Set (with `cap` 0) once the pool has closed.
+    closed: AtomicU32,
     /// The owner is inside a push or pop.
     busy: AtomicU32,
     /// A thief wants the entries.
@@ -72,6 +74,7 @@ impl Magazine {
         Self {
             len: AtomicU32::new(0),
             cap: AtomicU32::new(0),
+            closed: AtomicU32::new(0),
             busy: AtomicU32::new(0),
             steal: AtomicU32::new(0),
             slots: UnsafeCell::new([0; CAPACITY]),
@@ -191,6 +194,13 @@ impl Magazine {
     /// taken the entries.
     pub(crate) fn close(&self) {
         self.cap.store(0, Ordering::Relaxed);
+        self.closed.store(1, Ordering::Relaxed);
+    }
+
+    /// True once [`Magazine::close`] ran (and a steal made it visible).
+    #[inline(always)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) != 0
     }
 
     /// Any thread but the owner: takes every entry into `out` if the owner

@@ -58,7 +58,13 @@ impl Shared {
                 Held::Full => {}
             }
             // SAFETY: this thread owns the heap and the slab is its.
-            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
+            let mut freed = unsafe { heap.free_local(slab, idx, mark) };
+            if heap.mag.is_closed() {
+                // SAFETY: as above.
+                freed = unsafe { heap.drain_after_close(slab, freed) };
+            }
+            // SAFETY: as above.
+            return unsafe { Self::after_local_free(heap, slab, freed) };
         }
         // SAFETY: as above.
         unsafe { Self::free_foreign(slab, idx, mark) }
