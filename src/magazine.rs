@@ -35,11 +35,13 @@ use crate::sync::{heavy_fence, light_fence, AtomicU32, Ordering, Spin, UnsafeCel
 /// Entries a magazine has room for (the `magazine` knob caps what is used).
 pub(crate) const CAPACITY: usize = 64;
 
-/// Relaxed under the `magazine_len_relaxed` mutation (loom must then find
-/// the thief reading entries the owner's push has not published).
-#[cfg(not(homeslab_mutation = "magazine_len_relaxed"))]
+/// How a push publishes its entry (the new length, then `busy = 0`): a
+/// thief that reads either acquires it. Relaxed under the
+/// `magazine_publish_relaxed` mutation: loom must then find the thief
+/// reading an entry the push has not published.
+#[cfg(not(homeslab_mutation = "magazine_publish_relaxed"))]
 const PUBLISH: Ordering = Ordering::Release;
-#[cfg(homeslab_mutation = "magazine_len_relaxed")]
+#[cfg(homeslab_mutation = "magazine_publish_relaxed")]
 const PUBLISH: Ordering = Ordering::Relaxed;
 
 /// One thread's magazine of one pool.
@@ -150,7 +152,7 @@ impl Magazine {
         } else {
             Ok(false)
         };
-        self.busy.store(0, Ordering::Release);
+        self.busy.store(0, PUBLISH);
         got
     }
 
@@ -203,27 +205,55 @@ impl Magazine {
         self.closed.load(Ordering::Relaxed) != 0
     }
 
-    /// Any thread but the owner: takes every entry into `out` if the owner
-    /// is not inside an operation. The thief then holds the blocks. After
-    /// `Took`, every later owner operation sees what the thief wrote before
-    /// (such as [`Magazine::close`]). `always`: run the handshake even if
-    /// the magazine looks empty.
+    /// A thief's first step: asks the owner to keep out. Then one
+    /// [`heavy_fence`] serves any number of requests, each finished with
+    /// [`Magazine::try_take`]. The caller is the pool's only thief.
+    pub(crate) fn request(&self) {
+        self.steal.store(1, Ordering::Relaxed);
+    }
+
+    /// The thief's last step, after [`Magazine::request`] and a
+    /// [`heavy_fence`]: takes every entry into `out` unless the owner is
+    /// inside an operation (`None`: request again later), and lets the
+    /// owner back in. After `Some`, the thief holds the blocks, and every
+    /// later owner operation sees what the thief wrote before its request
+    /// (such as [`Magazine::close`]).
+    pub(crate) fn try_take(&self, out: &mut [Entry; CAPACITY]) -> Option<usize> {
+        let got = if self.busy.load(Ordering::Acquire) != 0 {
+            None
+        } else {
+            Some(self.copy_out(out))
+        };
+        self.steal.store(0, Ordering::Release);
+        got
+    }
+
+    /// Any thread but the owner (and one at a time): the whole steal
+    /// ([`Magazine::request`], [`heavy_fence`], [`Magazine::try_take`]).
+    /// `always`: even if the magazine looks empty.
     pub(crate) fn steal(&self, out: &mut [Entry; CAPACITY], always: bool) -> Stolen {
         if !always && self.len.load(Ordering::Acquire) == 0 {
             return Stolen::Took(0);
         }
-        self.steal.store(1, Ordering::Relaxed);
+        self.request();
         if !heavy_fence() {
             self.steal.store(0, Ordering::Release);
             return Stolen::Unsupported;
         }
-        let got = if self.busy.load(Ordering::Acquire) != 0 {
-            Stolen::Busy
-        } else {
-            Stolen::Took(self.copy_out(out))
-        };
+        match self.try_take(out) {
+            Some(n) => Stolen::Took(n),
+            None => Stolen::Busy,
+        }
+    }
+
+    /// Withdraws a [`Magazine::request`] (the fence failed).
+    pub(crate) fn withdraw(&self) {
         self.steal.store(0, Ordering::Release);
-        got
+    }
+
+    /// True if a [`Magazine::request`] of this thief is pending.
+    pub(crate) fn requested(&self) -> bool {
+        self.steal.load(Ordering::Relaxed) != 0
     }
 
     /// Copies the entries out and empties the magazine. Called with the

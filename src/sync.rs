@@ -35,13 +35,14 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
 }
 
 /// The cheap half of an asymmetric fence pair (see [`heavy_fence`]): a
-/// compiler fence normally, a `SeqCst` fence under loom (which models the
-/// pair as two ordinary fences, what the heavy one makes of it).
+/// compiler fence normally, a `SeqCst` fence under loom and Miri (which
+/// model the pair as two ordinary fences, what the heavy one makes of it;
+/// neither has `membarrier`).
 #[inline(always)]
 pub(crate) fn light_fence() {
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    #[cfg(loom)]
+    #[cfg(any(loom, miri))]
     fence(Ordering::SeqCst);
 }
 
@@ -55,16 +56,19 @@ pub(crate) fn light_fence() {
 pub(crate) fn heavy_fence() -> bool {
     #[cfg(homeslab_mutation = "magazine_fence_missing")]
     return true;
-    #[cfg(all(loom, not(homeslab_mutation = "magazine_fence_missing")))]
+    #[cfg(all(any(loom, miri), not(homeslab_mutation = "magazine_fence_missing")))]
     {
         fence(Ordering::SeqCst);
         true
     }
-    #[cfg(all(not(loom), not(homeslab_mutation = "magazine_fence_missing")))]
+    #[cfg(all(
+        not(any(loom, miri)),
+        not(homeslab_mutation = "magazine_fence_missing")
+    ))]
     membarrier::run()
 }
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 mod membarrier {
     use std::sync::OnceLock;
 

@@ -5,7 +5,7 @@
 use crate::heap::Heap;
 use crate::magazine::{Stolen, CAPACITY};
 use crate::slab::{Chain, Entry, Slab};
-use crate::sync::{unmodelled, Ordering, Spin};
+use crate::sync::{heavy_fence, unmodelled, Ordering, Spin};
 
 use super::Shared;
 
@@ -108,17 +108,50 @@ impl Shared {
 
     fn sweep(&self, mine: Option<&Heap>, close: bool) -> bool {
         // One thief at a time (the handshake is between one owner and one
-        // thief).
+        // thief), so a pending request below is ours.
         let _one = self.sweeping.lock();
         self.last_sweep
             .store(unmodelled::now_nanos(), Ordering::Relaxed);
-        let mut all = true;
+        let others = |f: &mut dyn FnMut(&Heap)| {
+            self.registry.for_each(|h| {
+                if mine.map_or(true, |m| !core::ptr::eq(m, h)) {
+                    f(h)
+                }
+            })
+        };
+        // Ask every owner to keep out, then one heavy fence for all of them.
+        let mut asked = 0;
         self.registry.for_each(|h| {
             if close {
                 h.mag.close();
             }
-            if mine.map_or(true, |m| !core::ptr::eq(m, h)) {
-                all &= steal_magazine(h, close);
+        });
+        others(&mut |h| {
+            if close || h.mag.held() != 0 {
+                h.mag.request();
+                asked += 1;
+            }
+        });
+        if asked == 0 {
+            return true;
+        }
+        let fenced = heavy_fence();
+        let mut all = true;
+        let mut out = [0; CAPACITY];
+        others(&mut |h| {
+            if !h.mag.requested() {
+                return;
+            }
+            if !fenced {
+                h.mag.withdraw();
+                all = false;
+                return;
+            }
+            match h.mag.try_take(&mut out) {
+                // SAFETY: the steal made us the holder of these blocks.
+                Some(n) => unsafe { send_home(&mut out[..n]) },
+                // The owner was inside an operation: the slow way.
+                None => all &= steal_magazine(h, close),
             }
         });
         all
