@@ -8,8 +8,11 @@ use crate::error::ConfigError;
 use crate::magazine::CAPACITY as MAGAZINE_CAPACITY;
 use crate::slab::Geometry;
 
-/// Blocks a thread's magazine holds by default, per pool (or class).
-const DEFAULT_MAGAZINE: usize = 32;
+/// Blocks a thread's magazine holds by default, per pool (or class). Off
+/// under loom: the magazine's handshake adds branch points to every
+/// operation, which would push users' models past loom's default branch
+/// limit; homeslab's own magazine models turn it on.
+const DEFAULT_MAGAZINE: usize = if cfg!(loom) { 0 } else { 32 };
 
 /// Validated configuration of one pool core.
 #[derive(Debug, Clone)]
@@ -162,7 +165,8 @@ macro_rules! knob_setters {
 
         /// Blocks each thread keeps, per pool (per size class for a
         /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed, for its next
-        /// allocations: its magazine (0 to 64; default 32; 0 turns it off).
+        /// allocations: its magazine (0 to 64; default 32, 0 under loom; 0
+        /// turns it off).
         /// A thread holds back at most this many freed blocks, pinning at
         /// most as many slabs, until it allocates them again or its
         /// magazine is flushed (`trim`, [`crate::flush_remote_frees`],

@@ -136,7 +136,7 @@ impl<T> Pool<T> {
     /// Moves `value` into a block of the pool.
     ///
     /// Never panics; on failure `value` is dropped and the pool stays usable.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, value: T) -> Result<PoolBox<T>, AllocError> {
         let ptr = if Layout::<T>::ZST {
             NonNull::dangling()
@@ -346,7 +346,7 @@ impl<T> PoolBox<T> {
 ///
 /// # Safety
 /// `ptr` is a block of a live pool of `T` (from `alloc` via a box).
-#[inline]
+#[inline(always)]
 unsafe fn free<T>(ptr: NonNull<T>) {
     // SAFETY: forwarded.
     unsafe { free_slot(ptr, 0, Layout::<T>::SHAPE) }
@@ -359,7 +359,7 @@ unsafe fn free<T>(ptr: NonNull<T>) {
 /// # Safety
 /// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
 /// that nobody else uses.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
     if Layout::<T>::ZST {
         return;

@@ -44,7 +44,7 @@ impl Shared {
     /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
     /// block's slab holds a reference to it); `idx` came from
     /// [`Slab::slot_index`].
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
@@ -95,7 +95,7 @@ impl Shared {
     ///
     /// # Safety
     /// As [`Shared::free_block`].
-    #[inline]
+    #[inline(never)]
     unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
