@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Instructions per alloc+free pair on the one-thread `local` groups, counted
-with valgrind's callgrind (standard library only; needs `valgrind`).
+"""Instructions per alloc+free pair on the one-thread groups (`local` and
+`larson_t1`), counted with valgrind's callgrind (standard library only; needs `valgrind`).
 
     python3 benches/instructions.py [--groups g1,g2] [--subjects s1,s2]
 
@@ -23,8 +23,9 @@ import sys
 import tempfile
 
 GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B",
-          "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8"]
-SHORT, LONG = 50, 550  # iterations of 1024 pairs
+          "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8",
+          "larson_t1"]
+SHORT, LONG = 50, 550  # iterations (of 1024 pairs; 1000 replacements on larson_t1)
 
 
 def executable():
