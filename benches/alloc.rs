@@ -13,7 +13,12 @@
 //!   allocator at all (a fixed array of blocks handed out LIFO): an
 //!   allocator cheaper than its pop and push could pass it, none here does;
 //! - `xthread_1p1c`: a producer allocates, a consumer frees (all remote);
-//! - `larson_t2`: random replacement in per-thread live sets that migrate;
+//! - `larson_t1`, `larson_t2`, `larson_t4`: random replacement in per-thread
+//!   live sets (1000 blocks, 1000 replacements per round) that migrate round
+//!   the ring of threads after every round (at 1 thread they stay put);
+//! - `larson_churn_t2`: 2 slots of 10 000 live blocks; every round each slot's
+//!   set goes to a new thread (10 000 replacements) and the old one exits,
+//!   so most frees are of blocks allocated by threads that are gone;
 //! - `cache_scratch_t2`: hand-off, then hard writes (false sharing shows);
 //!   `cache_scratch_t2_writes_only` and `cache_scratch_t2_handoff_only` are
 //!   its two halves, as controls;
@@ -34,6 +39,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
+use common::churn::LarsonChurn;
 use common::subjects::{
     each_family, each_subject, Family, FamilySink, Floor, FloorFamily, Homeslab, Line, Obj,
     Subject, Visitor,
@@ -99,7 +105,10 @@ fn xthread(c: &mut Criterion) {
 }
 
 fn larson(c: &mut Criterion) {
+    group::<[u64; 8], _>(c, "larson_t1", Larson { threads: 1 });
     group::<[u64; 8], _>(c, "larson_t2", Larson { threads: 2 });
+    group::<[u64; 8], _>(c, "larson_t4", Larson { threads: 4 });
+    group::<[u64; 8], _>(c, "larson_churn_t2", LarsonChurn::new(2));
 }
 
 fn cache_scratch(c: &mut Criterion) {

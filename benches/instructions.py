@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Instructions per alloc+free pair on the one-thread `local` groups, counted
-with valgrind's callgrind (standard library only; needs `valgrind`).
+"""Instructions per alloc+free pair on the one-thread groups (`local` and
+`larson_t1`), counted with valgrind's callgrind (standard library only; needs `valgrind`).
 
     python3 benches/instructions.py [--groups g1,g2] [--subjects s1,s2]
 
@@ -23,8 +23,9 @@ import sys
 import tempfile
 
 GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B",
-          "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8"]
-SHORT, LONG = 50, 550  # iterations of 1024 pairs
+          "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8",
+          "larson_t1"]
+SHORT, LONG = 50, 550  # iterations (of 1024 pairs; 1000 replacements on larson_t1)
 
 
 def executable():
@@ -52,7 +53,9 @@ def subjects_of(exe):
 
 
 def count(exe, group, subject, iters):
-    """Total instructions of one `--once` run, and its pairs."""
+    """Total instructions of one `--once` run, and its pairs; None if the
+    group has no such subject (`floor` is only in the one-thread `local`
+    groups)."""
     with tempfile.TemporaryDirectory() as d:
         cg = os.path.join(d, "cg.out")
         run = subprocess.run(
@@ -64,6 +67,8 @@ def count(exe, group, subject, iters):
         if run.returncode != 0:
             sys.exit(f"{group}/{subject} failed:\n{run.stderr[-2000:]}")
         fields = run.stdout.split()
+        if not fields:
+            return None
         if len(fields) != 5:
             sys.exit(f"{group}/{subject}: unexpected output {run.stdout!r}")
         pairs = int(fields[2]) * int(fields[3])
@@ -98,8 +103,11 @@ def main():
     for g in groups:
         row = []
         for s in subjects:
-            i1, p1 = count(exe, g, s, SHORT)
-            i2, p2 = count(exe, g, s, LONG)
+            short = count(exe, g, s, SHORT)
+            if short is None:
+                row.append("–")
+                continue
+            (i1, p1), (i2, p2) = short, count(exe, g, s, LONG)
             row.append(f"{(i2 - i1) / (p2 - p1):.1f}")
             print(f"  {g}/{s}: {row[-1]}", file=sys.stderr)
         print(f"| `{g}` | " + " | ".join(row) + " |")

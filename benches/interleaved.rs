@@ -19,6 +19,10 @@
 //! also print each subject's throughput at k ÷ its own at k = 1 (median over
 //! rounds, as above). The target: homeslab's within 10% of 1 at every k.
 //!
+//! `larson_churn_t2` also times its chains of threads with no replacements
+//! (the same spawns, hand-overs and exits) and prints what share of each
+//! subject's round that is.
+//!
 //! `--once N` runs each subject once for exactly `N` iterations instead
 //! (no calibration, no rounds) and prints the time: `benches/instructions.py`
 //! runs that under callgrind to count instructions per alloc+free pair.
@@ -30,6 +34,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::churn::LarsonChurn;
 use common::interleave::{median, quartiles, rounds, sig3, Runner, Settings};
 use common::subjects::{
     each_family, each_owned, Family, FamilySink, Floor, FloorFamily, Obj, Sink, Subject, NAMES,
@@ -45,7 +50,8 @@ usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
   --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
-                  local_t1_1024B xthread_1p1c larson_t2 local_pools_k
+                  local_t1_1024B xthread_1p1c larson_t1 larson_t2
+                  larson_t4 larson_churn_t2 local_pools_k
                   (default: all); local_pools_k1, _k2, _k3, _k8 run
                   local_pools_k at that k only
   --subjects list only these subjects (names as printed; default: all)
@@ -54,14 +60,17 @@ usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
                   (local_pools_k prints its groups as local_pools_k1 …)
   FILTER          only the groups whose name contains it";
 
-const GROUPS: [&str; 8] = [
+const GROUPS: [&str; 11] = [
     "local_t1",
     "local_t2",
     "local_t1_16B",
     "local_t1_256B",
     "local_t1_1024B",
     "xthread_1p1c",
+    "larson_t1",
     "larson_t2",
+    "larson_t4",
+    "larson_churn_t2",
     "local_pools_k",
 ];
 
@@ -167,6 +176,17 @@ impl<'w, T: Obj, W: Workload<T>> Sink<T> for Runners<'w, W> {
 /// Runs one group: every subject (and the floor if `floor`) on `w`,
 /// interleaved, and prints its table.
 fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
+    group_medians::<T, W>(name, w, floor, o);
+}
+
+/// [`group`], returning each subject's median throughput (nothing with
+/// `--once`).
+fn group_medians<T: Obj, W: Workload<T>>(
+    name: &str,
+    w: &W,
+    floor: bool,
+    o: &Opts,
+) -> Vec<(&'static str, f64)> {
     let mut r = Runners {
         workload: w,
         list: Vec::new(),
@@ -184,10 +204,10 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
             let t = run(n);
             println!("{name} {subject} {n} {} {}", w.elements(), t.as_nanos());
         }
-        return;
+        return Vec::new();
     }
     if runners.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, r)| r).collect();
     let (tput, secs) = rounds(&mut runs, w.elements(), o.settings());
@@ -210,6 +230,39 @@ fn group<T: Obj, W: Workload<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
             ratio.map_or("–".into(), |r| format!("{r:.2}×"))
         );
     }
+    (0..k)
+        .map(|i| (runners[i].0, median(&mut tput[i].clone())))
+        .collect()
+}
+
+/// `larson_churn_t2`, then its chains of threads alone (no replacements):
+/// the spawn, hand-over and exit cost per round, as a share of each
+/// subject's round.
+fn larson_churn(name: &str, o: &Opts) {
+    let w = LarsonChurn::new(2);
+    let medians = group_medians::<[u64; 8], _>(name, &w, false, o);
+    if medians.is_empty() {
+        return;
+    }
+    let spawn = w.spawn_only();
+    // homeslab only holds the sets; no block is allocated or freed while timed.
+    let s = common::subjects::Homeslab::<[u64; 8]>::new(false);
+    let mut run: Runner<'_> = Box::new(|iters| Workload::<[u64; 8]>::run(&spawn, &s, iters));
+    // One "element" per round: the throughput is in million rounds per second.
+    let (tput, _) = rounds(&mut [&mut run], 1, o.settings());
+    let us = 1.0 / median(&mut tput[0].clone());
+    let elements = Workload::<[u64; 8]>::elements(&w) as f64;
+    let shares: Vec<String> = medians
+        .iter()
+        .map(|&(n, m)| format!("{n} {:.0}%", 100.0 * us / (elements / m)))
+        .collect();
+    println!(
+        "\nspawn + hand-over + exit alone (no replacements, {} rounds): {us:.1} µs per round \
+         of {} threads; share of a round: {}",
+        o.rounds,
+        w.threads,
+        shares.join(", ")
+    );
 }
 
 /// Median over rounds of `tput[a]` ÷ `tput[b]` in the same round.
@@ -325,7 +378,10 @@ fn main() {
             "local_t1_256B" => group::<[u64; 32], _>(g, &Local { threads: 1 }, true, &o),
             "local_t1_1024B" => group::<[u64; 128], _>(g, &Local { threads: 1 }, true, &o),
             "xthread_1p1c" => group::<[u64; 8], _>(g, &XThread { pairs: 1 }, false, &o),
+            "larson_t1" => group::<[u64; 8], _>(g, &Larson { threads: 1 }, false, &o),
             "larson_t2" => group::<[u64; 8], _>(g, &Larson { threads: 2 }, false, &o),
+            "larson_t4" => group::<[u64; 8], _>(g, &Larson { threads: 4 }, false, &o),
+            "larson_churn_t2" => larson_churn(g, &o),
             "local_pools_k" => local_pools(&o),
             _ => unreachable!("checked in parse"),
         }

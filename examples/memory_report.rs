@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example memory_report
 //! cargo run --release --example memory_report -- --live 1000,100000 --seconds 2
+//! cargo run --release --example memory_report -- --threads 1,2,4 --live 100000
 //! ```
 //!
 //! Each subject runs in a child process of its own (this binary re-executed
@@ -13,10 +14,13 @@
 //! homeslab also reports its own counters: `mapped_bytes` (slab regions in use
 //! or cached warm), `peak_mapped_bytes`, `reserved_bytes`, `released_bytes`.
 //!
-//! The larson run: 2 threads, each keeping `live` blocks of 64 bytes and
-//! replacing random ones (`live` replacements per round), passing its whole
-//! live set to the other thread after every round. "Steady" figures are
-//! averaged over the samples of the second half of the run.
+//! The larson run: 2 threads (or each count of `--threads`), each keeping
+//! `live` blocks of 64 bytes and replacing random ones (`live` replacements
+//! per round), passing its whole live set to the next thread of the ring
+//! after every round (at 1 thread the set stays put). "Steady" figures are
+//! averaged over the samples of the second half of the run. A last table
+//! sums up homeslab's steady mapped ÷ live bytes for every thread count and
+//! size run, against the target of 1.25×.
 
 #[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
@@ -31,11 +35,12 @@ use common::subjects::{by_name, Subject, Visitor, NAMES};
 use common::workloads::{larson_run, LarsonParams};
 
 type Block = [u64; 8];
-const THREADS: usize = 2;
 
 const USAGE: &str = "\
-usage: memory_report [--live N[,N...]] [--seconds S] [--subjects a,b,...] [--retained N]
+usage: memory_report [--threads N[,N...]] [--live N[,N...]] [--seconds S]
+                     [--subjects a,b,...] [--retained N]
 
+  --threads N,...   larson threads (default 2)
   --live N,...      live blocks per thread (default 1000,100000)
   --seconds S       larson run time per subject and size (default 1.5)
   --subjects list   subjects to run (default: all of them)
@@ -72,6 +77,7 @@ struct Measured {
 }
 
 struct Child {
+    threads: usize,
     live: usize,
     seconds: f64,
     out: Option<Measured>,
@@ -84,7 +90,7 @@ impl Visitor<Block> for Child {
         let start = Instant::now();
         let limit = Duration::from_secs_f64(self.seconds);
         let p = LarsonParams {
-            threads: THREADS,
+            threads: self.threads,
             live: self.live,
             replace: self.live,
             rounds: u64::MAX,
@@ -111,7 +117,7 @@ impl Visitor<Block> for Child {
         let mut m = Measured {
             rounds,
             secs: elapsed.as_secs_f64(),
-            live_bytes: (THREADS * self.live * core::mem::size_of::<Block>()) as u64,
+            live_bytes: (self.threads * self.live * core::mem::size_of::<Block>()) as u64,
             rss_base,
             steady_rss: avg(|x| x.rss).saturating_sub(rss_base),
             peak_rss: samples
@@ -124,7 +130,8 @@ impl Visitor<Block> for Child {
             steady_live_blocks: avg(|x| x.live_blocks),
             // The workload's own live-set vectors (handles, or for
             // lockfree-object-pool the objects themselves), counted in RSS.
-            harness: (THREADS * self.live * core::mem::size_of::<Option<S::Handle<'_>>>()) as u64,
+            harness: (self.threads * self.live * core::mem::size_of::<Option<S::Handle<'_>>>())
+                as u64,
             ..Measured::default()
         };
         // Every block is freed by now (larson_run frees its sets), but the
@@ -159,8 +166,15 @@ impl Visitor<Block> for Child {
     }
 }
 
-fn child(subject: &str, live: usize, seconds: f64, retained: Option<usize>) -> ExitCode {
+fn child(
+    subject: &str,
+    threads: usize,
+    live: usize,
+    seconds: f64,
+    retained: Option<usize>,
+) -> ExitCode {
     let mut c = Child {
+        threads,
         live,
         seconds,
         out: None,
@@ -229,6 +243,7 @@ fn kib(b: f64) -> String {
 
 struct Args {
     child: Option<String>,
+    threads: Vec<usize>,
     lives: Vec<usize>,
     seconds: f64,
     subjects: Vec<String>,
@@ -239,6 +254,7 @@ fn parse_args() -> Result<Args, String> {
     use lexopt::prelude::*;
     let mut a = Args {
         child: None,
+        threads: vec![2],
         lives: vec![1000, 100_000],
         seconds: 1.5,
         subjects: NAMES.iter().map(|s| s.to_string()).collect(),
@@ -255,22 +271,28 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|e| format!("{e:?}"))?,
                 )
             }
-            Long("live") => {
+            Long(flag @ ("live" | "threads")) => {
+                let flag = flag.to_string();
                 let v = p
                     .value()
                     .map_err(|e| e.to_string())?
                     .string()
                     .map_err(|e| format!("{e:?}"))?;
-                a.lives = v
+                let list = v
                     .split(',')
                     .map(|x| {
                         x.trim()
                             .parse::<usize>()
-                            .map_err(|_| format!("--live: bad number {x:?}"))
+                            .map_err(|_| format!("--{flag}: bad number {x:?}"))
                     })
-                    .collect::<Result<_, _>>()?;
-                if a.lives.contains(&0) {
-                    return Err("--live: must be at least 1".into());
+                    .collect::<Result<Vec<_>, _>>()?;
+                if list.contains(&0) {
+                    return Err(format!("--{flag}: must be at least 1"));
+                }
+                if flag == "live" {
+                    a.lives = list;
+                } else {
+                    a.threads = list;
                 }
             }
             Long("seconds") => {
@@ -327,18 +349,33 @@ fn main() -> ExitCode {
         }
     };
     if let Some(subject) = &args.child {
-        return child(subject, args.lives[0], args.seconds, args.retained);
+        return child(
+            subject,
+            args.threads[0],
+            args.lives[0],
+            args.seconds,
+            args.retained,
+        );
     }
     let exe = std::env::current_exe().expect("current_exe");
     println!(
-        "larson, {THREADS} threads, {} B blocks, live set passed between threads every round; \
+        "larson, {} B blocks, live set passed round the ring of threads every round; \
          RSS from /proc/self/statm, one child process per subject\n",
         core::mem::size_of::<Block>()
     );
     let mut failed = false;
-    for &live in &args.lives {
-        let live_bytes = (THREADS * live * core::mem::size_of::<Block>()) as f64;
-        println!("live: {live} blocks per thread = {} live", kib(live_bytes));
+    // (threads, live per thread, subject, steady mapped ÷ live, peak mapped ÷ live)
+    let mut summary: Vec<(usize, usize, String, f64, f64)> = Vec::new();
+    for (threads, live) in args
+        .threads
+        .iter()
+        .flat_map(|&t| args.lives.iter().map(move |&l| (t, l)))
+    {
+        let live_bytes = (threads * live * core::mem::size_of::<Block>()) as f64;
+        println!(
+            "{threads} thread(s), live: {live} blocks per thread = {} live",
+            kib(live_bytes)
+        );
         println!(
             "| subject | rounds | live-set vectors | steady RSS Δ | ÷ live | peak RSS Δ | steady mapped | ÷ live | peak mapped | reserved | RSS Δ after free | mapped after free | trim() returned | mapped after trim | RSS Δ after trim |"
         );
@@ -347,6 +384,8 @@ fn main() -> ExitCode {
             let mut cmd = Command::new(&exe);
             cmd.arg("--child")
                 .arg(subject)
+                .arg("--threads")
+                .arg(threads.to_string())
                 .arg("--live")
                 .arg(live.to_string())
                 .arg("--seconds")
@@ -384,6 +423,15 @@ fn main() -> ExitCode {
             let hs = kv.iter().any(|(k, v)| k == "homeslab" && v == "true");
             let opt = |k: &str| if hs { kib(get(k)) } else { "–".to_string() };
             let ratio = |k: &str| format!("{:.2}×", get(k) / live_bytes);
+            if hs {
+                summary.push((
+                    threads,
+                    live,
+                    subject.clone(),
+                    get("steady_mapped") / live_bytes,
+                    get("peak_mapped") / live_bytes,
+                ));
+            }
             println!(
                 "| {subject} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 get("rounds"),
@@ -411,6 +459,18 @@ fn main() -> ExitCode {
          objects themselves, since its SpinLockObjectPool moves objects into the guard). \
          mapped = homeslab Stats::mapped_bytes. Target: steady homeslab mapped ≤ 1.25 × live."
     );
+    if !summary.is_empty() {
+        println!(
+            "\nhomeslab, steady mapped ÷ live bytes (live = threads × live per thread × 64 B; \
+             target ≤ 1.25×):\n"
+        );
+        println!("| threads | live per thread | subject | steady mapped ÷ live | peak mapped ÷ live | target |");
+        println!("|---:|---:|---|---:|---:|---|");
+        for (t, l, s, steady, peak) in &summary {
+            let met = if *steady <= 1.25 { "met" } else { "not met" };
+            println!("| {t} | {l} | {s} | {steady:.2}× | {peak:.2}× | {met} |");
+        }
+    }
     if failed {
         ExitCode::FAILURE
     } else {

@@ -1,7 +1,9 @@
 //! Code shared by the benchmarks and the examples (included with `#[path]`):
 //! the subjects under test, the threaded timing harness, the interleaved
-//! runner, and the workloads.
+//! runner, and the workloads (`larson_churn`, whose threads exit every round,
+//! in `churn`).
 
+pub mod churn;
 pub mod harness;
 pub mod interleave;
 pub mod subjects;
