@@ -14,7 +14,7 @@ use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
-use crate::magazine::Magazine;
+use crate::magazine::{Magazine, Room};
 use crate::remote::SlabQueue;
 use crate::slab::{DoubleFree, ListState, Popped, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
@@ -193,8 +193,11 @@ pub(crate) struct Heap {
 pub(crate) enum Held {
     /// The block is in the magazine.
     Yes,
-    /// The magazine is full: free it the other way.
+    /// The magazine is full (or off): free it the other way.
     Full,
+    /// The pool closed: free it the other way, and see
+    /// [`Heap::drain_after_close`].
+    Closed,
     /// Refused: the block was not allocated (a double free).
     DoubleFree,
 }
@@ -278,8 +281,10 @@ impl Heap {
     /// and `idx` came from its [`Slab::slot_index`].
     #[inline(always)]
     pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16, own: bool) -> Held {
-        if !self.mag.has_room() {
-            return Held::Full;
+        match self.mag.room() {
+            Room::Yes => {}
+            Room::Full => return Held::Full,
+            Room::Closed => return Held::Closed,
         }
         // SAFETY: per the contract.
         let s = unsafe { &*slab };

@@ -60,6 +60,16 @@ pub(crate) struct Magazine {
     slots: UnsafeCell<[Entry; CAPACITY]>,
 }
 
+/// What [`Magazine::room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    Yes,
+    /// Full, or off.
+    Full,
+    /// Off for good: the pool closed ([`Magazine::close`]).
+    Closed,
+}
+
 /// What a steal found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stolen {
@@ -100,31 +110,43 @@ impl Magazine {
     /// Owner: the handshake that shuts thieves out; returns with `busy` set.
     #[inline(always)]
     fn enter(&self) {
+        self.busy.store(1, Ordering::Relaxed);
+        light_fence();
+        if self.steal.load(Ordering::Acquire) != 0 {
+            self.enter_after_thief();
+        }
+    }
+
+    /// A thief is at work: step back, wait for it, and shake hands again.
+    #[cold]
+    #[inline(never)]
+    fn enter_after_thief(&self) {
+        let spin = Spin::new();
         loop {
+            self.busy.store(0, Ordering::Release);
+            while self.steal.load(Ordering::Acquire) != 0 {
+                spin.wait();
+            }
             self.busy.store(1, Ordering::Relaxed);
             light_fence();
             if self.steal.load(Ordering::Acquire) == 0 {
                 return;
             }
-            self.wait_for_thief();
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn wait_for_thief(&self) {
-        self.busy.store(0, Ordering::Release);
-        let spin = Spin::new();
-        while self.steal.load(Ordering::Acquire) != 0 {
-            spin.wait();
-        }
-    }
-
-    /// Owner: true if a push may fit (a fast refusal; [`Magazine::push`]
+    /// Owner: whether a push may fit (a fast refusal; [`Magazine::push`]
     /// checks again). A stale answer only sends a free the other way.
     #[inline(always)]
-    pub(crate) fn has_room(&self) -> bool {
-        self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed)
+    pub(crate) fn room(&self) -> Room {
+        let cap = self.cap.load(Ordering::Relaxed);
+        if self.len.load(Ordering::Relaxed) < cap {
+            Room::Yes
+        } else if cap == 0 && self.closed.load(Ordering::Relaxed) != 0 {
+            Room::Closed
+        } else {
+            Room::Full
+        }
     }
 
     /// Owner: if there is room, runs `hold` (which takes the block, or
@@ -197,12 +219,6 @@ impl Magazine {
     pub(crate) fn close(&self) {
         self.cap.store(0, Ordering::Relaxed);
         self.closed.store(1, Ordering::Relaxed);
-    }
-
-    /// True once [`Magazine::close`] ran (and a steal made it visible).
-    #[inline(always)]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed) != 0
     }
 
     /// A thief's first step: asks the owner to keep out. Then one

@@ -382,12 +382,12 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
 }
 
 impl<T> Drop for PoolBox<T> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         /// Frees the block even if `T::drop` panics.
         struct FreeOnExit<T>(NonNull<T>);
         impl<T> Drop for FreeOnExit<T> {
-            #[inline]
+            #[inline(always)]
             fn drop(&mut self) {
                 // SAFETY: the box owned the block; its `T` is gone.
                 unsafe { free::<T>(self.0) }

@@ -56,18 +56,29 @@ impl Shared {
                 // SAFETY: as above.
                 Held::DoubleFree => return unsafe { Self::refuse_double_free(slab) },
                 Held::Full => {}
+                // SAFETY: as above.
+                Held::Closed => return unsafe { Self::free_local_after_close(heap, slab, idx, mark) },
             }
             // SAFETY: this thread owns the heap and the slab is its.
-            let mut freed = unsafe { heap.free_local(slab, idx, mark) };
-            if heap.mag.is_closed() {
-                // SAFETY: as above.
-                freed = unsafe { heap.drain_after_close(slab, freed) };
-            }
-            // SAFETY: as above.
-            return unsafe { Self::after_local_free(heap, slab, freed) };
+            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
         }
         // SAFETY: as above.
         unsafe { Self::free_foreign(slab, idx, mark) }
+    }
+
+    /// An owner's free once the pool has closed: as without a magazine, and
+    /// the slab drained, so blocks the closing sweep sent home let it empty.
+    ///
+    /// # Safety
+    /// As [`Shared::after_local_free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_local_after_close(heap: &Heap, slab: *mut Slab, idx: usize, mark: u16) {
+        // SAFETY: per the contract.
+        unsafe {
+            let freed = heap.drain_after_close(slab, heap.free_local(slab, idx, mark));
+            Self::after_local_free(heap, slab, freed)
+        }
     }
 
     /// What an owner's free into its own slab leaves to do.
@@ -105,7 +116,7 @@ impl Shared {
             match unsafe { (*mine).hold(slab, idx, mark, false) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
-                Held::Full => {}
+                Held::Full | Held::Closed => {}
             }
         }
         // SAFETY: per the contract.
