@@ -158,6 +158,8 @@ struct Core {
     empty: List,
     /// Slabs this heap owns (current, partial, empty, detached).
     slabs: usize,
+    /// Slow paths taken (for periodic work: see [`Heap::tick`]).
+    ticks: u32,
 }
 
 /// What an owner's free did.
@@ -222,6 +224,7 @@ impl Heap {
                 partial: List::new(),
                 empty: List::new(),
                 slabs: 0,
+                ticks: 0,
             }),
             stats: HeapStats::default(),
             mag: Magazine::new(),
@@ -286,6 +289,23 @@ impl Heap {
             Room::Full => return Held::Full,
             Room::Closed => return Held::Closed,
         }
+        // SAFETY: forwarded.
+        unsafe { self.hold_with_room(slab, idx, mark, own) }
+    }
+
+    /// [`Heap::hold`] after [`Magazine::room`] said yes (the push checks
+    /// again, under the handshake).
+    ///
+    /// # Safety
+    /// As [`Heap::hold`].
+    #[inline(always)]
+    pub(crate) unsafe fn hold_with_room(
+        &self,
+        slab: *mut Slab,
+        idx: usize,
+        mark: u16,
+        own: bool,
+    ) -> Held {
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.
@@ -558,6 +578,21 @@ impl Heap {
                 } else {
                     c.partial.push(slab, ListState::Partial);
                 }
+            })
+        }
+    }
+
+    /// Counts a slow path; true on every 64th (periodic work reads the
+    /// clock that rarely).
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn tick(&self) -> bool {
+        // SAFETY: forwarded.
+        unsafe {
+            self.core(|c| {
+                c.ticks = c.ticks.wrapping_add(1);
+                c.ticks % 64 == 0
             })
         }
     }

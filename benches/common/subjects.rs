@@ -302,12 +302,17 @@ pub struct Homeslab<T> {
 }
 
 impl<T: Obj> Homeslab<T> {
-    /// A default pool, hardened or not.
+    /// A default pool, hardened or not. `HOMESLAB_BENCH_MAGAZINE=n` sets
+    /// the magazine knob (for an A/B run of the magazine layer: 0 is off).
     pub fn new(hardened: bool) -> Self {
-        let pool = homeslab::Pool::builder()
-            .hardened(hardened)
-            .build()
-            .expect("homeslab pool config");
+        let mut b = homeslab::Pool::builder().hardened(hardened);
+        if let Some(n) = std::env::var("HOMESLAB_BENCH_MAGAZINE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            b = b.magazine(n);
+        }
+        let pool = b.build().expect("homeslab pool config");
         Self { pool, hardened }
     }
 

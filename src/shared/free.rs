@@ -6,6 +6,7 @@
 
 use crate::batch::Batches;
 use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::magazine::Room;
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
 use crate::thread;
@@ -51,19 +52,38 @@ impl Shared {
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
             // SAFETY: this thread owns the heap and the slab is its.
-            match unsafe { heap.hold(slab, idx, mark, true) } {
-                Held::Yes => return,
+            match heap.mag.room() {
                 // SAFETY: as above.
-                Held::DoubleFree => return unsafe { Self::refuse_double_free(slab) },
-                Held::Full => {}
+                Room::Yes => return unsafe { Self::free_own_held(heap, slab, idx, mark) },
                 // SAFETY: as above.
-                Held::Closed => return unsafe { Self::free_local_after_close(heap, slab, idx, mark) },
+                Room::Closed => {
+                    return unsafe { Self::free_local_after_close(heap, slab, idx, mark) }
+                }
+                Room::Full => {}
             }
             // SAFETY: this thread owns the heap and the slab is its.
             return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
         }
         // SAFETY: as above.
         unsafe { Self::free_foreign(slab, idx, mark) }
+    }
+
+    /// An owner's free into its magazine, which had room (out of line, so
+    /// that the path of a free without one stays as short as it was).
+    ///
+    /// # Safety
+    /// As [`Shared::after_local_free`].
+    #[inline(never)]
+    unsafe fn free_own_held(heap: &Heap, slab: *mut Slab, idx: usize, mark: u16) {
+        // SAFETY: per the contract.
+        unsafe {
+            match heap.hold_with_room(slab, idx, mark, true) {
+                Held::Yes => {}
+                Held::DoubleFree => Self::refuse_double_free(slab),
+                Held::Full => Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)),
+                Held::Closed => Self::free_local_after_close(heap, slab, idx, mark),
+            }
+        }
     }
 
     /// An owner's free once the pool has closed: as without a magazine, and

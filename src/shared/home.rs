@@ -157,13 +157,18 @@ impl Shared {
         all
     }
 
-    /// The idle sweep, from an owner's slow path: once per `release_after`,
+    /// The idle sweep, from an owner's slow path (every 64th, which reads
+    /// the clock): once per `release_after`,
     /// flush this thread's magazine and steal everyone else's, so no block
     /// stays held longer than about that by a thread that went idle.
     pub(super) fn sweep_if_due(&self, heap: &Heap) {
         let Some(period) = self.config.release_after else {
             return;
         };
+        // SAFETY: the caller (an owner's slow path) owns `heap`.
+        if !unsafe { heap.tick() } {
+            return;
+        }
         let last = self.last_sweep.load(Ordering::Relaxed);
         if unmodelled::now_nanos().saturating_sub(last) < period.as_nanos() as u64 {
             return;
