@@ -54,17 +54,12 @@ pub(crate) fn light_fence() {
 /// False if the kernel refuses the call (the caller must then do without).
 #[cold]
 pub(crate) fn heavy_fence() -> bool {
-    #[cfg(homeslab_mutation = "magazine_fence_missing")]
-    return true;
-    #[cfg(all(any(loom, miri), not(homeslab_mutation = "magazine_fence_missing")))]
+    #[cfg(any(loom, miri))]
     {
         fence(Ordering::SeqCst);
         true
     }
-    #[cfg(all(
-        not(any(loom, miri)),
-        not(homeslab_mutation = "magazine_fence_missing")
-    ))]
+    #[cfg(not(any(loom, miri)))]
     membarrier::run()
 }
 
