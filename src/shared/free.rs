@@ -51,13 +51,12 @@ impl Shared {
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
-            // SAFETY: this thread owns the heap and the slab is its.
             match heap.mag.room() {
-                // SAFETY: as above.
+                // SAFETY: this thread owns the heap and the slab is its.
                 Room::Yes => return unsafe { Self::free_own_held(heap, slab, idx, mark) },
-                // SAFETY: as above.
                 Room::Closed => {
-                    return unsafe { Self::free_local_after_close(heap, slab, idx, mark) }
+                    // SAFETY: as above.
+                    return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
                 }
                 Room::Full => {}
             }
