@@ -58,6 +58,11 @@ pub(crate) struct Magazine {
     /// A thief wants the entries.
     steal: AtomicU32,
     slots: UnsafeCell<[Entry; CAPACITY]>,
+    /// Under loom only: the owner's plain copy of `cap != 0`, so that a
+    /// magazine that is off (the default there) costs users' models no
+    /// branch points (loom schedules at every atomic access).
+    #[cfg(loom)]
+    on: core::cell::Cell<bool>,
 }
 
 /// What [`Magazine::room`] found.
@@ -90,6 +95,8 @@ impl Magazine {
             busy: AtomicU32::new(0),
             steal: AtomicU32::new(0),
             slots: UnsafeCell::new([0; CAPACITY]),
+            #[cfg(loom)]
+            on: core::cell::Cell::new(false),
         }
     }
 
@@ -105,6 +112,18 @@ impl Magazine {
     /// The caller is the owner.
     pub(crate) unsafe fn set_cap(&self, cap: usize) {
         self.cap.store(cap.min(CAPACITY) as u32, Ordering::Relaxed);
+        #[cfg(loom)]
+        self.on.set(cap != 0);
+    }
+
+    /// False if the owner's magazine is certainly off (under loom only; see
+    /// `on`).
+    #[inline(always)]
+    fn maybe_on(&self) -> bool {
+        #[cfg(loom)]
+        return self.on.get();
+        #[cfg(not(loom))]
+        return true;
     }
 
     /// Owner: the handshake that shuts thieves out; returns with `busy` set.
@@ -142,6 +161,9 @@ impl Magazine {
     /// checks again). A stale answer only sends a free the other way.
     #[inline(always)]
     pub(crate) fn room(&self) -> Room {
+        if !self.maybe_on() {
+            return Room::Full;
+        }
         let cap = self.cap.load(Ordering::Relaxed);
         if self.len.load(Ordering::Relaxed) < cap {
             Room::Yes
@@ -189,7 +211,7 @@ impl Magazine {
     pub(crate) unsafe fn pop(&self) -> Option<Entry> {
         // A stale non-zero length is checked again below; a stale zero only
         // sends this allocation to the slabs.
-        if self.len.load(Ordering::Relaxed) == 0 {
+        if !self.maybe_on() || self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         self.enter();
