@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::pagemap;
+use crate::sync::{mvec, Arc, AtomicU64, AtomicUsize, MVec, Mutex, Ordering};
 
 /// A `max_bytes` budget and the bytes charged to it: the regions in use or
 /// warm of every page source (and the large mappings) of one pool or
@@ -124,8 +125,8 @@ struct FreeRegion {
 }
 
 struct SourceState {
-    chunks: Vec<Chunk>,
-    free: Vec<FreeRegion>,
+    chunks: MVec<Chunk>,
+    free: MVec<FreeRegion>,
     last_sweep: Instant,
 }
 
@@ -150,6 +151,8 @@ pub(crate) struct PageSource {
     released: AtomicU64,
     /// Fault injection: the next `n` chunk mappings fail.
     fail_maps: AtomicUsize,
+    /// The tag this source's regions carry in the page map (0: none).
+    tag: AtomicUsize,
 }
 
 impl PageSource {
@@ -181,15 +184,27 @@ impl PageSource {
             budget,
             release_after,
             state: Mutex::new(SourceState {
-                chunks: Vec::new(),
-                free: Vec::new(),
+                chunks: mvec(),
+                free: mvec(),
                 last_sweep: Instant::now(),
             }),
             mapped: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             released: AtomicU64::new(0),
             fail_maps: AtomicUsize::new(0),
+            tag: AtomicUsize::new(0),
         }
+    }
+
+    /// Tags the regions of chunks mapped from now on in the page map.
+    pub(crate) fn set_tag(&self, tag: u8) {
+        self.tag.store(tag as usize, Ordering::Relaxed);
+    }
+
+    /// The source's lock word, for the `fork` handlers.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
+        self.state.raw()
     }
 
     /// Makes the next `n` chunk mappings fail, as if the OS refused them.
@@ -309,13 +324,18 @@ impl PageSource {
     /// Returns the bytes given back.
     pub(crate) fn trim(&self) -> u64 {
         let mut bytes = self.release_warm(|_| true);
-        let dead: Vec<Chunk> = {
+        let dead: MVec<Chunk> = {
             let mut st = self.state.lock();
             let rb = self.region_bytes;
-            let (dead, live): (Vec<Chunk>, Vec<Chunk>) = std::mem::take(&mut st.chunks)
-                .into_iter()
-                .partition(|c| c.free == c.regions);
-            st.chunks = live;
+            let mut dead = mvec();
+            let mut i = 0;
+            while i < st.chunks.len() {
+                if st.chunks[i].free == st.chunks[i].regions {
+                    dead.push(st.chunks.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
             let in_dead = |a: usize| {
                 dead.iter()
                     .any(|c| (c.base..c.base + c.regions * rb).contains(&a))
@@ -335,6 +355,12 @@ impl PageSource {
         };
         let span: usize = dead.iter().map(|c| c.len).sum();
         self.reserved.fetch_sub(span as u64, Ordering::Relaxed);
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag != 0 {
+            for c in &dead {
+                pagemap::set(c.base, c.regions * self.region_bytes, 0);
+            }
+        }
         // Unmapping happens here, outside the lock.
         drop(dead);
         bytes
@@ -343,9 +369,9 @@ impl PageSource {
     /// Moves the chosen warm regions out of the free list, advises the OS
     /// outside the lock, and puts them back cold.
     fn release_warm(&self, pick: impl Fn(Instant) -> bool) -> u64 {
-        let taken: Vec<FreeRegion> = {
+        let taken: MVec<FreeRegion> = {
             let mut st = self.state.lock();
-            let mut taken = Vec::new();
+            let mut taken = mvec();
             st.free.retain(|r| match r.warm_since {
                 Some(t) if pick(t) => {
                     taken.push(*r);
@@ -455,6 +481,13 @@ impl PageSource {
             )
         };
         self.reserved.fetch_add(len as u64, Ordering::Relaxed);
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag != 0 && !pagemap::set(base, self.chunk_bytes, tag as u8) {
+            // No room for the page map's leaf: the chunk could not be
+            // found from its blocks. Dropping it unmaps it.
+            self.reserved.fetch_sub(len as u64, Ordering::Relaxed);
+            return Err(AllocError::OutOfMemory);
+        }
         Ok(Chunk {
             backing,
             base,
