@@ -16,6 +16,9 @@ use std::process::Command;
 const ALLOCS: [&str; 4] = ["homeslab", "mimalloc", "jemalloc", "system"];
 const WORKLOADS: [&str; 4] = ["larson", "prodcons", "churn", "vecgrow"];
 
+/// (workload, alloc) → (ops/s samples, VmHWM KiB samples).
+type Samples = BTreeMap<(&'static str, &'static str), (Vec<f64>, Vec<f64>)>;
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
@@ -35,8 +38,7 @@ fn main() {
         .parent()
         .unwrap()
         .to_path_buf();
-    // (workload, alloc) → (ops/s samples, VmHWM KiB samples)
-    let mut got: BTreeMap<(&str, &str), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut got: Samples = BTreeMap::new();
     for round in 0..rounds {
         for w in WORKLOADS {
             for i in 0..ALLOCS.len() {

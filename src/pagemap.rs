@@ -86,11 +86,10 @@ pub(crate) fn set(addr: usize, len: usize, tag: u8) -> bool {
 /// The tag of the granule holding `addr` (0: none).
 #[inline(always)]
 pub(crate) fn get(addr: usize) -> u8 {
-    match leaf(addr, false) {
-        // SAFETY: as in `set`.
-        Some(l) => {
-            unsafe { &*l.add((addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)) }.load(Ordering::Acquire)
-        }
-        None => 0,
-    }
+    let Some(l) = leaf(addr, false) else {
+        return 0;
+    };
+    // SAFETY: as in `set`.
+    let byte = unsafe { &*l.add((addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)) };
+    byte.load(Ordering::Acquire)
 }

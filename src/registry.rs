@@ -112,14 +112,18 @@ impl Registry {
             }
         }
         // SAFETY: the bucket holds `2^b` entries; entry `i` is this thread's
-        // (ids are unique among live threads), so only it writes there.
-        let e = unsafe { &mut *bucket.add(i) };
-        if !e.present.load(Ordering::Acquire) {
-            e.heap.write(Heap::new());
-            e.present.store(true, Ordering::Release);
+        // (ids are unique among live threads), so only it writes there;
+        // others only read `present` (`for_each`), so no `&mut` is made.
+        unsafe {
+            let e = bucket.add(i);
+            if !(*e).present.load(Ordering::Acquire) {
+                core::ptr::addr_of_mut!((*e).heap)
+                    .cast::<Heap>()
+                    .write(Heap::new());
+                (*e).present.store(true, Ordering::Release);
+            }
+            Some(&*core::ptr::addr_of!((*e).heap).cast::<Heap>())
         }
-        // SAFETY: written above or before.
-        Some(unsafe { e.heap.assume_init_ref() })
     }
 
     /// Every heap ever created for this pool.

@@ -100,7 +100,7 @@ struct Item {
 impl Item {
     fn new(id: u64) -> Item {
         let h = mix(id);
-        let len = (h % 3000) as usize;
+        let len = (h % 1500) as usize;
         let mut map = HashMap::new();
         for k in 0..(h % 8) {
             map.insert(k, vec![mix(id ^ k); (k as usize) * 7]);
@@ -117,7 +117,7 @@ impl Item {
     fn check(&self) {
         let h = mix(self.id);
         assert_eq!(*self.boxed, [h; 4], "box of {}", self.id);
-        assert_eq!(self.bytes.len(), (h % 3000) as usize);
+        assert_eq!(self.bytes.len(), (h % 1500) as usize);
         for (i, &b) in self.bytes.iter().enumerate() {
             assert_eq!(b, (h as usize + i) as u8, "byte {i} of {}", self.id);
         }
@@ -132,8 +132,8 @@ impl Item {
 #[test]
 fn cross_thread_stress_through_box_vec_string_hashmap() {
     const THREADS: u64 = 4;
-    const ITEMS: u64 = 20_000;
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::sync_channel::<Item>(64)).unzip();
+    const ITEMS: u64 = 10_000;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Item>()).unzip();
     let mut rxs: Vec<Option<mpsc::Receiver<Item>>> = rxs.into_iter().map(Some).collect();
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
