@@ -197,6 +197,7 @@ impl PageSource {
     }
 
     /// Tags the regions of chunks mapped from now on in the page map.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_tag(&self, tag: u8) {
         self.tag.store(tag as usize, Ordering::Relaxed);
     }

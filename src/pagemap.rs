@@ -84,6 +84,7 @@ pub(crate) fn set(addr: usize, len: usize, tag: u8) -> bool {
 }
 
 /// The tag of the granule holding `addr` (0: none).
+#[cfg_attr(loom, allow(dead_code))]
 #[inline(always)]
 pub(crate) fn get(addr: usize) -> u8 {
     let Some(l) = leaf(addr, false) else {

@@ -13,7 +13,7 @@ pub(crate) use core::sync::atomic::{
 };
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize,
 };
 
 pub(crate) use core::sync::atomic::Ordering;

@@ -194,10 +194,17 @@ fn arm() -> bool {
         Ok(false) => {}
         Err(_) => return false,
     }
-    if !exit::arm() {
+    // Marked first: should arming itself allocate (glibc's
+    // `pthread_setspecific` does for keys past the 32nd, and under the C
+    // library that is a call into us), the nested call must not arm again.
+    if CTX.try_with(|c| c.armed.set(true)).is_err() {
         return false;
     }
-    CTX.try_with(|c| c.armed.set(true)).is_ok()
+    if !exit::arm() {
+        let _ = CTX.try_with(|c| c.armed.set(false));
+        return false;
+    }
+    true
 }
 
 #[cfg(not(loom))]

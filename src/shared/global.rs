@@ -7,6 +7,7 @@ use super::Shared;
 impl Shared {
     /// Tags this core's chunks in the process-wide page map (see
     /// [`crate::pagemap`]) with `tag`, from now on. Call before first use.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_page_tag(&self, tag: u8) {
         self.source.set_tag(tag);
     }
