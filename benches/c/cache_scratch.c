@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
     pthread_t th[THREADS];
     for (int t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, work, objs[t]);
     for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
-    report("cache-scratch", (double)ITER * THREADS, now() - t0);
+    /* ops: bytes written, summed over the threads */
+    report("cache-scratch", (double)ITER * REPS * OBJ * THREADS, now() - t0);
     return 0;
 }
