@@ -535,7 +535,7 @@ impl Heap {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();
-            let mut in_hand: Vec<*mut Slab> = Vec::new();
+            let mut in_hand: crate::sync::MVec<*mut Slab> = crate::sync::mvec();
             self.core(|c| {
                 while let Some(s) = c.partial.pop() {
                     in_hand.push(s);

@@ -17,12 +17,13 @@
 //! a `max_bytes` budget nothing is cached: a freed block's room is the
 //! classes' at once.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
 use crate::os::{Budget, Mapping, PAGE};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{mvec, Arc, AtomicU64, MVec, Mutex, Ordering};
+
+mod table;
 
 /// Freed mappings kept for reuse, at most.
 pub(crate) const CACHE_SLOTS: usize = 8;
@@ -33,9 +34,9 @@ pub(crate) const CACHE_BYTES: usize = 16 << 20;
 
 struct State {
     /// Live blocks by address.
-    blocks: HashMap<usize, Mapping>,
+    blocks: table::Table,
     /// Freed mappings kept for reuse, oldest first, with when they were freed.
-    cache: Vec<(Mapping, Instant)>,
+    cache: MVec<(Mapping, Instant)>,
     cached_bytes: usize,
 }
 
@@ -71,8 +72,8 @@ impl Large {
     pub(crate) fn new(budget: Arc<Budget>, release_after: Option<Duration>) -> Self {
         Self {
             state: Mutex::new(State {
-                blocks: HashMap::new(),
-                cache: Vec::new(),
+                blocks: table::Table::new(),
+                cache: mvec(),
                 cached_bytes: 0,
             }),
             budget,
@@ -104,7 +105,11 @@ impl Large {
         let (addr, len) = (map.addr(), map.len());
         self.reserved.fetch_add(reserved, Ordering::Relaxed);
         self.allocs.fetch_add(1, Ordering::Relaxed);
-        self.put(map);
+        if let Err(map) = self.put(map) {
+            self.frees.fetch_add(1, Ordering::Relaxed);
+            self.unmap_one(map);
+            return Err(AllocError::OutOfMemory);
+        }
         Ok((addr, len))
     }
 
@@ -125,7 +130,11 @@ impl Large {
             unsafe { (addr as *mut u8).write_bytes(0, len) };
         }
         self.allocs.fetch_add(1, Ordering::Relaxed);
-        self.put(map);
+        if let Err(map) = self.put(map) {
+            self.frees.fetch_add(1, Ordering::Relaxed);
+            self.unmap_one(map);
+            return None;
+        }
         Some((addr, len))
     }
 
@@ -137,12 +146,17 @@ impl Large {
         };
         self.frees.fetch_add(1, Ordering::Relaxed);
         let len = map.len();
-        let mut gone = Vec::new();
+        let mut gone = mvec();
         // Under a `max_bytes` budget a freed block gives its room back at
         // once: a cached mapping would hold it from the classes.
         let unlimited = self.budget.limit() == u64::MAX;
-        if unlimited && map.reserved() == len && len <= CACHE_MAX_LEN {
-            let mut st = self.state.lock();
+        let mut st = self.state.lock();
+        if unlimited
+            && map.reserved() == len
+            && len <= CACHE_MAX_LEN
+            && st.cache.try_reserve(1).is_ok()
+            && gone.try_reserve(CACHE_SLOTS + 1).is_ok()
+        {
             st.cache.push((map, Instant::now()));
             st.cached_bytes += len;
             while st.cache.len() > CACHE_SLOTS || st.cached_bytes > CACHE_BYTES {
@@ -150,8 +164,10 @@ impl Large {
                 st.cached_bytes -= old.len();
                 gone.push(old);
             }
+            drop(st);
         } else {
-            gone.push(map);
+            drop(st);
+            self.unmap_one(map);
         }
         self.unmap(gone);
         true
@@ -192,16 +208,17 @@ impl Large {
     }
 
     /// Takes the cached mappings idle for a whole `release_after` out.
-    fn expire(&self, st: &mut State) -> Vec<Mapping> {
+    fn expire(&self, st: &mut State) -> MVec<Mapping> {
+        let mut gone = mvec();
         let Some(period) = self.release_after else {
-            return Vec::new();
+            return gone;
         };
         let now = Instant::now();
-        let mut gone = Vec::new();
-        while st
-            .cache
-            .first()
-            .is_some_and(|(_, at)| now.duration_since(*at) >= period)
+        while gone.try_reserve(1).is_ok()
+            && st
+                .cache
+                .first()
+                .is_some_and(|(_, at)| now.duration_since(*at) >= period)
         {
             let (m, _) = st.cache.remove(0);
             st.cached_bytes -= m.len();
@@ -215,26 +232,34 @@ impl Large {
         let gone = {
             let mut st = self.state.lock();
             st.cached_bytes = 0;
-            core::mem::take(&mut st.cache)
+            core::mem::replace(&mut st.cache, mvec())
         };
         let bytes = gone.iter().map(|(m, _)| m.reserved() as u64).sum();
-        self.unmap(gone.into_iter().map(|(m, _)| m).collect());
+        for (m, _) in gone {
+            self.unmap_one(m);
+        }
         bytes
     }
 
     /// Unmaps `maps` (outside the lock), refunding and counting them.
-    fn unmap(&self, maps: Vec<Mapping>) {
+    fn unmap(&self, maps: MVec<Mapping>) {
         for map in maps {
-            let reserved = map.reserved() as u64;
-            self.reserved.fetch_sub(reserved, Ordering::Relaxed);
-            self.budget.refund(reserved);
-            self.released.fetch_add(reserved, Ordering::Relaxed);
+            self.unmap_one(map);
         }
+    }
+
+    /// Unmaps `map` (outside the lock), refunding and counting it.
+    fn unmap_one(&self, map: Mapping) {
+        let reserved = map.reserved() as u64;
+        self.reserved.fetch_sub(reserved, Ordering::Relaxed);
+        self.budget.refund(reserved);
+        self.released.fetch_add(reserved, Ordering::Relaxed);
+        drop(map);
     }
 
     /// The usable length of the live block at `addr`.
     pub(crate) fn len_of(&self, addr: usize) -> Option<usize> {
-        self.state.lock().blocks.get(&addr).map(Mapping::len)
+        self.state.lock().blocks.get(addr).map(Mapping::len)
     }
 
     /// Resizes the block at `addr` to at least `size` bytes in its own
@@ -249,12 +274,12 @@ impl Large {
         let want = (size.saturating_add(PAGE - 1) & !(PAGE - 1)) as u64;
         let charge = want.saturating_sub(before);
         if charge > 0 && self.budget.charge(charge).is_err() {
-            self.put(map);
+            self.put_back(map);
             return Ok(None);
         }
         if !map.remap(size) {
             self.budget.refund(charge);
-            self.put(map);
+            self.put_back(map);
             return Ok(None);
         }
         let after = map.reserved() as u64;
@@ -265,7 +290,7 @@ impl Large {
         self.reserved.fetch_add(after, Ordering::Relaxed);
         self.reserved.fetch_sub(before, Ordering::Relaxed);
         let got = (map.addr(), map.len());
-        self.put(map);
+        self.put_back(map);
         Ok(Some(got))
     }
 
@@ -288,14 +313,32 @@ impl Large {
 
     /// Takes the live block at `addr` out of the table (uncounting its bytes).
     fn take(&self, addr: usize) -> Option<Mapping> {
-        let map = self.state.lock().blocks.remove(&addr)?;
+        let map = self.state.lock().blocks.remove(addr)?;
         self.bytes.fetch_sub(map.len() as u64, Ordering::Relaxed);
         Some(map)
     }
 
     /// Puts a block (back) into the table.
-    fn put(&self, map: Mapping) {
-        self.bytes.fetch_add(map.len() as u64, Ordering::Relaxed);
-        self.state.lock().blocks.insert(map.addr(), map);
+    /// Gives it back if the table has no room (no memory to grow).
+    fn put(&self, map: Mapping) -> Result<(), Mapping> {
+        let len = map.len() as u64;
+        self.state.lock().blocks.insert(map)?;
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Puts a block taken out by [`Large::take`] back: its room is still
+    /// there (the table never shrinks), so this cannot fail; were it to,
+    /// the mapping would leak rather than be unmapped under its user.
+    fn put_back(&self, map: Mapping) {
+        if let Err(m) = self.put(map) {
+            core::mem::forget(m);
+        }
+    }
+
+    /// The lock word, for the `fork` handlers.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
+        self.state.raw()
     }
 }

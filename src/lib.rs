@@ -57,9 +57,14 @@ mod slab_alloc;
 mod thread;
 
 mod error;
+#[cfg(not(loom))]
+mod global;
+mod pagemap;
 mod stats;
 
 pub use error::{AllocError, ConfigError};
+#[cfg(not(loom))]
+pub use global::Global;
 pub use object_pool::{ObjectPool, ObjectPoolBuilder, Pooled};
 pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
 pub use slab_alloc::{SlabAlloc, SlabAllocBuilder};

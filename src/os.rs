@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::pagemap;
+use crate::sync::{mvec, Arc, AtomicU64, AtomicUsize, MVec, Mutex, Ordering};
 
 /// A `max_bytes` budget and the bytes charged to it: the regions in use or
 /// warm of every page source (and the large mappings) of one pool or
@@ -124,8 +125,8 @@ struct FreeRegion {
 }
 
 struct SourceState {
-    chunks: Vec<Chunk>,
-    free: Vec<FreeRegion>,
+    chunks: MVec<Chunk>,
+    free: MVec<FreeRegion>,
     last_sweep: Instant,
 }
 
@@ -150,6 +151,8 @@ pub(crate) struct PageSource {
     released: AtomicU64,
     /// Fault injection: the next `n` chunk mappings fail.
     fail_maps: AtomicUsize,
+    /// The tag this source's regions carry in the page map (0: none).
+    tag: AtomicUsize,
 }
 
 impl PageSource {
@@ -181,15 +184,28 @@ impl PageSource {
             budget,
             release_after,
             state: Mutex::new(SourceState {
-                chunks: Vec::new(),
-                free: Vec::new(),
+                chunks: mvec(),
+                free: mvec(),
                 last_sweep: Instant::now(),
             }),
             mapped: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             released: AtomicU64::new(0),
             fail_maps: AtomicUsize::new(0),
+            tag: AtomicUsize::new(0),
         }
+    }
+
+    /// Tags the regions of chunks mapped from now on in the page map.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn set_tag(&self, tag: u8) {
+        self.tag.store(tag as usize, Ordering::Relaxed);
+    }
+
+    /// The source's lock word, for the `fork` handlers.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
+        self.state.raw()
     }
 
     /// Makes the next `n` chunk mappings fail, as if the OS refused them.
@@ -309,13 +325,18 @@ impl PageSource {
     /// Returns the bytes given back.
     pub(crate) fn trim(&self) -> u64 {
         let mut bytes = self.release_warm(|_| true);
-        let dead: Vec<Chunk> = {
+        let dead: MVec<Chunk> = {
             let mut st = self.state.lock();
             let rb = self.region_bytes;
-            let (dead, live): (Vec<Chunk>, Vec<Chunk>) = std::mem::take(&mut st.chunks)
-                .into_iter()
-                .partition(|c| c.free == c.regions);
-            st.chunks = live;
+            let mut dead = mvec();
+            let mut i = 0;
+            while i < st.chunks.len() {
+                if st.chunks[i].free == st.chunks[i].regions {
+                    dead.push(st.chunks.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
             let in_dead = |a: usize| {
                 dead.iter()
                     .any(|c| (c.base..c.base + c.regions * rb).contains(&a))
@@ -335,6 +356,12 @@ impl PageSource {
         };
         let span: usize = dead.iter().map(|c| c.len).sum();
         self.reserved.fetch_sub(span as u64, Ordering::Relaxed);
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag != 0 {
+            for c in &dead {
+                pagemap::set(c.base, c.regions * self.region_bytes, 0);
+            }
+        }
         // Unmapping happens here, outside the lock.
         drop(dead);
         bytes
@@ -343,9 +370,9 @@ impl PageSource {
     /// Moves the chosen warm regions out of the free list, advises the OS
     /// outside the lock, and puts them back cold.
     fn release_warm(&self, pick: impl Fn(Instant) -> bool) -> u64 {
-        let taken: Vec<FreeRegion> = {
+        let taken: MVec<FreeRegion> = {
             let mut st = self.state.lock();
-            let mut taken = Vec::new();
+            let mut taken = mvec();
             st.free.retain(|r| match r.warm_since {
                 Some(t) if pick(t) => {
                     taken.push(*r);
@@ -455,6 +482,13 @@ impl PageSource {
             )
         };
         self.reserved.fetch_add(len as u64, Ordering::Relaxed);
+        let tag = self.tag.load(Ordering::Relaxed);
+        if tag != 0 && !pagemap::set(base, self.chunk_bytes, tag as u8) {
+            // No room for the page map's leaf: the chunk could not be
+            // found from its blocks. Dropping it unmaps it.
+            self.reserved.fetch_sub(len as u64, Ordering::Relaxed);
+            return Err(AllocError::OutOfMemory);
+        }
         Ok(Chunk {
             backing,
             base,
@@ -485,105 +519,8 @@ impl PageSource {
 /// The page granularity large mappings are rounded to.
 pub(crate) const PAGE: usize = 4096;
 
-/// A mapping of its own, for one large block: zeroed when made, returned to
-/// the OS when dropped.
-pub(crate) struct Mapping {
-    /// Owns the memory (dropping it unmaps).
-    #[cfg_attr(any(miri, loom), allow(dead_code))]
-    backing: Backing,
-    /// The block: the first `align`-aligned address of the memory.
-    addr: usize,
-    /// Usable bytes from `addr` (a multiple of [`PAGE`]).
-    len: usize,
-    /// Address space held.
-    reserved: usize,
-}
-
-// SAFETY: the memory is owned by the mapping alone; the raw pointer inside
-// `Backing::Heap` only frees it.
-unsafe impl Send for Mapping {}
-
-impl Mapping {
-    /// Maps at least `size` bytes aligned to `align` (a power of two).
-    pub(crate) fn new(size: usize, align: usize) -> Result<Mapping, AllocError> {
-        let len = size.checked_add(PAGE - 1).ok_or(AllocError::OutOfMemory)? & !(PAGE - 1);
-        // Over-map so that an aligned start fits (the OS gives page alignment).
-        let extra = align.saturating_sub(PAGE);
-        let reserved = len.checked_add(extra).ok_or(AllocError::OutOfMemory)?;
-        #[cfg(not(any(miri, loom)))]
-        let (backing, start) = {
-            let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
-            let start = map.as_ptr() as usize;
-            (Backing::Mmap(map), start)
-        };
-        #[cfg(any(miri, loom))]
-        let (backing, start) = {
-            let layout = std::alloc::Layout::from_size_align(reserved, PAGE)
-                .map_err(|_| AllocError::OutOfMemory)?;
-            // SAFETY: the layout has a non-zero size (`size` is not 0).
-            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-            if ptr.is_null() {
-                return Err(AllocError::OutOfMemory);
-            }
-            (Backing::Heap { ptr, layout }, ptr as usize)
-        };
-        let addr = (start + align - 1) & !(align - 1);
-        Ok(Mapping {
-            backing,
-            addr,
-            len,
-            reserved,
-        })
-    }
-
-    /// The block's address.
-    pub(crate) fn addr(&self) -> usize {
-        self.addr
-    }
-
-    /// Usable bytes at [`Mapping::addr`].
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Address space the mapping holds.
-    pub(crate) fn reserved(&self) -> usize {
-        self.reserved
-    }
-
-    /// Resizes the mapping to at least `size` bytes with `mremap`, moving it
-    /// if it must (the contents move with it; grown bytes read zero). False
-    /// if it cannot (not a page-aligned mapping of its own, or the OS said
-    /// no): the caller copies instead.
-    pub(crate) fn remap(&mut self, size: usize) -> bool {
-        let Some(len) = size.checked_add(PAGE - 1).map(|n| n & !(PAGE - 1)) else {
-            return false;
-        };
-        if self.reserved != self.len {
-            return false;
-        }
-        #[cfg(all(target_os = "linux", not(any(miri, loom))))]
-        {
-            let Backing::Mmap(map) = &mut self.backing;
-            // SAFETY: the caller holds the block exclusively (a grow or
-            // shrink of it), and takes the new address from `addr()`: no
-            // reference into the old place survives the move.
-            let moved = unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) };
-            if moved.is_err() {
-                return false;
-            }
-            self.addr = map.as_ptr() as usize;
-            self.len = len;
-            self.reserved = len;
-            true
-        }
-        #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
-        {
-            let _ = len;
-            false
-        }
-    }
-}
+mod mapping;
+pub(crate) use mapping::Mapping;
 
 #[cfg(test)]
 mod tests;

@@ -23,12 +23,12 @@
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
 use crate::slab::Popped;
-use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{bump, mvec, AtomicU64, MVec, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
 struct TierState {
     /// Heaps of exited threads not yet taken over by a new thread.
-    orphans: Vec<*const Heap>,
+    orphans: MVec<*const Heap>,
 }
 
 // SAFETY: the orphan pointers are heaps owned by the pool's registry, which
@@ -55,9 +55,7 @@ impl ExtendableSlab {
     pub(crate) fn new() -> Self {
         Self {
             heap: Heap::with_owner(TIER_OWNER),
-            lock: Mutex::new(TierState {
-                orphans: Vec::new(),
-            }),
+            lock: Mutex::new(TierState { orphans: mvec() }),
             allocs: AtomicU64::new(0),
             grown: AtomicU64::new(0),
         }
@@ -68,6 +66,12 @@ impl ExtendableSlab {
             tier: self,
             state: self.lock.lock(),
         }
+    }
+
+    /// The tier's lock word, for the `fork` handlers.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
+        self.lock.raw()
     }
 
     /// The tier's own heap (owner [`TIER_OWNER`]).
@@ -171,7 +175,7 @@ impl TierGuard<'_> {
     pub(crate) fn release_empty<S: SlabSource>(&mut self, sh: &S) {
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe { self.tier.heap.release_empty(sh) };
-        let orphans = core::mem::take(&mut self.state.orphans);
+        let orphans = core::mem::replace(&mut self.state.orphans, mvec());
         for o in orphans {
             // SAFETY: `borrow` makes us the owner.
             let left = self.borrow(o, |h| unsafe {

@@ -1,48 +1,175 @@
 //! The per-pool registry of thread heaps: every heap a thread ever had in
 //! one pool, found again by the thread that has it.
 //!
-//! Heaps live in a [`thread_local::ThreadLocal`] inside the pool. That crate
-//! hands an exited thread's slot (and so its heap) to the next new thread —
-//! free adoption, which homeslab relies on. The fast path never comes here:
+//! Heaps live in buckets of meta memory indexed by the thread's registry
+//! id ([`thread::registry_id`]): bucket `b` holds ids `2^b - 1 ..
+//! 2^(b+1) - 1`, allocated when a thread with such an id first comes, never
+//! moved. Ids are dense and reused smallest first once a thread has
+//! exited, so the next new thread finds an exited thread's heap in its
+//! slot — free adoption, which homeslab relies on. Nothing here calls the
+//! global allocator (homeslab may be it). The fast path never comes here:
 //! the thread context ([`crate::thread`]) caches the heap a thread owns.
 
 use crate::heap::Heap;
 
+#[cfg(not(loom))]
+use crate::sync::{meta, AtomicBool, AtomicPtr, Ordering};
+#[cfg(not(loom))]
+use crate::thread;
+
+/// Buckets: ids below 2^32.
+#[cfg(not(loom))]
+const BUCKETS: usize = 32;
+
+/// One thread's slot: its heap, once created.
+#[cfg(not(loom))]
+struct Entry {
+    present: AtomicBool,
+    heap: core::mem::MaybeUninit<Heap>,
+}
+
 /// The per-pool set of thread heaps.
 #[cfg(not(loom))]
 pub(crate) struct Registry {
-    heaps: thread_local::ThreadLocal<Heap>,
+    buckets: [AtomicPtr<Entry>; BUCKETS],
+}
+
+#[cfg(not(loom))]
+fn bucket_layout(b: usize) -> core::alloc::Layout {
+    // At most 2^31 entries of a few hundred bytes: the layout fits.
+    core::alloc::Layout::array::<Entry>(1 << b).unwrap_or(core::alloc::Layout::new::<Entry>())
+}
+
+/// The bucket and index of registry id `id`.
+#[cfg(not(loom))]
+fn place(id: usize) -> (usize, usize) {
+    let n = id + 1;
+    let b = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    (b, n - (1 << b))
 }
 
 #[cfg(not(loom))]
 impl Registry {
     pub(crate) fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const NULL: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
         Self {
-            heaps: thread_local::ThreadLocal::new(),
+            buckets: [NULL; BUCKETS],
         }
+    }
+
+    /// The entry of `id`, if its bucket exists.
+    fn entry(&self, id: usize) -> Option<&Entry> {
+        let (b, i) = place(id);
+        let bucket = self.buckets.get(b)?.load(Ordering::Acquire);
+        // SAFETY: a published bucket holds `2^b` zero-initialised entries
+        // (`present` false) and lives as long as the registry.
+        (!bucket.is_null()).then(|| unsafe { &*bucket.add(i) })
     }
 
     /// This thread's heap, if it has one. Only on an active thread.
     /// `_pool` keys the loom variant.
     #[inline(always)]
     pub(crate) fn get(&self, _pool: *const ()) -> Option<&Heap> {
-        self.heaps.get()
+        let e = self.entry(thread::registry_id_if_any()?)?;
+        // SAFETY: `present` is set (Release) after the heap was written.
+        e.present
+            .load(Ordering::Acquire)
+            .then(|| unsafe { e.heap.assume_init_ref() })
     }
 
-    /// This thread's heap, created if needed. Not on a torn-down thread.
-    pub(crate) fn get_or_create(&self, _pool: *const ()) -> &Heap {
-        let created = self.heaps.get_or(Heap::new);
-        // On first insertion `get_or` returns a reborrow of a `&mut` it held;
-        // later accesses through `get` are foreign to it, so Miri (Tree
-        // Borrows) rejects any use of that first reference after another
-        // thread-local access wrote the heap. Hand out the shared path's.
-        self.heaps.get().unwrap_or(created)
+    /// This thread's heap, created if needed; `None` on a torn-down thread
+    /// or if no memory is left for the bucket.
+    pub(crate) fn get_or_create(&self, pool: *const ()) -> Option<&Heap> {
+        if let Some(h) = self.get(pool) {
+            return Some(h);
+        }
+        let id = thread::registry_id()?;
+        let (b, i) = place(id);
+        let slot = self.buckets.get(b)?;
+        let mut bucket = slot.load(Ordering::Acquire);
+        if bucket.is_null() {
+            let fresh = meta::alloc(bucket_layout(b), true)?
+                .as_ptr()
+                .cast::<Entry>();
+            match slot.compare_exchange(
+                core::ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => bucket = fresh,
+                Err(won) => {
+                    // SAFETY: ours, never published.
+                    unsafe {
+                        meta::free(
+                            core::ptr::NonNull::new_unchecked(fresh.cast()),
+                            bucket_layout(b),
+                        )
+                    };
+                    bucket = won;
+                }
+            }
+        }
+        // SAFETY: the bucket holds `2^b` entries; entry `i` is this thread's
+        // (ids are unique among live threads), so only it writes there;
+        // others only read `present` (`for_each`), so no `&mut` is made.
+        unsafe {
+            let e = bucket.add(i);
+            if !(*e).present.load(Ordering::Acquire) {
+                core::ptr::addr_of_mut!((*e).heap)
+                    .cast::<Heap>()
+                    .write(Heap::new());
+                (*e).present.store(true, Ordering::Release);
+            }
+            Some(&*core::ptr::addr_of!((*e).heap).cast::<Heap>())
+        }
     }
 
     /// Every heap ever created for this pool.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
-        for h in self.heaps.iter() {
-            f(h)
+        for (b, slot) in self.buckets.iter().enumerate() {
+            let bucket = slot.load(Ordering::Acquire);
+            if bucket.is_null() {
+                continue;
+            }
+            for i in 0..1usize << b {
+                // SAFETY: as in `entry`.
+                let e = unsafe { &*bucket.add(i) };
+                if e.present.load(Ordering::Acquire) {
+                    // SAFETY: present: written.
+                    f(unsafe { e.heap.assume_init_ref() })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for (b, slot) in self.buckets.iter().enumerate() {
+            let bucket = slot.load(Ordering::Acquire);
+            if bucket.is_null() {
+                continue;
+            }
+            for i in 0..1usize << b {
+                // SAFETY: the registry is going away: nobody else uses the
+                // entries; each present heap is dropped once.
+                unsafe {
+                    let e = &mut *bucket.add(i);
+                    if *e.present.get_mut() {
+                        e.heap.assume_init_drop();
+                    }
+                }
+            }
+            // SAFETY: the bucket came from `meta::alloc` with this layout.
+            unsafe {
+                meta::free(
+                    core::ptr::NonNull::new_unchecked(bucket.cast()),
+                    bucket_layout(b),
+                )
+            };
         }
     }
 }
@@ -81,16 +208,16 @@ impl Registry {
         found.map(|p| unsafe { &*(p as *const Heap) })
     }
 
-    pub(crate) fn get_or_create(&self, pool: *const ()) -> &Heap {
+    pub(crate) fn get_or_create(&self, pool: *const ()) -> Option<&Heap> {
         if let Some(h) = self.get(pool) {
-            return h;
+            return Some(h);
         }
         let heap = Box::new(Heap::new());
         let ptr = &*heap as *const Heap;
         self.heaps.lock().push(heap);
         let _ = CACHE.try_with(|c| c.borrow_mut().push((pool as usize, ptr as usize)));
         // SAFETY: the box lives in `self.heaps` until the registry drops.
-        unsafe { &*ptr }
+        Some(unsafe { &*ptr })
     }
 
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {

@@ -22,9 +22,10 @@ use crate::stats::Stats;
 use crate::sync::{
     bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
 };
-use crate::thread::{self, EntryAt, ThreadExit};
+use crate::thread::{self, EntryAt};
 
 mod free;
+mod global;
 mod home;
 
 /// A fresh, never-reused number (pool ids, thread serials).
@@ -232,7 +233,7 @@ impl Shared {
         if thread::may_activate() {
             // The registry slot first, then our exit hooks: see `thread`.
             let heap = self.registry.get_or_create(self.key());
-            if self.acquire(heap) {
+            if let Some(heap) = heap.filter(|h| self.acquire(h)) {
                 thread::cache_heap(self.at, self.id, heap);
                 // SAFETY: `acquire` made this thread the owner.
                 if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
@@ -261,11 +262,7 @@ impl Shared {
         {
             return false;
         }
-        let hook = Box::new(ExitHook {
-            pool: self.pool_ref(),
-            heap,
-        });
-        if !thread::on_exit(hook) {
+        if !thread::on_exit(exit_hook(self.pool_ref(), heap)) {
             return false;
         }
         g.remove_orphan(heap);
@@ -508,44 +505,70 @@ pub(crate) fn flush_thread() {
 /// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
 /// the model, so a strong reference is fine there.)
 #[cfg(not(loom))]
-type PoolRef = std::sync::Weak<Shared>;
+type PoolRef = crate::sync::Weak<Shared>;
 #[cfg(loom)]
 type PoolRef = Arc<Shared>;
 
-/// Run at thread exit: hands `heap` back to its pool.
-struct ExitHook {
-    pool: PoolRef,
-    heap: *const Heap,
-}
-
-impl ThreadExit for ExitHook {
-    fn alive(&self) -> bool {
+/// The exit hook handing `heap` back to `pool`: a plain record (see
+/// [`thread::Hook`]), the reference type-erased.
+fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
+    /// # Safety
+    /// `p` is a reference from `PoolRef::into_raw`, still owned.
+    unsafe fn alive(p: *const ()) -> bool {
         #[cfg(not(loom))]
-        return self.pool.strong_count() > 0;
+        {
+            // SAFETY: per the contract; given back without dropping it.
+            let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
+            pool.strong_count() > 0
+        }
         #[cfg(loom)]
-        return true;
+        {
+            let _ = p;
+            true
+        }
     }
-
-    fn exit(self: Box<Self>) {
+    /// # Safety
+    /// As `alive`; the reference is consumed.
+    unsafe fn exit(p: *const (), heap: *const Heap) {
+        // SAFETY: per the contract.
+        let pool = unsafe { PoolRef::from_raw(p.cast()) };
         #[cfg(not(loom))]
-        let pool = self.pool.upgrade();
+        let pool = pool.upgrade();
         #[cfg(loom)]
-        let pool = Some(self.pool);
+        let pool = Some(pool);
         if let Some(pool) = pool {
-            pool.on_thread_exit(self.heap);
+            pool.on_thread_exit(heap);
         }
     }
-
-    fn flush(&self) {
+    /// # Safety
+    /// As `exit`.
+    unsafe fn forget(p: *const ()) {
+        // SAFETY: per the contract.
+        drop(unsafe { PoolRef::from_raw(p.cast()) });
+    }
+    /// # Safety
+    /// As `alive`, and the calling thread owns `heap` (the hook is its).
+    unsafe fn flush(p: *const (), heap: *const Heap) {
+        // SAFETY: per the contract; given back without dropping it.
+        let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
+        // Held across the flush: the heap lives in the pool's registry.
         #[cfg(not(loom))]
-        let pool = self.pool.upgrade();
+        let held = pool.upgrade();
         #[cfg(loom)]
-        let pool = Some(&self.pool);
-        if pool.is_some() {
-            // SAFETY: the hook is this thread's, registered when it took the
-            // heap, which it owns until it exits; the pool (held) keeps it.
-            unsafe { home::flush_magazine(&*self.heap) };
+        let held = Some(&*pool);
+        if held.is_some() {
+            // SAFETY: the hook's heap is this thread's until it exits, and
+            // the pool (held) keeps it.
+            unsafe { home::flush_magazine(&*heap) };
         }
+    }
+    thread::Hook {
+        pool: PoolRef::into_raw(pool).cast(),
+        heap,
+        alive,
+        exit,
+        forget,
+        flush,
     }
 }
 

@@ -25,6 +25,11 @@ use crate::stats::Stats;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::thread::EntryAt;
 
+#[cfg(not(loom))]
+mod raw;
+#[cfg(not(loom))]
+pub(crate) use raw::Home;
+
 /// A size-classed allocator for any layout: `Vec`, `String`, `HashMap` and
 /// friends through [`allocator_api2`](crate::allocator_api2), with
 /// per-thread owner heaps and lock-free frees from any thread.
@@ -99,7 +104,7 @@ impl Class {
 
 struct Inner {
     classes: [Class; CLASSES],
-    cores: Vec<Arc<Shared>>,
+    cores: [Arc<Shared>; CLASSES],
     large: Large,
     budget: Arc<Budget>,
     /// Class frees refused before reaching a core (no header of this class).
@@ -471,9 +476,9 @@ impl SlabAllocBuilder {
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes));
-        let cores: Vec<Arc<Shared>> = (0..CLASSES)
-            .map(|c| Shared::build(self.knobs.config(class::geometry(c)), budget.clone(), None))
-            .collect();
+        let cores: [Arc<Shared>; CLASSES] = core::array::from_fn(|c| {
+            Shared::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
+        });
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);
             let (at, id) = cores[c].context_key();

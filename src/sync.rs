@@ -18,10 +18,18 @@ pub(crate) use loom::sync::atomic::{
 
 pub(crate) use core::sync::atomic::Ordering;
 
+#[cfg(not(loom))]
+mod arc;
+#[cfg(not(loom))]
+pub(crate) mod lock;
+pub(crate) mod meta;
+
+pub(crate) use meta::{mvec, MVec};
+
+#[cfg(not(loom))]
+pub(crate) use arc::{Arc, Weak};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
 
 /// Bumps a counter that only one thread writes: a load and a store, never an
 /// atomic read-modify-write. Readers on other threads see a value that is
@@ -159,40 +167,108 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-/// A mutex: `parking_lot::Mutex` normally, loom's under `--cfg loom`.
-#[derive(Debug)]
+/// A mutex: [`lock::RawLock`] (a futex word that never allocates)
+/// normally, loom's under `--cfg loom`.
+#[cfg(not(loom))]
 pub(crate) struct Mutex<T> {
-    #[cfg(not(loom))]
-    inner: parking_lot::Mutex<T>,
-    #[cfg(loom)]
-    inner: loom::sync::Mutex<T>,
+    raw: lock::RawLock,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out the value to one thread at a time.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Send for Mutex<T> {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+#[cfg(not(loom))]
+impl<T> core::fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Mutex")
+    }
 }
 
 /// The guard of a facade [`Mutex`].
 #[cfg(not(loom))]
-pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+pub(crate) struct MutexGuard<'a, T> {
+    lock: &'a Mutex<T>,
+}
+
+#[cfg(not(loom))]
+impl<T> Mutex<T> {
+    /// Wraps `value`.
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            raw: lock::RawLock::new(),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Locks. No poisoning: a panic under the lock cannot happen on our
+    /// paths (they do not call user code).
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.raw.lock();
+        MutexGuard { lock: self }
+    }
+
+    /// The lock word itself, for the `fork` handlers (which take every
+    /// lock before a fork and release them after, in parent and child).
+    pub(crate) fn raw(&self) -> &lock::RawLock {
+        &self.raw
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> core::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> core::ops::DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the guard holds the lock.
+        unsafe { self.lock.raw.force_unlock() }
+    }
+}
+
+/// A mutex: loom's under `--cfg loom`.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Mutex<T> {
+    inner: loom::sync::Mutex<T>,
+}
+
 /// The guard of a facade [`Mutex`].
 #[cfg(loom)]
 pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
+#[cfg(loom)]
 impl<T> Mutex<T> {
     /// Wraps `value`.
     pub(crate) fn new(value: T) -> Self {
-        #[cfg(not(loom))]
-        let inner = parking_lot::Mutex::new(value);
-        #[cfg(loom)]
-        let inner = loom::sync::Mutex::new(value);
-        Self { inner }
+        Self {
+            inner: loom::sync::Mutex::new(value),
+        }
     }
 
-    /// Locks. No poisoning: a panic under the lock cannot happen on our paths
-    /// (they do not call user code), and loom's poison is unwrapped.
+    /// Locks; loom's poison is unwrapped.
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        #[cfg(not(loom))]
-        return self.inner.lock();
-        #[cfg(loom)]
-        return self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -211,6 +287,9 @@ pub(crate) use thread_local_facade;
 /// distinct numbers or count refusals, and order nothing.
 pub(crate) mod unmodelled {
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Atomics for process-wide tables loom need not model (the page map).
+    pub(crate) use std::sync::atomic::{AtomicPtr as StdAtomicPtr, AtomicU8 as StdAtomicU8};
 
     static SERIALS: AtomicU64 = AtomicU64::new(1);
     static UNOWNED_FREES: AtomicU64 = AtomicU64::new(0);

@@ -18,17 +18,24 @@
 //! taken share the last entry, [`SHARED_ENTRY`]: a one-entry cache keyed by
 //! the id, in front of the registry lookup.
 //!
-//! **Exit.** The exit hooks live in a thread-local with a destructor, touched
-//! first *after* the pool's registry slot exists, so it runs before the
-//! `thread_local` crate's own destructor (destructors run in reverse order
-//! of registration): the pool never calls `ThreadLocal` on a torn-down
-//! thread. It first runs the flush handed to [`activate`] (the remote-free
-//! batches), then each hook, then clears the context.
+//! **Exit.** Nothing here allocates from the global allocator, so that
+//! homeslab can be it. The exit hooks are plain records ([`Hook`]) in an
+//! array of meta memory ([`crate::sync::meta`]) that the context points
+//! to. Exit runs from a `pthread` key destructor (armed with
+//! `pthread_setspecific` when the thread first needs it; glibc runs key
+//! destructors after the thread's `thread_local!` destructors, so those
+//! may still allocate and free through the thread's heaps), or under loom
+//! from a loom thread-local's destructor. It first runs the flush handed
+//! to [`activate`] (the remote-free batches), then each hook, then clears
+//! the context and gives the thread's registry id ([`registry_id`]) back
+//! for reuse — the next new thread takes the smallest free id and, with
+//! it, the exited thread's heaps (adoption).
 
-use core::cell::{Cell, RefCell};
+use core::alloc::Layout;
+use core::cell::Cell;
 
 use crate::heap::Heap;
-use crate::sync::{thread_local_facade, unmodelled};
+use crate::sync::{meta, thread_local_facade, unmodelled};
 
 /// Lifecycle of the current thread, as homeslab sees it.
 const FRESH: u8 = 0;
@@ -64,6 +71,17 @@ struct Ctx {
     /// The registry heap (owned or not) last used to count this thread's
     /// remote frees in a pool whose table entry does not hold it.
     slot: Cell<Entry>,
+    /// The exit flush handed to [`activate`].
+    flush: Cell<Option<fn()>>,
+    /// The exit hooks: `hooks_len` records at `hooks` (meta memory, room
+    /// for `hooks_cap`).
+    hooks: Cell<*mut Hook>,
+    hooks_len: Cell<usize>,
+    hooks_cap: Cell<usize>,
+    /// This thread's registry id plus one (0: none).
+    id: Cell<usize>,
+    /// True once the exit destructor is armed.
+    armed: Cell<bool>,
 }
 
 impl Ctx {
@@ -75,6 +93,12 @@ impl Ctx {
             state: Cell::new(FRESH),
             table: [E; TABLE],
             slot: E,
+            flush: Cell::new(None),
+            hooks: Cell::new(core::ptr::null_mut()),
+            hooks_len: Cell::new(0),
+            hooks_cap: Cell::new(0),
+            id: Cell::new(0),
+            armed: Cell::new(false),
         }
     }
 
@@ -90,42 +114,225 @@ impl Ctx {
 thread_local_facade! {
     static CTX: Ctx = Ctx::new();
 }
-thread_local_facade! {
-    static HOOKS: Hooks = Hooks {
-        flush: Cell::new(None),
-        list: RefCell::new(Vec::new()),
-    };
-}
-
 /// What a pool registers to run when a thread that owns one of its heaps
-/// exits. The pool implements it; this layer never names the pool.
-pub(crate) trait ThreadExit {
+/// exits: a plain record (no `Box`), the pool's reference type-erased in
+/// `pool` with the functions that use it. This layer never names the pool.
+#[derive(Clone, Copy)]
+pub(crate) struct Hook {
+    /// The pool's reference (owned by the hook).
+    pub(crate) pool: *const (),
+    /// The heap to hand back.
+    pub(crate) heap: *const Heap,
     /// False once the pool is gone (the hook is then forgotten).
-    fn alive(&self) -> bool;
-    /// Hands the heap back to its pool.
-    fn exit(self: Box<Self>);
-    /// Sends home what the thread holds for its pool (while it lives on).
-    fn flush(&self);
+    pub(crate) alive: unsafe fn(*const ()) -> bool,
+    /// Hands the heap back to its pool and drops the reference.
+    pub(crate) exit: unsafe fn(*const (), *const Heap),
+    /// Drops the reference.
+    pub(crate) forget: unsafe fn(*const ()),
+    /// Sends home what the thread holds for the pool (while it lives on).
+    pub(crate) flush: unsafe fn(*const (), *const Heap),
 }
 
-/// The thread-local with a destructor: the flush, then the exit hooks.
-struct Hooks {
-    flush: Cell<Option<fn()>>,
-    list: RefCell<Vec<Box<dyn ThreadExit>>>,
-}
-
-impl Drop for Hooks {
-    fn drop(&mut self) {
-        let _ = CTX.try_with(|c| c.state.set(DEAD));
-        if let Some(flush) = self.flush.get() {
-            flush();
-        }
-        let hooks = core::mem::take(&mut *self.list.borrow_mut());
-        for hook in hooks {
-            hook.exit();
-        }
-        let _ = CTX.try_with(Ctx::clear);
+/// The exit of the current thread: flush, hooks, clear, id back.
+fn run_exit() {
+    let Ok((flush, hooks, len, cap)) = CTX.try_with(|c| {
+        c.state.set(DEAD);
+        let got = (
+            c.flush.get(),
+            c.hooks.get(),
+            c.hooks_len.get(),
+            c.hooks_cap.get(),
+        );
+        c.hooks.set(core::ptr::null_mut());
+        c.hooks_len.set(0);
+        c.hooks_cap.set(0);
+        got
+    }) else {
+        return;
+    };
+    if let Some(flush) = flush {
+        flush();
     }
+    for i in 0..len {
+        // SAFETY: the first `len` records were written by `on_exit`, and
+        // each is run (and its reference consumed) once, here.
+        unsafe {
+            let h = hooks.add(i).read();
+            (h.exit)(h.pool, h.heap);
+        }
+    }
+    if !hooks.is_null() {
+        // SAFETY: the array came from `meta::alloc` with this layout.
+        unsafe {
+            meta::free(
+                core::ptr::NonNull::new_unchecked(hooks.cast()),
+                hooks_layout(cap),
+            )
+        };
+    }
+    let id = CTX.try_with(|c| {
+        c.clear();
+        c.id.replace(0)
+    });
+    #[cfg(not(loom))]
+    if let Ok(id) = id {
+        if id != 0 {
+            ids::release(id - 1);
+        }
+    }
+    #[cfg(loom)]
+    let _ = id;
+}
+
+fn hooks_layout(cap: usize) -> Layout {
+    // `cap` is small (a hook per pool this thread owns a heap in).
+    Layout::array::<Hook>(cap).unwrap_or(Layout::new::<Hook>())
+}
+
+/// Arms the exit destructor of this thread (once). False if it cannot be.
+fn arm() -> bool {
+    match CTX.try_with(|c| c.armed.get()) {
+        Ok(true) => return true,
+        Ok(false) => {}
+        Err(_) => return false,
+    }
+    // Marked first: should arming itself allocate (glibc's
+    // `pthread_setspecific` does for keys past the 32nd, and under the C
+    // library that is a call into us), the nested call must not arm again.
+    if CTX.try_with(|c| c.armed.set(true)).is_err() {
+        return false;
+    }
+    if !exit::arm() {
+        let _ = CTX.try_with(|c| c.armed.set(false));
+        return false;
+    }
+    true
+}
+
+#[cfg(not(loom))]
+mod exit {
+    //! Thread exit through a `pthread` key destructor: creating the key
+    //! and setting a value allocate nothing from the global allocator
+    //! (glibc keeps the first 32 keys' values inside the thread).
+
+    use crate::sync::{AtomicUsize, Ordering};
+
+    /// The key plus one (0: not created yet; `usize::MAX`: creation failed).
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn destructor(_: *mut libc::c_void) {
+        super::run_exit();
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        match KEY.load(Ordering::Acquire) {
+            0 => {}
+            usize::MAX => return None,
+            k => return Some((k - 1) as libc::pthread_key_t),
+        }
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; the destructor is a plain
+        // `extern "C"` function that lives as long as the process.
+        if unsafe { libc::pthread_key_create(&mut key, Some(destructor)) } != 0 {
+            let _ = KEY.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Acquire);
+            return None;
+        }
+        match KEY.compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(key),
+            Err(other) => {
+                // Another thread created one first: use that one.
+                // SAFETY: our key was never set on any thread.
+                unsafe { libc::pthread_key_delete(key) };
+                (other != usize::MAX).then(|| (other - 1) as libc::pthread_key_t)
+            }
+        }
+    }
+
+    /// Makes the destructor run when this thread exits.
+    pub(super) fn arm() -> bool {
+        let Some(key) = key() else {
+            return false;
+        };
+        // SAFETY: a valid key; the value is a non-null marker, never read.
+        unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) == 0 }
+    }
+}
+
+#[cfg(loom)]
+mod exit {
+    //! Under loom: a loom thread-local whose destructor runs the exit.
+
+    struct Armed;
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            super::run_exit();
+        }
+    }
+
+    loom::thread_local! {
+        static ARMED: Armed = Armed;
+    }
+
+    pub(super) fn arm() -> bool {
+        ARMED.try_with(|_| ()).is_ok()
+    }
+}
+
+#[cfg(not(loom))]
+mod ids {
+    //! Registry ids: dense, reused smallest first (a bitmap under a lock
+    //! taken once per thread start and exit), so a new thread takes an
+    //! exited thread's id and with it its heaps.
+
+    use crate::sync::Mutex;
+
+    const WORDS: usize = 1024; // 65 536 live threads with a reusable id
+    pub(crate) static IDS: Mutex<[u64; WORDS]> = Mutex::new([0; WORDS]);
+
+    pub(super) fn claim() -> Option<usize> {
+        let mut bits = IDS.lock();
+        let w = bits.iter().position(|&w| w != u64::MAX)?;
+        let b = (!bits[w]).trailing_zeros() as usize;
+        bits[w] |= 1 << b;
+        Some(w * 64 + b)
+    }
+
+    pub(super) fn release(id: usize) {
+        let mut bits = IDS.lock();
+        bits[id / 64] &= !(1 << (id % 64));
+    }
+}
+
+/// The `fork` handlers' access to the registry-id lock.
+#[cfg(not(loom))]
+pub(crate) fn ids_lock() -> &'static crate::sync::lock::RawLock {
+    ids::IDS.raw()
+}
+
+/// This thread's registry id (dense, reused after the thread exits),
+/// claimed now if need be; `None` in teardown or when none is free.
+#[cfg(not(loom))]
+pub(crate) fn registry_id() -> Option<usize> {
+    match CTX.try_with(|c| (c.id.get(), c.state.get())) {
+        Ok((0, DEAD)) | Err(_) => return None,
+        Ok((0, _)) => {}
+        Ok((id, _)) => return Some(id - 1),
+    }
+    if !arm() {
+        return None;
+    }
+    let id = ids::claim()?;
+    let _ = CTX.try_with(|c| c.id.set(id + 1));
+    Some(id)
+}
+
+/// This thread's registry id if it has one.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn registry_id_if_any() -> Option<usize> {
+    let id = CTX.try_with(|c| c.id.get()).unwrap_or(0);
+    id.checked_sub(1)
 }
 
 /// This thread's serial; 0 if it has none (fresh or torn down).
@@ -228,7 +435,7 @@ pub(crate) fn activate(flush: fn()) -> bool {
         Ok(FRESH) => {}
         _ => return false,
     }
-    if HOOKS.try_with(|h| h.flush.set(Some(flush))).is_err() {
+    if !arm() || CTX.try_with(|c| c.flush.set(Some(flush))).is_err() {
         return false;
     }
     let serial = unmodelled::next_serial();
@@ -239,30 +446,82 @@ pub(crate) fn activate(flush: fn()) -> bool {
     .is_ok()
 }
 
-/// Registers `hook` to run when this thread exits. False during teardown.
-pub(crate) fn on_exit(hook: Box<dyn ThreadExit>) -> bool {
-    HOOKS
-        .try_with(|h| {
-            let mut list = h.list.borrow_mut();
-            if list.len() >= 8 && list.len().is_power_of_two() {
+/// Registers `hook` to run when this thread exits. False during teardown
+/// or if no memory is left for it (the hook is then forgotten).
+pub(crate) fn on_exit(hook: Hook) -> bool {
+    let ok = CTX
+        .try_with(|c| {
+            if c.state.get() == DEAD {
+                return false;
+            }
+            let (mut p, mut len, cap) = (c.hooks.get(), c.hooks_len.get(), c.hooks_cap.get());
+            if len >= 8 && len.is_power_of_two() {
                 // Forget pools that are gone, so a thread that creates many
                 // pools does not accumulate dead hooks.
-                list.retain(|h| h.alive());
+                let mut kept = 0;
+                for i in 0..len {
+                    // SAFETY: the first `len` records are live; each is
+                    // moved or forgotten once.
+                    unsafe {
+                        let h = p.add(i).read();
+                        if (h.alive)(h.pool) {
+                            p.add(kept).write(h);
+                            kept += 1;
+                        } else {
+                            (h.forget)(h.pool);
+                        }
+                    }
+                }
+                len = kept;
+                c.hooks_len.set(len);
             }
-            list.push(hook);
+            if len == cap {
+                let new_cap = (cap * 2).max(4);
+                let Some(q) = meta::alloc(hooks_layout(new_cap), false) else {
+                    return false;
+                };
+                let q = q.as_ptr().cast::<Hook>();
+                if !p.is_null() {
+                    // SAFETY: both arrays hold at least `len` records and
+                    // do not overlap; the old one came from `meta::alloc`.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(p, q, len);
+                        meta::free(
+                            core::ptr::NonNull::new_unchecked(p.cast()),
+                            hooks_layout(cap),
+                        );
+                    }
+                }
+                p = q;
+                c.hooks.set(q);
+                c.hooks_cap.set(new_cap);
+            }
+            // SAFETY: `len < cap` records fit.
+            unsafe { p.add(len).write(hook) };
+            c.hooks_len.set(len + 1);
+            true
         })
-        .is_ok()
+        .unwrap_or(false);
+    if !ok {
+        // SAFETY: the hook was not stored: its reference is dropped once.
+        unsafe { (hook.forget)(hook.pool) };
+    }
+    ok
 }
 
-/// Runs every exit hook's [`ThreadExit::flush`] (not during teardown).
+/// Runs every exit hook's `flush` (not during teardown, when there are none).
 pub(crate) fn flush_hooks() {
-    let _ = HOOKS.try_with(|h| {
-        if let Ok(list) = h.list.try_borrow() {
-            for hook in list.iter() {
-                hook.flush();
-            }
+    let Ok((hooks, len)) = CTX.try_with(|c| (c.hooks.get(), c.hooks_len.get())) else {
+        return;
+    };
+    for i in 0..len {
+        // SAFETY: the first `len` records were written by `on_exit` and stay
+        // until the exit; a flush registers no hook.
+        unsafe {
+            let h = hooks.add(i).read();
+            (h.flush)(h.pool, h.heap);
         }
-    });
+    }
 }
 
 /// Claims a table index for a new pool; [`SHARED_ENTRY`] when all are taken.

@@ -416,13 +416,20 @@ fn teardown_case(order: Order) -> homeslab::Stats {
 }
 
 #[test]
-fn allocation_in_a_tls_destructor_after_the_pool_let_go_uses_the_tier() {
-    serial(allocation_in_a_tls_destructor_after_the_pool_let_go_uses_the_tier_body);
+fn allocation_in_a_tls_destructor_registered_first_still_uses_the_heap() {
+    serial(allocation_in_a_tls_destructor_registered_first_still_uses_the_heap_body);
 }
 
-fn allocation_in_a_tls_destructor_after_the_pool_let_go_uses_the_tier_body() {
+fn allocation_in_a_tls_destructor_registered_first_still_uses_the_heap_body() {
     let s = teardown_case(Order::UserFirst);
-    assert!(s.overflow_allocs >= 8 * 16, "{s:?}");
+    // The thread's exit runs from a pthread key destructor, which glibc
+    // runs after every `thread_local!` destructor: whatever order the user's
+    // thread-local was registered in, its destructor still finds the
+    // thread's own heap (before, the exit hooks were a thread-local too, and
+    // a user destructor that ran after them went to the overflow tier).
+    #[cfg(target_env = "gnu")]
+    assert_eq!(s.overflow_allocs, 0, "{s:?}");
+    let _ = s;
 }
 
 #[test]

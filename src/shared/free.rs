@@ -370,7 +370,7 @@ impl Shared {
     #[cold]
     fn this_heap(&self) -> Option<&Heap> {
         if thread::may_activate() {
-            let heap = self.registry.get_or_create(self.key());
+            let heap = self.registry.get_or_create(self.key())?;
             if thread::activate(flush_at_exit) {
                 thread::cache_slot(self.id, heap);
                 return Some(heap);

@@ -1,0 +1,263 @@
+//! [`Global`]: homeslab as the process's allocator — one process-wide
+//! [`SlabAlloc`] core behind `#[global_allocator]` (and behind the C
+//! `malloc` library, `examples/homeslab_malloc.rs`).
+//!
+//! - **Bootstrap.** The core is built on the first call (the runtime
+//!   allocates before `main`): one thread wins a compare-and-swap and
+//!   builds it in meta memory, others wait for it; building allocates
+//!   nothing through the global allocator (every pool core, registry and
+//!   table lives in meta memory), and a call into the allocator from the
+//!   builder itself gets null rather than a deadlock. Then the `fork`
+//!   handlers are registered.
+//! - **Frees without trust in the layout.** A block's class is read from
+//!   the page map ([`crate::pagemap`]), not from the layout, so `realloc`
+//!   may keep a block in place when the new size is at least half of its
+//!   class, and C's `free(p)` needs no size.
+//! - **fork.** `pthread_atfork` handlers take every lock of the allocator
+//!   before the fork (each class's tier and page source, the large table,
+//!   the registry ids, the meta allocator, in lock order) and release them
+//!   after it, in the parent and in the child: the child never inherits a
+//!   lock held by a thread that does not exist in it.
+//! - **Out of memory** is a null pointer, never a panic or an abort.
+
+use core::alloc::{GlobalAlloc, Layout};
+
+use crate::slab_alloc::SlabAlloc;
+use crate::stats::Stats;
+use crate::sync::{meta, AtomicPtr, AtomicUsize, Ordering};
+
+/// homeslab as the global allocator: a unit struct over one process-wide
+/// [`SlabAlloc`] core, built on first use.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: homeslab::Global = homeslab::Global;
+///
+/// let v: Vec<u64> = (0..1000).collect();
+/// assert_eq!(v.iter().sum::<u64>(), 499_500);
+/// assert!(homeslab::Global.stats().allocs > 0);
+/// ```
+///
+/// Nothing on its paths calls the global allocator: thread contexts are
+/// `const` thread-locals without destructors, a thread's exit runs from a
+/// `pthread` key destructor, and all bookkeeping lives in memory mapped
+/// for it. Allocation works before `main`, in thread-local destructors,
+/// after `main` returns (`atexit`), and in a child after `fork`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+/// The core, once built.
+static CORE: AtomicPtr<SlabAlloc> = AtomicPtr::new(core::ptr::null_mut());
+/// 0: not built; 1: being built; 2: built; 3: could not be built.
+static STATE: AtomicUsize = AtomicUsize::new(0);
+/// `pthread_self` of the thread building the core.
+static BUILDER: AtomicUsize = AtomicUsize::new(0);
+
+const UNBUILT: usize = 0;
+const BUILDING: usize = 1;
+const BUILT: usize = 2;
+const FAILED: usize = 3;
+
+fn me() -> usize {
+    // SAFETY: `pthread_self` has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// The core: one load once built.
+#[inline(always)]
+fn core() -> Option<&'static SlabAlloc> {
+    let p = CORE.load(Ordering::Acquire);
+    if p.is_null() {
+        return build();
+    }
+    // SAFETY: published once built, never freed or moved.
+    Some(unsafe { &*p })
+}
+
+#[cold]
+#[inline(never)]
+fn build() -> Option<&'static SlabAlloc> {
+    loop {
+        match STATE.compare_exchange(UNBUILT, BUILDING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(BUILT) => {
+                // SAFETY: published before `BUILT`, never freed.
+                return Some(unsafe { &*CORE.load(Ordering::Acquire) });
+            }
+            Err(FAILED) => return None,
+            // A call from inside the build itself: no core yet.
+            Err(_) if BUILDER.load(Ordering::Relaxed) == me() => return None,
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+    BUILDER.store(me(), Ordering::Relaxed);
+    let built = SlabAlloc::builder().build().ok().and_then(|a| {
+        let layout = Layout::new::<SlabAlloc>();
+        let at = meta::alloc(layout, false)?.as_ptr().cast::<SlabAlloc>();
+        a.tag_pages();
+        // SAFETY: fresh meta memory for one `SlabAlloc`.
+        unsafe { at.write(a) };
+        Some(at)
+    });
+    BUILDER.store(0, Ordering::Relaxed);
+    let Some(at) = built else {
+        STATE.store(FAILED, Ordering::Release);
+        return None;
+    };
+    CORE.store(at, Ordering::Release);
+    STATE.store(BUILT, Ordering::Release);
+    fork::register();
+    // SAFETY: just published, never freed.
+    Some(unsafe { &*at })
+}
+
+mod fork {
+    //! The `fork` handlers: every lock of the allocator, in lock order,
+    //! taken before the fork and released after it on both sides.
+
+    use super::CORE;
+    use crate::sync::{meta, Ordering};
+    use crate::thread;
+
+    fn each_lock(f: &mut dyn FnMut(&crate::sync::lock::RawLock)) {
+        let p = CORE.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: the core is never freed.
+            unsafe { &*p }.for_each_lock(&mut *f);
+        }
+        f(thread::ids_lock());
+        f(&meta::META_LOCK);
+    }
+
+    extern "C" fn prepare() {
+        each_lock(&mut |l| l.lock());
+    }
+
+    extern "C" fn release() {
+        // SAFETY: `prepare` took every one of them on this thread (in the
+        // child, this thread is the copy of that one).
+        each_lock(&mut |l| unsafe { l.force_unlock() });
+    }
+
+    pub(super) fn register() {
+        // SAFETY: plain `extern "C"` functions that live as long as the
+        // process. A failure (no memory) leaves fork unprotected, as
+        // before; nothing else depends on it.
+        unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+    }
+}
+
+// SAFETY: blocks come from the core and stay valid until freed; `dealloc`
+// and `realloc` find a block's class from its address (the page map), so
+// any layout the caller holds is fine; alignment is that of the layout
+// (classes and large mappings honour it); failure is null.
+unsafe impl GlobalAlloc for Global {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match core() {
+            Some(c) => c.alloc_raw(layout, false),
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match core() {
+            Some(c) => c.alloc_raw(layout, true),
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        if let Some(c) = core() {
+            c.free_raw(ptr);
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        match core() {
+            // SAFETY: per the trait's contract, `ptr` is a block of ours
+            // that the caller holds, and `new_size` is not 0.
+            Some(c) => unsafe { c.realloc_raw(ptr, layout.align(), Some(layout.size()), new_size) },
+            None => core::ptr::null_mut(),
+        }
+    }
+}
+
+/// The C library's entry points (`examples/homeslab_malloc.rs`): sizes and
+/// frees without a layout. A pointer that is not homeslab's is never read
+/// or written: `free` refuses it (counted in [`Stats::foreign_frees`]),
+/// `realloc_unsized` returns null and leaves it alone, and `usable_size`
+/// says 0.
+impl Global {
+    /// A snapshot of the process-wide core's counters (see
+    /// [`SlabAlloc::stats`]).
+    pub fn stats(&self) -> Stats {
+        core().map(SlabAlloc::stats).unwrap_or_default()
+    }
+
+    /// Gives memory back to the OS (see [`SlabAlloc::trim`]); the bytes
+    /// released.
+    pub fn trim(&self) -> u64 {
+        core().map_or(0, SlabAlloc::trim)
+    }
+
+    /// `size` bytes (at least 1) aligned to `align` (a power of two), zeroed
+    /// if `zero`; null when out of memory or the request is invalid.
+    pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
+            return core::ptr::null_mut();
+        };
+        match core() {
+            Some(c) => c.alloc_raw(layout, zero),
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    /// Frees `ptr` (null: nothing). A pointer that is not a live block of
+    /// this allocator is refused and counted, never read.
+    ///
+    /// # Safety
+    /// If `ptr` is a block of this allocator, the caller holds it and does
+    /// not use it after.
+    pub unsafe fn free(&self, ptr: *mut u8) {
+        if !ptr.is_null() {
+            if let Some(c) = core() {
+                c.free_raw(ptr);
+            }
+        }
+    }
+
+    /// Resizes `ptr` (not null) to `size` bytes (at least 1) aligned to
+    /// `align`, keeping its contents up to the smaller size: in place when
+    /// the size still fits the block's class and is not below half of it;
+    /// large blocks grow with `mremap` where they can; else a copy. Null
+    /// when out of memory or `ptr` is not ours; the old block is then left
+    /// as it was.
+    ///
+    /// # Safety
+    /// As [`Global::free`].
+    pub unsafe fn realloc_unsized(&self, ptr: *mut u8, size: usize, align: usize) -> *mut u8 {
+        match core() {
+            // SAFETY: per the contract.
+            Some(c) => unsafe { c.realloc_raw(ptr, align, None, size.max(1)) },
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    /// The usable bytes of the block at `ptr`: its class size, or its large
+    /// mapping's length; 0 for null or a pointer that is not ours.
+    pub fn usable_size(&self, ptr: *const u8) -> usize {
+        use crate::slab_alloc::Home;
+        if ptr.is_null() {
+            return 0;
+        }
+        match core().map(|c| c.home(ptr.cast_mut())) {
+            Some(Home::Class(c)) => crate::class::SIZES[c],
+            Some(Home::Large(len)) => len,
+            _ => 0,
+        }
+    }
+}

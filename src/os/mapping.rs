@@ -1,0 +1,104 @@
+//! A mapping of its own per large block (see [`crate::large`]).
+
+use super::{Backing, PAGE};
+use crate::error::AllocError;
+
+/// A mapping of its own, for one large block: zeroed when made, returned to
+/// the OS when dropped.
+pub(crate) struct Mapping {
+    /// Owns the memory (dropping it unmaps).
+    #[cfg_attr(any(miri, loom), allow(dead_code))]
+    backing: Backing,
+    /// The block: the first `align`-aligned address of the memory.
+    addr: usize,
+    /// Usable bytes from `addr` (a multiple of [`PAGE`]).
+    len: usize,
+    /// Address space held.
+    reserved: usize,
+}
+
+// SAFETY: the memory is owned by the mapping alone; the raw pointer inside
+// `Backing::Heap` only frees it.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps at least `size` bytes aligned to `align` (a power of two).
+    pub(crate) fn new(size: usize, align: usize) -> Result<Mapping, AllocError> {
+        let len = size.checked_add(PAGE - 1).ok_or(AllocError::OutOfMemory)? & !(PAGE - 1);
+        // Over-map so that an aligned start fits (the OS gives page alignment).
+        let extra = align.saturating_sub(PAGE);
+        let reserved = len.checked_add(extra).ok_or(AllocError::OutOfMemory)?;
+        #[cfg(not(any(miri, loom)))]
+        let (backing, start) = {
+            let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
+            let start = map.as_ptr() as usize;
+            (Backing::Mmap(map), start)
+        };
+        #[cfg(any(miri, loom))]
+        let (backing, start) = {
+            let layout = std::alloc::Layout::from_size_align(reserved, PAGE)
+                .map_err(|_| AllocError::OutOfMemory)?;
+            // SAFETY: the layout has a non-zero size (`size` is not 0).
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            if ptr.is_null() {
+                return Err(AllocError::OutOfMemory);
+            }
+            (Backing::Heap { ptr, layout }, ptr as usize)
+        };
+        let addr = (start + align - 1) & !(align - 1);
+        Ok(Mapping {
+            backing,
+            addr,
+            len,
+            reserved,
+        })
+    }
+
+    /// The block's address.
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Usable bytes at [`Mapping::addr`].
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Address space the mapping holds.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Resizes the mapping to at least `size` bytes with `mremap`, moving it
+    /// if it must (the contents move with it; grown bytes read zero). False
+    /// if it cannot (not a page-aligned mapping of its own, or the OS said
+    /// no): the caller copies instead.
+    pub(crate) fn remap(&mut self, size: usize) -> bool {
+        let Some(len) = size.checked_add(PAGE - 1).map(|n| n & !(PAGE - 1)) else {
+            return false;
+        };
+        if self.reserved != self.len {
+            return false;
+        }
+        #[cfg(all(target_os = "linux", not(any(miri, loom))))]
+        {
+            let Backing::Mmap(map) = &mut self.backing;
+            // SAFETY: the caller holds the block exclusively (a grow or
+            // shrink of it), and takes the new address from `addr()`: no
+            // reference into the old place survives the move.
+            let moved = unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) };
+            if moved.is_err() {
+                return false;
+            }
+            self.addr = map.as_ptr() as usize;
+            self.len = len;
+            self.reserved = len;
+            true
+        }
+        #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
+        {
+            let _ = len;
+            false
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What the process-wide allocator ([`crate::global`]) needs of a pool
+//! core beyond what every pool uses: its page-map tag and its locks for
+//! the `fork` handlers. Kept apart from the core's own code.
+
+use super::Shared;
+
+impl Shared {
+    /// Tags this core's chunks in the process-wide page map (see
+    /// [`crate::pagemap`]) with `tag`, from now on. Call before first use.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn set_page_tag(&self, tag: u8) {
+        self.source.set_tag(tag);
+    }
+
+    /// Runs `f` on each lock of this core, in lock order (magazine
+    /// sweeps, tier, page source): the `fork` prepare handler takes them all, the parent and
+    /// child handlers release them.
+    #[cfg(not(loom))]
+    pub(crate) fn for_each_lock(&self, mut f: impl FnMut(&crate::sync::lock::RawLock)) {
+        // A sweep takes the tier's lock inside its own (when it sends blocks
+        // home to a closed pool), so its lock comes first. Held across the
+        // fork, it also means no steal is half done: no magazine's owner in
+        // the child waits for a thief that does not exist there.
+        f(self.sweeping.raw());
+        f(self.tier.raw_lock());
+        f(self.source.raw_lock());
+    }
+}

@@ -1,0 +1,154 @@
+//! What the process-wide allocator ([`crate::global`]) needs of a
+//! [`SlabAlloc`] beyond the `Allocator` trait: frees and sizes without a
+//! layout (found through the page map), `realloc` in place, the page-map
+//! tags and the locks for `fork`. Kept apart from the trait's code.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use super::SlabAlloc;
+use crate::class::{self, CLASSES, MAX_CLASS};
+use crate::os::PAGE;
+use crate::pagemap;
+use crate::slab::Slab;
+
+/// Where a pointer lives, as the page map and the large table say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// A block of size class `c`.
+    Class(usize),
+    /// A live large block of this many usable bytes.
+    Large(usize),
+    /// Not a block of this allocator.
+    Foreign,
+}
+
+impl SlabAlloc {
+    /// Tags every class core's chunks in the page map with its class + 1,
+    /// so [`SlabAlloc::home`] finds them. For the one global allocator.
+    pub(crate) fn tag_pages(&self) {
+        for (c, core) in self.inner.cores.iter().enumerate() {
+            core.set_page_tag(c as u8 + 1);
+        }
+    }
+
+    /// Allocates `layout` (not zero-size); null when out of memory.
+    #[inline(always)]
+    pub(crate) fn alloc_raw(&self, layout: Layout, zero: bool) -> *mut u8 {
+        match self.alloc_layout(layout, zero) {
+            Ok(p) => p.cast::<u8>().as_ptr(),
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    /// Where `ptr` lives. Reads the page map, and for a class pointer the
+    /// header of its region (our memory); never the memory of a pointer
+    /// that is not ours.
+    #[inline]
+    pub(crate) fn home(&self, ptr: *mut u8) -> Home {
+        let addr = ptr as usize;
+        let tag = pagemap::get(addr) as usize;
+        if tag != 0 && tag <= CLASSES {
+            let c = tag - 1;
+            let d = self.class(c);
+            // SAFETY: the page map says the region is a mapped chunk of a
+            // class core: readable.
+            let s = unsafe { &*Slab::of_masked(addr, d.mask) };
+            let div = d.div;
+            if s.header_ok_tag(d.tag)
+                && core::ptr::eq(s.pool.cast(), d.core)
+                && s.slot_index_with(addr, d.shape(), |off| div.div(off))
+                    .is_some()
+            {
+                return Home::Class(c);
+            }
+            return Home::Foreign;
+        }
+        match self.inner.large.len_of(addr) {
+            Some(len) => Home::Large(len),
+            None => Home::Foreign,
+        }
+    }
+
+    /// Frees `ptr` without its layout: a class block, a large block, or a
+    /// pointer that is not ours (refused and counted in
+    /// `Stats::foreign_frees`, never read).
+    #[inline]
+    pub(crate) fn free_raw(&self, ptr: *mut u8) {
+        let Some(p) = NonNull::new(ptr) else {
+            return;
+        };
+        let tag = pagemap::get(ptr as usize) as usize;
+        if tag != 0 && tag <= CLASSES {
+            // SAFETY: the page map says the region is a mapped chunk of
+            // a class core: readable. `free_class` checks the rest.
+            return unsafe { self.free_class(tag - 1, p) };
+        }
+        self.free_large(p);
+    }
+
+    /// Resizes `ptr` (a block of ours, or a pointer `home` refuses) to
+    /// `new` bytes aligned to `align`, keeping the first `keep` bytes
+    /// (`None`: as many as the block holds). In place when the new size
+    /// still fits the block's class and is not below half of it; large
+    /// blocks move with `mremap` where they can; else a copy. Null when
+    /// out of memory or `ptr` is not ours (the old block is left as it
+    /// was).
+    ///
+    /// # Safety
+    /// `ptr` is not null; if it is ours the caller holds it; `new` ≥ 1.
+    pub(crate) unsafe fn realloc_raw(
+        &self,
+        ptr: *mut u8,
+        align: usize,
+        keep: Option<usize>,
+        new: usize,
+    ) -> *mut u8 {
+        let old_len = match self.home(ptr) {
+            Home::Class(c) => {
+                let len = class::SIZES[c];
+                if new <= len && new >= len / 2 && (ptr as usize) % align == 0 {
+                    return ptr;
+                }
+                len
+            }
+            Home::Large(len) => {
+                if new > MAX_CLASS && align <= PAGE {
+                    if new <= len && new >= len / 2 {
+                        return ptr;
+                    }
+                    if let Ok(Some((at, _))) = self.inner.large.resize(ptr as usize, new) {
+                        return at as *mut u8;
+                    }
+                }
+                len
+            }
+            Home::Foreign => {
+                self.refuse();
+                return core::ptr::null_mut();
+            }
+        };
+        let Ok(layout) = Layout::from_size_align(new, align) else {
+            return core::ptr::null_mut();
+        };
+        let fresh = self.alloc_raw(layout, false);
+        if !fresh.is_null() {
+            let n = keep.unwrap_or(old_len).min(old_len).min(new);
+            // SAFETY: both blocks are ours and distinct, at least `n` long;
+            // the caller holds the old one, which is then freed.
+            unsafe { core::ptr::copy_nonoverlapping(ptr, fresh, n) };
+            self.free_raw(ptr);
+        }
+        fresh
+    }
+
+    /// Runs `f` on every lock of the allocator in lock order (each class's
+    /// tier, then its page source; then the large table).
+    #[cfg(not(loom))]
+    pub(crate) fn for_each_lock(&self, mut f: impl FnMut(&crate::sync::lock::RawLock)) {
+        for core in self.inner.cores.iter() {
+            core.for_each_lock(&mut f);
+        }
+        f(self.inner.large.raw_lock());
+    }
+}
