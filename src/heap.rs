@@ -26,6 +26,9 @@ pub(crate) const NO_OWNER: u64 = u64::MAX - 1;
 /// serial ever equals it, so every free into such a slab takes the remote path.
 pub(crate) const TIER_OWNER: u64 = u64::MAX;
 
+/// Slow paths per tick ([`Heap::tick`]).
+pub(crate) const TICK: u32 = 8;
+
 /// What a heap needs from the pool above it, handed down to the calls that
 /// need it: new slabs and their release, the pool's limits, and whether it
 /// has closed. The pool's shared state implements it; the heap never names
@@ -582,8 +585,8 @@ impl Heap {
         }
     }
 
-    /// Counts a slow path; true on every 64th (periodic work reads the
-    /// clock that rarely).
+    /// Counts a slow path; true on every [`TICK`]th (periodic work reads
+    /// the clock that rarely).
     ///
     /// # Safety
     /// The caller is the owner.
@@ -592,7 +595,7 @@ impl Heap {
         unsafe {
             self.core(|c| {
                 c.ticks = c.ticks.wrapping_add(1);
-                c.ticks % 64 == 0
+                c.ticks % TICK == 0
             })
         }
     }

@@ -209,9 +209,10 @@ fn an_idle_threads_magazine_is_swept_after_release_after() {
     assert_eq!(p.stats().held_blocks, 32);
     // Sleep waits at least this long, so the sweep is due below.
     thread::sleep(2 * period);
-    // Enough allocations to reach a slow path (a new slab).
+    // Enough allocations to reach the sweep: a slow path (a new slab) reads
+    // the clock every eighth time.
     let capacity = p.stats().slab_capacity as usize;
-    let mine: Vec<_> = (0..2 * capacity)
+    let mine: Vec<_> = (0..10 * capacity)
         .map(|i| p.alloc([i as u64; 8]).unwrap())
         .collect();
     let s = p.stats();

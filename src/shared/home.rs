@@ -18,6 +18,10 @@ const STEAL_TRIES: usize = 64;
 /// # Safety
 /// The calling thread owns `heap`.
 pub(crate) unsafe fn flush_magazine(heap: &Heap) {
+    // Only the owner (the caller) fills it: empty now is empty.
+    if heap.mag.held() == 0 {
+        return;
+    }
     let mut out = [0; CAPACITY];
     // SAFETY: per the contract.
     let n = unsafe { heap.mag.take_all(&mut out) };
@@ -107,6 +111,9 @@ impl Shared {
     }
 
     fn sweep(&self, mine: Option<&Heap>, close: bool) -> bool {
+        if self.config.magazine == 0 {
+            return true; // no heap of this pool ever had one
+        }
         // One thief at a time (the handshake is between one owner and one
         // thief), so a pending request below is ours.
         let _one = self.sweeping.lock();
@@ -157,8 +164,9 @@ impl Shared {
         all
     }
 
-    /// The idle sweep, from an owner's slow path (every 64th, which reads
-    /// the clock): once per `release_after`,
+    /// The idle sweep, from an owner's slow path (every
+    /// [`TICK`](crate::heap::TICK)th, which reads the clock): once per
+    /// `release_after`,
     /// flush this thread's magazine and steal everyone else's, so no block
     /// stays held longer than about that by a thread that went idle.
     pub(super) fn sweep_if_due(&self, heap: &Heap) {
