@@ -71,13 +71,6 @@ struct Ctx {
     /// The registry heap (owned or not) last used to count this thread's
     /// remote frees in a pool whose table entry does not hold it.
     slot: Cell<Entry>,
-    /// The exit flush handed to [`activate`].
-    flush: Cell<Option<fn()>>,
-    /// The exit hooks: `hooks_len` records at `hooks` (meta memory, room
-    /// for `hooks_cap`).
-    hooks: Cell<*mut Hook>,
-    hooks_len: Cell<usize>,
-    hooks_cap: Cell<usize>,
     /// This thread's registry id plus one (0: none).
     id: Cell<usize>,
     /// True once the exit destructor is armed.
@@ -93,10 +86,6 @@ impl Ctx {
             state: Cell::new(FRESH),
             table: [E; TABLE],
             slot: E,
-            flush: Cell::new(None),
-            hooks: Cell::new(core::ptr::null_mut()),
-            hooks_len: Cell::new(0),
-            hooks_cap: Cell::new(0),
             id: Cell::new(0),
             armed: Cell::new(false),
         }
@@ -133,23 +122,49 @@ pub(crate) struct Hook {
     pub(crate) flush: unsafe fn(*const (), *const Heap),
 }
 
+/// What the exit runs: its own thread-local (under loom the one whose
+/// destructor runs the exit, so that it is still there when it does).
+struct Exit {
+    /// The exit flush handed to [`activate`].
+    flush: Cell<Option<fn()>>,
+    /// The exit hooks: `hooks_len` records at `hooks` (meta memory, room
+    /// for `hooks_cap`).
+    hooks: Cell<*mut Hook>,
+    hooks_len: Cell<usize>,
+    hooks_cap: Cell<usize>,
+}
+
+impl Exit {
+    const fn new() -> Self {
+        Self {
+            flush: Cell::new(None),
+            hooks: Cell::new(core::ptr::null_mut()),
+            hooks_len: Cell::new(0),
+            hooks_cap: Cell::new(0),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+thread_local_facade! {
+    static EXIT: Exit = Exit::new();
+}
+
+/// Runs `f` on this thread's exit state; `None` once it is gone.
+fn with_exit<R>(f: impl FnOnce(&Exit) -> R) -> Option<R> {
+    #[cfg(not(loom))]
+    return EXIT.try_with(f).ok();
+    #[cfg(loom)]
+    return exit::EXIT.try_with(|a| f(&a.0)).ok();
+}
+
 /// The exit of the current thread: flush, hooks, clear, id back.
-fn run_exit() {
-    let Ok((flush, hooks, len, cap)) = CTX.try_with(|c| {
-        c.state.set(DEAD);
-        let got = (
-            c.flush.get(),
-            c.hooks.get(),
-            c.hooks_len.get(),
-            c.hooks_cap.get(),
-        );
-        c.hooks.set(core::ptr::null_mut());
-        c.hooks_len.set(0);
-        c.hooks_cap.set(0);
-        got
-    }) else {
-        return;
-    };
+fn run_exit(e: &Exit) {
+    let _ = CTX.try_with(|c| c.state.set(DEAD));
+    let flush = e.flush.get();
+    let hooks = e.hooks.replace(core::ptr::null_mut());
+    let len = e.hooks_len.replace(0);
+    let cap = e.hooks_cap.replace(0);
     if let Some(flush) = flush {
         flush();
     }
@@ -221,7 +236,7 @@ mod exit {
     static KEY: AtomicUsize = AtomicUsize::new(0);
 
     extern "C" fn destructor(_: *mut libc::c_void) {
-        super::run_exit();
+        let _ = super::EXIT.try_with(super::run_exit);
     }
 
     fn key() -> Option<libc::pthread_key_t> {
@@ -262,20 +277,20 @@ mod exit {
 mod exit {
     //! Under loom: a loom thread-local whose destructor runs the exit.
 
-    struct Armed;
+    pub(super) struct Armed(pub(super) super::Exit);
 
     impl Drop for Armed {
         fn drop(&mut self) {
-            super::run_exit();
+            super::run_exit(&self.0);
         }
     }
 
     loom::thread_local! {
-        static ARMED: Armed = Armed;
+        pub(super) static EXIT: Armed = Armed(super::Exit::new());
     }
 
     pub(super) fn arm() -> bool {
-        ARMED.try_with(|_| ()).is_ok()
+        EXIT.try_with(|_| ()).is_ok()
     }
 }
 
@@ -435,7 +450,7 @@ pub(crate) fn activate(flush: fn()) -> bool {
         Ok(FRESH) => {}
         _ => return false,
     }
-    if !arm() || CTX.try_with(|c| c.flush.set(Some(flush))).is_err() {
+    if !arm() || with_exit(|e| e.flush.set(Some(flush))).is_none() {
         return false;
     }
     let serial = unmodelled::next_serial();
@@ -449,11 +464,9 @@ pub(crate) fn activate(flush: fn()) -> bool {
 /// Registers `hook` to run when this thread exits. False during teardown
 /// or if no memory is left for it (the hook is then forgotten).
 pub(crate) fn on_exit(hook: Hook) -> bool {
-    let ok = CTX
-        .try_with(|c| {
-            if c.state.get() == DEAD {
-                return false;
-            }
+    let dead = CTX.try_with(|c| c.state.get() == DEAD).unwrap_or(true);
+    let ok = !dead
+        && with_exit(|c| {
             let (mut p, mut len, cap) = (c.hooks.get(), c.hooks_len.get(), c.hooks_cap.get());
             if len >= 8 && len.is_power_of_two() {
                 // Forget pools that are gone, so a thread that creates many
