@@ -524,7 +524,7 @@ pub(crate) fn on_exit(hook: Hook) -> bool {
 
 /// Runs every exit hook's `flush` (not during teardown, when there are none).
 pub(crate) fn flush_hooks() {
-    let Ok((hooks, len)) = CTX.try_with(|c| (c.hooks.get(), c.hooks_len.get())) else {
+    let Some((hooks, len)) = with_exit(|e| (e.hooks.get(), e.hooks_len.get())) else {
         return;
     };
     for i in 0..len {
