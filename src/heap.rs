@@ -14,9 +14,9 @@ use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
-use crate::magazine::{Magazine, Room};
+use crate::magazine::Magazine;
 use crate::remote::SlabQueue;
-use crate::slab::{DoubleFree, ListState, Popped, Shape, Slab};
+use crate::slab::{ListState, Popped, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
 /// `owner` of a heap that no thread owns. Not 0: that is the serial of a
@@ -260,75 +260,6 @@ impl Heap {
         }
     }
 
-    /// The magazine's newest block, if any (hardened: skipping entries whose
-    /// word was corrupted). `shape` is the pool's.
-    ///
-    /// # Safety
-    /// The caller is the owner.
-    #[inline(always)]
-    pub(crate) unsafe fn alloc_held(&self, shape: Shape) -> Option<Popped> {
-        loop {
-            // SAFETY: the caller is the owner.
-            let e = unsafe { self.mag.pop() }?;
-            let (slab, idx) = Slab::of_entry(e);
-            // SAFETY: a held block keeps its slab live; we hold the block.
-            if let Some(p) = unsafe { (*slab).unhold(idx, shape, &self.stats.corruption) } {
-                return Some(p);
-            }
-        }
-    }
-
-    /// A free by the owner of this heap into its magazine: of slot `idx` of
-    /// `slab`, which is one of this heap's slabs if `own`, else another
-    /// heap's of the same pool. Counts the free (local or remote).
-    ///
-    /// # Safety
-    /// The caller is the owner, `slab` is a live slab of this heap's pool
-    /// and `idx` came from its [`Slab::slot_index`].
-    #[inline(always)]
-    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16, own: bool) -> Held {
-        match self.mag.room() {
-            Room::Yes => {}
-            Room::Full => return Held::Full,
-            Room::Closed => return Held::Closed,
-        }
-        // SAFETY: forwarded.
-        unsafe { self.hold_with_room(slab, idx, mark, own) }
-    }
-
-    /// [`Heap::hold`] after [`Magazine::room`] said yes (the push checks
-    /// again, under the handshake).
-    ///
-    /// # Safety
-    /// As [`Heap::hold`].
-    #[inline(always)]
-    pub(crate) unsafe fn hold_with_room(
-        &self,
-        slab: *mut Slab,
-        idx: usize,
-        mark: u16,
-        own: bool,
-    ) -> Held {
-        // SAFETY: per the contract.
-        let s = unsafe { &*slab };
-        // SAFETY: the caller is the owner.
-        match unsafe {
-            self.mag
-                .push(|| s.hold(idx, mark, own).map(|()| s.entry(idx)))
-        } {
-            Ok(true) => {}
-            Ok(false) => return Held::Full,
-            Err(DoubleFree) => return Held::DoubleFree,
-        }
-        let counter = if own {
-            &self.stats.local_frees
-        } else {
-            &self.stats.remote_frees
-        };
-        bump(counter, 1);
-        Held::Yes
-    }
-
     /// The slow path: drain, take returned and partial slabs, reuse a cached
     /// empty slab, and — if `grow` and under the slab cap — map a new one.
     /// `Ok(None)`: nothing without growing past what is allowed.
@@ -424,51 +355,6 @@ impl Heap {
             };
             bump(&self.stats.local_frees, 1);
             if !upkeep {
-                return LocalFree::Done;
-            }
-            let (list, used) = s.local(|l| (l.list(), l.used()));
-            LocalFree::Upkeep(list, used)
-        }
-    }
-
-    /// After an owner's free into `slab` once the pool has closed: takes in
-    /// what other threads sent home (a closing sweep pushes the blocks it
-    /// took from magazines onto their slabs' remote lists), so the slab is
-    /// found empty, and released, as soon as it is.
-    ///
-    /// # Safety
-    /// The caller is the owner and `slab` one of its slabs.
-    #[cold]
-    pub(crate) unsafe fn drain_after_close(&self, slab: *mut Slab, freed: LocalFree) -> LocalFree {
-        // SAFETY: per the contract.
-        unsafe {
-            let s = &*slab;
-            let list = s.local(|l| l.list());
-            if matches!(freed, LocalFree::DoubleFree) || list == ListState::Detached {
-                return freed;
-            }
-            s.drain(&self.stats.corruption);
-            match (freed, s.used()) {
-                (LocalFree::Upkeep(..), used) | (LocalFree::Done, used @ 0) => {
-                    LocalFree::Upkeep(list, used)
-                }
-                (other, _) => other,
-            }
-        }
-    }
-
-    /// The owner's flush of a block its magazine held, of one of its own
-    /// slabs: onto the slab's freelist, as [`Heap::free_local`] (the free
-    /// was counted when the block was held).
-    ///
-    /// # Safety
-    /// The caller is the owner and held slot `idx` of `slab`, a slab of
-    /// this heap.
-    pub(crate) unsafe fn free_held(&self, slab: *mut Slab, idx: usize) -> LocalFree {
-        // SAFETY: per the contract.
-        unsafe {
-            let s = &*slab;
-            if !s.free_held(idx) {
                 return LocalFree::Done;
             }
             let (list, used) = s.local(|l| (l.list(), l.used()));
@@ -609,3 +495,5 @@ impl Heap {
         unsafe { self.core(|c| c.slabs) }
     }
 }
+
+mod held;
