@@ -27,6 +27,9 @@ use crate::thread::{self, EntryAt};
 mod free;
 mod global;
 mod home;
+mod hook;
+
+use hook::{exit_hook, PoolRef};
 
 /// A fresh, never-reused number (pool ids, thread serials).
 fn next_serial() -> u64 {
@@ -499,77 +502,6 @@ pub(crate) fn flush_batches() {
 pub(crate) fn flush_thread() {
     thread::flush_hooks();
     flush_batches();
-}
-
-/// The pool reference a hook keeps: weak, so an idle thread never keeps a
-/// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
-/// the model, so a strong reference is fine there.)
-#[cfg(not(loom))]
-type PoolRef = crate::sync::Weak<Shared>;
-#[cfg(loom)]
-type PoolRef = Arc<Shared>;
-
-/// The exit hook handing `heap` back to `pool`: a plain record (see
-/// [`thread::Hook`]), the reference type-erased.
-fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
-    /// # Safety
-    /// `p` is a reference from `PoolRef::into_raw`, still owned.
-    unsafe fn alive(p: *const ()) -> bool {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: per the contract; given back without dropping it.
-            let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
-            pool.strong_count() > 0
-        }
-        #[cfg(loom)]
-        {
-            let _ = p;
-            true
-        }
-    }
-    /// # Safety
-    /// As `alive`; the reference is consumed.
-    unsafe fn exit(p: *const (), heap: *const Heap) {
-        // SAFETY: per the contract.
-        let pool = unsafe { PoolRef::from_raw(p.cast()) };
-        #[cfg(not(loom))]
-        let pool = pool.upgrade();
-        #[cfg(loom)]
-        let pool = Some(pool);
-        if let Some(pool) = pool {
-            pool.on_thread_exit(heap);
-        }
-    }
-    /// # Safety
-    /// As `exit`.
-    unsafe fn forget(p: *const ()) {
-        // SAFETY: per the contract.
-        drop(unsafe { PoolRef::from_raw(p.cast()) });
-    }
-    /// # Safety
-    /// As `alive`, and the calling thread owns `heap` (the hook is its).
-    unsafe fn flush(p: *const (), heap: *const Heap) {
-        // SAFETY: per the contract; given back without dropping it.
-        let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
-        // Held across the flush: the heap lives in the pool's registry.
-        #[cfg(not(loom))]
-        let held = pool.upgrade();
-        #[cfg(loom)]
-        let held = Some(&*pool);
-        if held.is_some() {
-            // SAFETY: the hook's heap is this thread's until it exits, and
-            // the pool (held) keeps it.
-            unsafe { home::flush_magazine(&*heap) };
-        }
-    }
-    thread::Hook {
-        pool: PoolRef::into_raw(pool).cast(),
-        heap,
-        alive,
-        exit,
-        forget,
-        flush,
-    }
 }
 
 impl SlabSource for Shared {
