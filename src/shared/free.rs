@@ -73,13 +73,15 @@ impl Shared {
     /// # Safety
     /// As [`Shared::after_local_free`].
     #[inline(never)]
-    unsafe fn free_own_held(heap: &Heap, slab: *mut Slab, idx: usize, mark: u16) {
+    unsafe fn free_own_held(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
         unsafe {
-            match heap.hold_with_room(slab, idx, mark, true) {
+            match (*heap).hold_with_room(slab, idx, mark, true) {
                 Held::Yes => {}
                 Held::DoubleFree => Self::refuse_double_free(slab),
-                Held::Full => Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)),
+                Held::Full => {
+                    Self::after_local_free(heap, slab, (*heap).free_local(slab, idx, mark))
+                }
                 Held::Closed => Self::free_local_after_close(heap, slab, idx, mark),
             }
         }
@@ -92,21 +94,25 @@ impl Shared {
     /// As [`Shared::after_local_free`].
     #[cold]
     #[inline(never)]
-    unsafe fn free_local_after_close(heap: &Heap, slab: *mut Slab, idx: usize, mark: u16) {
+    unsafe fn free_local_after_close(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
         unsafe {
-            let freed = heap.drain_after_close(slab, heap.free_local(slab, idx, mark));
+            let freed = (*heap).free_local(slab, idx, mark);
+            let freed = (*heap).drain_after_close(slab, freed);
             Self::after_local_free(heap, slab, freed)
         }
     }
 
-    /// What an owner's free into its own slab leaves to do.
+    /// What an owner's free into its own slab leaves to do. `heap` is a
+    /// pointer, not a reference, here and below: the upkeep may drop the
+    /// pool's last reference, and with it the heap, and a reference
+    /// argument would be live across that.
     ///
     /// # Safety
     /// As [`Shared::free_block`]; this thread owns `heap`, whose slab
     /// `slab` is.
     #[inline(always)]
-    pub(super) unsafe fn after_local_free(heap: &Heap, slab: *mut Slab, freed: LocalFree) {
+    pub(super) unsafe fn after_local_free(heap: *const Heap, slab: *mut Slab, freed: LocalFree) {
         match freed {
             LocalFree::Done => {}
             // SAFETY: per the contract.
@@ -207,7 +213,7 @@ impl Shared {
     /// # Safety
     /// As [`Shared::free_block`], and this thread owns `heap`.
     #[cold]
-    unsafe fn upkeep(heap: &Heap, slab: *mut Slab, list: ListState, used: usize) {
+    unsafe fn upkeep(heap: *const Heap, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the slab (still counted) keeps the pool alive.
         let pool = unsafe { Self::pool_of(slab) };
         // SAFETY: as above.
@@ -218,13 +224,14 @@ impl Shared {
             // handle goes between this check and the release, the release is
             // still the final action of `after_free`; nothing is read after.)
             // SAFETY: this thread owns `heap`; the slab is its.
-            unsafe { heap.after_free(sh, slab, list, used) };
+            unsafe { (*heap).after_free(sh, slab, list, used) };
             return;
         }
         // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
-        // SAFETY: this thread owns `heap`; the slab is its.
-        unsafe { heap.after_free(&*keep.0, slab, list, used) };
+        // SAFETY: this thread owns `heap`; the slab is its. The reference
+        // made for the call ends with it, before the drop.
+        unsafe { (*heap).after_free(&*keep.0, slab, list, used) };
         drop(keep);
     }
 
