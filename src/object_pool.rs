@@ -26,7 +26,7 @@ use crate::error::{AllocError, ConfigError};
 use crate::objects::Objects;
 use crate::os::Budget;
 use crate::pool::{free_slot, Layout};
-use crate::shared::Shared;
+use crate::shared::{Handle, Shared};
 use crate::slab::{Shape, Slab, CONSTRUCTED};
 use crate::stats::Stats;
 use crate::sync::Arc;
@@ -112,7 +112,7 @@ struct Hooks<T> {
 /// - `T`'s destructor may run inside the pool's slow paths: it must not use
 ///   the same pool.
 pub struct ObjectPool<T: Send + 'static> {
-    shared: Arc<Shared>,
+    shared: Handle,
     init: InitRef<T>,
     _t: PhantomData<fn(T) -> T>,
 }
@@ -125,18 +125,11 @@ unsafe impl<T: Send + 'static> Sync for ObjectPool<T> {}
 
 impl<T: Send + 'static> Clone for ObjectPool<T> {
     fn clone(&self) -> Self {
-        self.shared.add_handle();
         Self {
             shared: self.shared.clone(),
             init: self.init.clone(),
             _t: PhantomData,
         }
-    }
-}
-
-impl<T: Send + 'static> Drop for ObjectPool<T> {
-    fn drop(&mut self) {
-        self.shared.drop_handle();
     }
 }
 
@@ -289,7 +282,11 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         let objects = Objects::new(drop_obj::<T>, hooks);
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(ObjectPool {
-            shared: Shared::build(self.knobs.config(geometry), budget, Some(objects)),
+            shared: Handle::new(Shared::build(
+                self.knobs.config(geometry),
+                budget,
+                Some(objects),
+            )),
             init: self.init,
             _t: PhantomData,
         })

@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::os::Budget;
-use crate::shared::Shared;
+use crate::shared::{Handle, Shared};
 use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
 use crate::stats::Stats;
 use crate::sync::{unmodelled, Arc};
@@ -70,7 +70,7 @@ impl<T> Layout<T> {
 /// assert_eq!(other.stats().live_blocks, 0);
 /// ```
 pub struct Pool<T> {
-    shared: Arc<Shared>,
+    shared: Handle,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -87,17 +87,10 @@ unsafe impl Sync for Shared {}
 
 impl<T> Clone for Pool<T> {
     fn clone(&self) -> Self {
-        self.shared.add_handle();
         Self {
             shared: self.shared.clone(),
             _t: PhantomData,
         }
-    }
-}
-
-impl<T> Drop for Pool<T> {
-    fn drop(&mut self) {
-        self.shared.drop_handle();
     }
 }
 
@@ -242,7 +235,7 @@ impl<T> Builder<T> {
         let max_bytes = self.knobs.check(geometry.region)?;
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(Pool {
-            shared: Shared::build(self.knobs.config(geometry), budget, None),
+            shared: Handle::new(Shared::build(self.knobs.config(geometry), budget, None)),
             _t: PhantomData,
         })
     }

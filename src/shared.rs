@@ -145,23 +145,6 @@ impl Shared {
         self.this.load(Ordering::Relaxed)
     }
 
-    /// Allocates one block: the fast path inline, the rest out of line.
-    /// `shape` is the pool's (a constant of its type).
-    #[inline(always)]
-    pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
-        match self.alloc_fast(shape) {
-            Some(p) => Ok(p),
-            None => self.alloc_slow(),
-        }
-    }
-
-    /// The owner fast path: this thread's heap from its context's table,
-    /// the heap's current slab.
-    #[inline(always)]
-    fn alloc_fast(&self, shape: Shape) -> Option<Popped> {
-        alloc_owned(self.at, self.id, shape)
-    }
-
     /// This pool's thread-context entry and id (see [`alloc_owned`]).
     pub(crate) fn context_key(&self) -> (EntryAt, u64) {
         (self.at, self.id)
@@ -467,6 +450,58 @@ impl Shared {
             o.add_counts(&mut s);
         }
         s
+    }
+}
+
+/// One user handle of a pool core (what `Pool` and `ObjectPool` hold): the
+/// core, and its thread-context key kept beside it, so the fast path reads
+/// the key from the handle instead of loading the core first. Clones count
+/// as handles; the last one dropped closes the core.
+pub(crate) struct Handle {
+    core: Arc<Shared>,
+    at: EntryAt,
+    id: u64,
+}
+
+impl Handle {
+    pub(crate) fn new(core: Arc<Shared>) -> Self {
+        let (at, id) = core.context_key();
+        Self { core, at, id }
+    }
+
+    /// Allocates one block of `shape` (the core's): the fast path inline,
+    /// the rest out of line.
+    #[inline(always)]
+    pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
+        match alloc_owned(self.at, self.id, shape) {
+            Some(p) => Ok(p),
+            None => self.core.alloc_slow(),
+        }
+    }
+}
+
+impl core::ops::Deref for Handle {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.core
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        self.core.add_handle();
+        Self {
+            core: self.core.clone(),
+            at: self.at,
+            id: self.id,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.drop_handle();
     }
 }
 

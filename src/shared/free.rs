@@ -6,7 +6,6 @@
 
 use crate::batch::Batches;
 use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
-use crate::magazine::Room;
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
 use crate::thread;
@@ -51,40 +50,15 @@ impl Shared {
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
-            match heap.mag.room() {
+            if heap.mag.is_closed() {
                 // SAFETY: this thread owns the heap and the slab is its.
-                Room::Yes => return unsafe { Self::free_own_held(heap, slab, idx, mark) },
-                Room::Closed => {
-                    // SAFETY: as above.
-                    return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
-                }
-                Room::Full => {}
+                return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
             }
             // SAFETY: this thread owns the heap and the slab is its.
             return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
         }
         // SAFETY: as above.
         unsafe { Self::free_foreign(slab, idx, mark) }
-    }
-
-    /// An owner's free into its magazine, which had room (out of line, so
-    /// that the path of a free without one stays as short as it was).
-    ///
-    /// # Safety
-    /// As [`Shared::after_local_free`].
-    #[inline(never)]
-    unsafe fn free_own_held(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        unsafe {
-            match (*heap).hold_with_room(slab, idx, mark, true) {
-                Held::Yes => {}
-                Held::DoubleFree => Self::refuse_double_free(slab),
-                Held::Full => {
-                    Self::after_local_free(heap, slab, (*heap).free_local(slab, idx, mark))
-                }
-                Held::Closed => Self::free_local_after_close(heap, slab, idx, mark),
-            }
-        }
     }
 
     /// An owner's free once the pool has closed: as without a magazine, and
@@ -138,7 +112,7 @@ impl Shared {
         if let Some(mine) = thread::owned_heap(sh.at, sh.id) {
             // SAFETY: an entry with this pool's id holds a heap this thread
             // owns, of this (live: the slab holds it) pool.
-            match unsafe { (*mine).hold(slab, idx, mark, false) } {
+            match unsafe { (*mine).hold(slab, idx, mark) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
                 Held::Full | Held::Closed => {}
