@@ -22,9 +22,10 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
+use crate::meta;
 use crate::slab_alloc::SlabAlloc;
 use crate::stats::Stats;
-use crate::sync::{meta, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
 /// homeslab as the global allocator: a unit struct over one process-wide
 /// [`SlabAlloc`] core, built on first use.
@@ -127,7 +128,7 @@ mod fork {
         }
         f(thread::ids_lock());
         #[cfg(not(miri))]
-        f(&crate::sync::meta::META_LOCK);
+        f(&crate::meta::META_LOCK);
     }
 
     extern "C" fn prepare() {

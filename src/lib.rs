@@ -44,6 +44,7 @@ mod config;
 mod heap;
 mod large;
 mod magazine;
+mod meta;
 mod object_pool;
 mod objects;
 mod os;
@@ -54,6 +55,7 @@ mod remote;
 mod shared;
 mod slab;
 mod slab_alloc;
+mod source;
 mod thread;
 
 mod error;

@@ -23,13 +23,13 @@ use core::ptr::NonNull;
 
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
+use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::os::Budget;
 use crate::pool::{free_slot, Layout};
 use crate::shared::{Handle, Shared};
 use crate::slab::{Shape, Slab, CONSTRUCTED};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::Arc;
 
 /// The constructor, shared by the handles (a plain `Arc`: immutable, so
 /// loom need not model it, and loom's `Arc` cannot hold a `dyn`).

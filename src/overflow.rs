@@ -22,8 +22,9 @@
 
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::meta::{mvec, MVec};
 use crate::slab::Popped;
-use crate::sync::{bump, mvec, AtomicU64, MVec, Mutex, MutexGuard, Ordering};
+use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
 struct TierState {

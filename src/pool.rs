@@ -8,11 +8,12 @@ use core::ptr::NonNull;
 
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
-use crate::os::Budget;
+use crate::meta::Arc;
 use crate::shared::{Handle, Shared};
 use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::{unmodelled, Arc};
+use crate::sync::unmodelled;
 
 /// Geometry and limits of `T`, known at compile time.
 pub(crate) struct Layout<T>(PhantomData<T>);

@@ -13,15 +13,14 @@ use core::ptr::NonNull;
 use crate::config::Config;
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER};
+use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::os::{Budget, PageSource};
 use crate::overflow::ExtendableSlab;
 use crate::registry::Registry;
 use crate::slab::{Mode, Popped, Shape, Slab};
+use crate::source::{Budget, PageSource};
 use crate::stats::Stats;
-use crate::sync::{
-    bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
-};
+use crate::sync::{bump, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::thread::{self, EntryAt};
 
 mod free;

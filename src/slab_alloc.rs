@@ -18,11 +18,12 @@ use crate::class::{self, Divisor, CLASSES, MAX_CLASS};
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
-use crate::os::Budget;
+use crate::meta::Arc;
 use crate::shared::{alloc_owned, Shared};
 use crate::slab::{Shape, Slab, FRESH};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::thread::EntryAt;
 
 #[cfg(not(loom))]

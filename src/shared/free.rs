@@ -6,8 +6,9 @@
 
 use crate::batch::Batches;
 use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
-use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
+use crate::sync::{bump, fence, thread_local_facade, Ordering};
 use crate::thread;
 
 use super::Shared;

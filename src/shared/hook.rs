@@ -4,7 +4,7 @@
 
 use crate::heap::Heap;
 #[cfg(loom)]
-use crate::sync::Arc;
+use crate::meta::Arc;
 use crate::thread;
 
 use super::{home, Shared};
@@ -13,7 +13,7 @@ use super::{home, Shared};
 /// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
 /// the model, so a strong reference is fine there.)
 #[cfg(not(loom))]
-pub(super) type PoolRef = crate::sync::Weak<Shared>;
+pub(super) type PoolRef = crate::meta::Weak<Shared>;
 #[cfg(loom)]
 pub(super) type PoolRef = Arc<Shared>;
 
