@@ -50,9 +50,9 @@ mod objects;
 mod os;
 mod overflow;
 mod pool;
+mod pool_core;
 mod registry;
 mod remote;
-mod shared;
 mod slab;
 mod slab_alloc;
 mod source;
@@ -96,7 +96,7 @@ pub use allocator_api2;
 /// closures return, possibly before: call this at the end of a scoped thread
 /// whose remote frees must be home when the scope ends.
 pub fn flush_remote_frees() {
-    shared::flush_thread();
+    pool_core::flush_thread();
 }
 
 /// The README's examples, run as doctests.

@@ -26,7 +26,7 @@ use crate::error::{AllocError, ConfigError};
 use crate::meta::Arc;
 use crate::objects::Objects;
 use crate::pool::{free_slot, Layout};
-use crate::shared::{Handle, Shared};
+use crate::pool_core::{Handle, PoolCore};
 use crate::slab::{Shape, Slab, CONSTRUCTED};
 use crate::source::Budget;
 use crate::stats::Stats;
@@ -282,7 +282,7 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         let objects = Objects::new(drop_obj::<T>, hooks);
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(ObjectPool {
-            shared: Handle::new(Shared::build(
+            shared: Handle::new(PoolCore::build(
                 self.knobs.config(geometry),
                 budget,
                 Some(objects),
@@ -325,7 +325,7 @@ impl<T: Send + 'static> Pooled<T> {
         let slab = Slab::of(ptr.as_ptr() as usize, Layout::<T>::GEOMETRY.region);
         // SAFETY: the block lies in a live slab of an object pool of `T`,
         // which keeps its core alive; such a core has object state.
-        match unsafe { Shared::of_live_slab(slab) }.objects() {
+        match unsafe { PoolCore::of_live_slab(slab) }.objects() {
             Some(o) => o,
             None => unreachable!("a pooled object outside an object pool"),
         }

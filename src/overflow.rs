@@ -1,4 +1,4 @@
-//! The shared overflow tier: [`ExtendableSlab`], a heap whose owner is
+//! The shared overflow tier: [`OverflowTier`], a heap whose owner is
 //! whoever holds its mutex.
 //!
 //! It serves threads past `max_thread_heaps`, heaps past `max_thread_slabs`,
@@ -37,7 +37,7 @@ struct TierState {
 unsafe impl Send for TierState {}
 
 /// The mutex-guarded, growable shared tier.
-pub(crate) struct ExtendableSlab {
+pub(crate) struct OverflowTier {
     heap: Heap,
     lock: Mutex<TierState>,
     /// Allocations served (written under the lock).
@@ -48,11 +48,11 @@ pub(crate) struct ExtendableSlab {
 
 /// Proof that the tier lock is held.
 pub(crate) struct TierGuard<'a> {
-    tier: &'a ExtendableSlab,
+    tier: &'a OverflowTier,
     state: MutexGuard<'a, TierState>,
 }
 
-impl ExtendableSlab {
+impl OverflowTier {
     pub(crate) fn new() -> Self {
         Self {
             heap: Heap::with_owner(TIER_OWNER),

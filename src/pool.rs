@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::meta::Arc;
-use crate::shared::{Handle, Shared};
+use crate::pool_core::{Handle, PoolCore};
 use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
 use crate::source::Budget;
 use crate::stats::Stats;
@@ -80,11 +80,11 @@ pub struct Pool<T> {
 unsafe impl<T: Send> Send for Pool<T> {}
 // SAFETY: as above; `&Pool<T>` allows allocation from any thread.
 unsafe impl<T: Send> Sync for Pool<T> {}
-// SAFETY: `Shared` guards its owner-only state by the ownership protocol
+// SAFETY: `PoolCore` guards its owner-only state by the ownership protocol
 // (docs/ARCHITECTURE.md); everything else in it is atomic or locked.
-unsafe impl Send for Shared {}
+unsafe impl Send for PoolCore {}
 // SAFETY: as above.
-unsafe impl Sync for Shared {}
+unsafe impl Sync for PoolCore {}
 
 impl<T> Clone for Pool<T> {
     fn clone(&self) -> Self {
@@ -236,7 +236,7 @@ impl<T> Builder<T> {
         let max_bytes = self.knobs.check(geometry.region)?;
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(Pool {
-            shared: Handle::new(Shared::build(self.knobs.config(geometry), budget, None)),
+            shared: Handle::new(PoolCore::build(self.knobs.config(geometry), budget, None)),
             _t: PhantomData,
         })
     }
@@ -309,7 +309,7 @@ impl<T> PoolBox<T> {
             // region header is readable.
             let s = unsafe { &*slab };
             s.header_ok(Layout::<T>::SHAPE)
-                && core::ptr::eq(s.pool.cast::<Shared>(), sh)
+                && core::ptr::eq(s.pool.cast::<PoolCore>(), sh)
                 && s.is_allocated(addr, Layout::<T>::SHAPE)
         };
         if ok {
@@ -348,7 +348,7 @@ unsafe fn free<T>(ptr: NonNull<T>) {
 
 /// Frees a block of a pool of `T` whose slabs have `shape` (`T`'s, or with
 /// the caching mark for an object pool); `mark` as in
-/// [`Shared::free_block`] (the slot keeps a constructed `T`, or holds none).
+/// [`PoolCore::free_block`] (the slot keeps a constructed `T`, or holds none).
 ///
 /// # Safety
 /// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
@@ -369,10 +369,10 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
     }
     let Some(idx) = s.slot_index(addr, shape) else {
         // SAFETY: the header is a live slab, which keeps its pool alive.
-        return unsafe { Shared::refuse_foreign(slab) };
+        return unsafe { PoolCore::refuse_foreign(slab) };
     };
     // SAFETY: as above; `idx` is a slot of `slab`.
-    unsafe { Shared::free_block(slab, idx, mark) };
+    unsafe { PoolCore::free_block(slab, idx, mark) };
 }
 
 impl<T> Drop for PoolBox<T> {

@@ -19,7 +19,7 @@ use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
 use crate::meta::Arc;
-use crate::shared::{alloc_owned, Shared};
+use crate::pool_core::{alloc_owned, PoolCore};
 use crate::slab::{Shape, Slab, FRESH};
 use crate::source::Budget;
 use crate::stats::Stats;
@@ -86,7 +86,7 @@ struct Class {
     tag: usize,
     div: Divisor,
     /// The core (owned by `Inner::cores`).
-    core: *const Shared,
+    core: *const PoolCore,
 }
 
 const _: () = assert!(core::mem::size_of::<Class>() == 64);
@@ -105,7 +105,7 @@ impl Class {
 
 struct Inner {
     classes: [Class; CLASSES],
-    cores: [Arc<Shared>; CLASSES],
+    cores: [Arc<PoolCore>; CLASSES],
     large: Large,
     budget: Arc<Budget>,
     /// Class frees refused before reaching a core (no header of this class).
@@ -251,16 +251,16 @@ impl SlabAlloc {
         let slab = Slab::of_masked(addr, d.mask);
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
-        if !s.header_ok_tag(d.tag) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
+        if !s.header_ok_tag(d.tag) || !core::ptr::eq(s.pool.cast::<PoolCore>(), d.core) {
             return self.refuse();
         }
         let div = d.div;
         let Some(idx) = s.slot_index_with(addr, d.shape(), |off| div.div(off)) else {
             // SAFETY: the header is a live slab of this class's core.
-            return unsafe { Shared::refuse_foreign(slab) };
+            return unsafe { PoolCore::refuse_foreign(slab) };
         };
         // SAFETY: as above; `idx` is a slot of `slab`.
-        unsafe { Shared::free_block(slab, idx, 0) };
+        unsafe { PoolCore::free_block(slab, idx, 0) };
     }
 
     /// Class `c`'s descriptor; `c` came from [`class::class_of`].
@@ -477,8 +477,8 @@ impl SlabAllocBuilder {
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes));
-        let cores: [Arc<Shared>; CLASSES] = core::array::from_fn(|c| {
-            Shared::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
+        let cores: [Arc<PoolCore>; CLASSES] = core::array::from_fn(|c| {
+            PoolCore::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
         });
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);

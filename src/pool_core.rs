@@ -2,7 +2,7 @@
 //! routing: owner heap first, the overflow tier when no heap may serve (the
 //! free routing is in [`free`]).
 //!
-//! Lifetime: `Shared` sits in an `Arc`. Each `Pool` handle holds a strong
+//! Lifetime: `PoolCore` sits in an `Arc`. Each `Pool` handle holds a strong
 //! reference and so does every slab in use, so a block keeps its pool alive
 //! without touching any counter per allocation. When the last handle goes the
 //! pool *closes*: empty slabs are released as they are found, and the `Arc`
@@ -15,7 +15,7 @@ use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER};
 use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::overflow::ExtendableSlab;
+use crate::overflow::OverflowTier;
 use crate::registry::Registry;
 use crate::slab::{Mode, Popped, Shape, Slab};
 use crate::source::{Budget, PageSource};
@@ -40,7 +40,7 @@ fn next_serial() -> u64 {
 /// do not share a cache line (or the adjacent-line prefetch pair) with the
 /// fields every allocation reads, such as `id`.
 #[repr(align(128))]
-pub(crate) struct Shared {
+pub(crate) struct PoolCore {
     pub(crate) config: Config,
     /// Process-unique id, never reused: what a thread context's entry
     /// must match.
@@ -54,9 +54,9 @@ pub(crate) struct Shared {
     seed: u64,
     source: PageSource,
     registry: Registry,
-    tier: ExtendableSlab,
+    tier: OverflowTier,
     live_heaps: AtomicUsize,
-    /// When the magazines were last swept ([`Shared::sweep_if_due`]).
+    /// When the magazines were last swept ([`PoolCore::sweep_if_due`]).
     last_sweep: AtomicU64,
     /// Held by the thread stealing this pool's magazines.
     sweeping: Mutex<()>,
@@ -68,13 +68,13 @@ pub(crate) struct Shared {
     /// Remote frees by threads that could not count them in a heap of their
     /// own (in teardown).
     stray_frees: AtomicU64,
-    /// `Arc::as_ptr` of the `Arc` this lives in (see [`Shared::set_this`]).
-    this: AtomicPtr<Shared>,
+    /// `Arc::as_ptr` of the `Arc` this lives in (see [`PoolCore::set_this`]).
+    this: AtomicPtr<PoolCore>,
     /// Constructed-object caching (an object pool's core only).
     objects: Option<Objects>,
 }
 
-impl Shared {
+impl PoolCore {
     /// A pool core charging `budget` (its own, or one shared by the classes
     /// of an allocator) for what it maps.
     fn new(config: Config, budget: Arc<Budget>, objects: Option<Objects>) -> Self {
@@ -101,7 +101,7 @@ impl Shared {
             seed,
             source,
             registry: Registry::new(),
-            tier: ExtendableSlab::new(),
+            tier: OverflowTier::new(),
             live_heaps: AtomicUsize::new(0),
             last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
             sweeping: Mutex::new(()),
@@ -122,25 +122,25 @@ impl Shared {
         config: Config,
         budget: Arc<Budget>,
         objects: Option<Objects>,
-    ) -> Arc<Shared> {
-        let shared = Arc::new(Shared::new(config, budget, objects));
-        Shared::set_this(&shared);
+    ) -> Arc<PoolCore> {
+        let shared = Arc::new(PoolCore::new(config, budget, objects));
+        PoolCore::set_this(&shared);
         shared
     }
 
     /// Records the `Arc` that `shared` lives in; called once, right after
     /// `Arc::new`, before the pool is shared. `Arc::increment_strong_count`
     /// and `Arc::from_raw` need a pointer whose provenance covers the `Arc`'s
-    /// counts: one made from `&self` covers only `Shared`, which Miri reports
+    /// counts: one made from `&self` covers only `PoolCore`, which Miri reports
     /// as undefined behaviour (Stacked Borrows).
-    fn set_this(shared: &Arc<Shared>) {
+    fn set_this(shared: &Arc<PoolCore>) {
         shared
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
     }
 
-    /// This pool, as the pointer `Arc::as_ptr` gave (see [`Shared::set_this`]).
-    fn as_ptr(&self) -> *const Shared {
+    /// This pool, as the pointer `Arc::as_ptr` gave (see [`PoolCore::set_this`]).
+    fn as_ptr(&self) -> *const PoolCore {
         self.this.load(Ordering::Relaxed)
     }
 
@@ -457,13 +457,13 @@ impl Shared {
 /// the key from the handle instead of loading the core first. Clones count
 /// as handles; the last one dropped closes the core.
 pub(crate) struct Handle {
-    core: Arc<Shared>,
+    core: Arc<PoolCore>,
     at: EntryAt,
     id: u64,
 }
 
 impl Handle {
-    pub(crate) fn new(core: Arc<Shared>) -> Self {
+    pub(crate) fn new(core: Arc<PoolCore>) -> Self {
         let (at, id) = core.context_key();
         Self { core, at, id }
     }
@@ -480,9 +480,9 @@ impl Handle {
 }
 
 impl core::ops::Deref for Handle {
-    type Target = Shared;
+    type Target = PoolCore;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &PoolCore {
         &self.core
     }
 }
@@ -505,10 +505,10 @@ impl Drop for Handle {
 }
 
 /// The owner fast path of the pool with thread-context entry `at` and `id`
-/// (its [`Shared::context_key`]) and slab `shape`: this thread's heap from
+/// (its [`PoolCore::context_key`]) and slab `shape`: this thread's heap from
 /// its context's table, a pop from the heap's current slab. Also says what
 /// the slot held ([`Slab::pop_fresh`]).
-/// `None`: take [`Shared::alloc_slow`].
+/// `None`: take [`PoolCore::alloc_slow`].
 #[inline(always)]
 pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> {
     let heap = thread::owned_heap(at, id)?;
@@ -538,7 +538,7 @@ pub(crate) fn flush_thread() {
     flush_batches();
 }
 
-impl SlabSource for Shared {
+impl SlabSource for PoolCore {
     #[inline(always)]
     fn shape(&self) -> Shape {
         self.shape

@@ -7,15 +7,15 @@ use crate::heap::Heap;
 use crate::meta::Arc;
 use crate::thread;
 
-use super::{home, Shared};
+use super::{home, PoolCore};
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
 /// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
 /// the model, so a strong reference is fine there.)
 #[cfg(not(loom))]
-pub(super) type PoolRef = crate::meta::Weak<Shared>;
+pub(super) type PoolRef = crate::meta::Weak<PoolCore>;
 #[cfg(loom)]
-pub(super) type PoolRef = Arc<Shared>;
+pub(super) type PoolRef = Arc<PoolCore>;
 
 /// The exit hook handing `heap` back to `pool`: a plain record (see
 /// [`thread::Hook`]), the reference type-erased.
