@@ -280,6 +280,7 @@ pub(crate) mod unmodelled {
 
     /// A cell for state guarded by a lock loom never sees (the meta
     /// allocator's, which loom and Miri replace with `std::alloc`).
+    #[cfg(not(any(loom, miri)))]
     pub(crate) use core::cell::UnsafeCell as StdUnsafeCell;
     /// Atomics for process-wide tables loom need not model (the page map).
     pub(crate) use std::sync::atomic::{AtomicPtr as StdAtomicPtr, AtomicU8 as StdAtomicU8};
