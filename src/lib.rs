@@ -67,8 +67,8 @@ mod stats;
 pub use error::{AllocError, ConfigError};
 #[cfg(not(loom))]
 pub use global::Global;
-pub use object_pool::{ObjectPool, ObjectPoolBuilder, Pooled};
-pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
+pub use object_pool::{ObjectBox, ObjectPool, ObjectPoolBuilder};
+pub use pool::{ForeignPointer, Pool, PoolBox, PoolBuilder};
 pub use slab_alloc::{SlabAlloc, SlabAllocBuilder};
 pub use stats::Stats;
 
@@ -80,7 +80,7 @@ pub use allocator_api2;
 /// Sends home the freed blocks this thread still holds — its magazines and
 /// its remote-free batches — for every pool.
 ///
-/// A thread keeps up to [`Builder::magazine`] blocks it freed per pool for
+/// A thread keeps up to [`PoolBuilder::magazine`] blocks it freed per pool for
 /// its next allocations; they count as freed in [`Pool::stats`]
 /// (`held_blocks`) but pin their slabs until reused or flushed.
 /// A free on a thread that does not own the block's slab is gathered with

@@ -1,4 +1,4 @@
-//! The typed surface: [`Pool<T>`], its [`Builder`], and [`PoolBox<T>`].
+//! The typed surface: [`Pool<T>`], its [`PoolBuilder`], and [`PoolBox<T>`].
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -123,8 +123,8 @@ impl<T> Pool<T> {
     }
 
     /// A builder to configure and validate a pool.
-    pub fn builder() -> Builder<T> {
-        Builder::new()
+    pub fn builder() -> PoolBuilder<T> {
+        PoolBuilder::new()
     }
 
     /// Moves `value` into a block of the pool.
@@ -201,19 +201,19 @@ impl<T> Pool<T> {
 /// Validated pool configuration. Every setting has a default; `build`
 /// checks them all.
 #[derive(Debug, Clone)]
-pub struct Builder<T> {
+pub struct PoolBuilder<T> {
     knobs: Knobs,
     slab_capacity: Option<usize>,
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Default for Builder<T> {
+impl<T> Default for PoolBuilder<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> Builder<T> {
+impl<T> PoolBuilder<T> {
     fn new() -> Self {
         Self {
             knobs: Knobs::new(),

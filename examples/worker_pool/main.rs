@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use homeslab::allocator_api2::alloc::{Allocator, Global};
 use homeslab::allocator_api2::vec::Vec as AVec;
-use homeslab::{ObjectPool, Pooled, SlabAlloc, Stats};
+use homeslab::{ObjectBox, ObjectPool, SlabAlloc, Stats};
 
 use args::{parse_args, USAGE};
 use common::harness::Rng;
@@ -227,7 +227,7 @@ struct OnHomeslab;
 impl Alloc for OnHomeslab {
     type Pool<T: Stamped> = Homeslab<T>;
     type Buffers = ObjectPool<Vec<u8>>;
-    type Buf = Pooled<Vec<u8>>;
+    type Buf = ObjectBox<Vec<u8>>;
     type Heap = SlabAlloc;
     const VIA: [&'static str; 4] = ["Pool", "ObjectPool<Vec<u8>>", "Pool", "SlabAlloc"];
 
@@ -244,7 +244,7 @@ impl Alloc for OnHomeslab {
     }
 
     #[inline(always)]
-    fn get(b: &ObjectPool<Vec<u8>>) -> Pooled<Vec<u8>> {
+    fn get(b: &ObjectPool<Vec<u8>>) -> ObjectBox<Vec<u8>> {
         match b.get() {
             Ok(v) => v,
             Err(e) => panic!("homeslab object pool get failed: {e}"),
