@@ -28,6 +28,42 @@
 //! runs that under callgrind to count instructions per alloc+free pair.
 //!
 //! Same workloads, subjects and timing harness as `benches/alloc.rs`.
+//!
+//! ## A program's shape (issue #23)
+//!
+//! The groups above give every worker a plain reference to the subject,
+//! free a `local` batch in allocation order and never read a block. A
+//! program is more likely to share its `Pool` through an `Arc` (each worker
+//! holding a clone), to read a block before it drops it, and to free a
+//! batch last-allocated first. `benches/common/shapes.rs` has those three
+//! as switches of a `Shape`:
+//!
+//! - `user_local_t1`, `user_local_t2`, `user_xthread_1p1c`,
+//!   `user_larson_t1`, `user_larson_t2`, `user_larson_t4`: the groups of
+//!   the same names in `--shape`'s shape, by default `user` (all three on;
+//!   `larson` frees at random, so `reverse` does not apply to it);
+//!   `--shape bench` turns them off, `--shape read+reverse` (any of `arc`,
+//!   `read`, `reverse` joined by `+`) picks some;
+//! - `shapes_local_t1`, `shapes_larson_t1`: every subject in every shape
+//!   (8 for `local`, 4 for `larson`), all interleaved, then a table of each
+//!   factor alone: homeslab ÷ subject without and with it, from the bench
+//!   shape and into the user shape, and each one's own with ÷ without.
+//!
+//! A user builds with LTO; `[profile.release-lto]` in Cargo.toml is such a
+//! build (thin LTO, one codegen unit, debug info). Commands:
+//!
+//! ```text
+//! cargo bench --bench interleaved -- --groups user_local_t1,user_local_t2,user_xthread_1p1c,user_larson_t1,user_larson_t2,user_larson_t4
+//! cargo bench --profile release-lto --bench interleaved -- --groups user_local_t1 --rounds 15
+//! cargo bench --profile release-lto --bench interleaved -- \
+//!     --groups shapes_local_t1,shapes_larson_t1 --subjects homeslab,mimalloc --rounds 15
+//! python3 benches/instructions.py --profile release-lto --groups user_local_t1,user_larson_t1 \
+//!     --subjects homeslab,mimalloc,jemalloc
+//! ```
+//!
+//! The profile's binary is `target/release-lto/deps/interleaved-*`; to
+//! A/B the build itself, run the same group from both binaries in turn and
+//! compare their homeslab ÷ mimalloc columns (a ratio within each run).
 
 #[allow(dead_code)]
 mod common;
