@@ -483,6 +483,18 @@ impl Slab {
     /// (which includes every handed-out word: those are no links).
     #[inline(always)]
     fn decode(&self, idx: usize, raw: u16, bump: usize, caching: bool) -> Option<usize> {
+        let next = self.decode_bounded(idx, raw, bump, caching)?;
+        if !self.hardened || next == 0 {
+            return Some(next);
+        }
+        (!handed_out(self.read_link(next - 1))).then_some(next)
+    }
+
+    /// [`Slab::decode`] without looking at the slot the link names: only
+    /// that it lies below the frontier (hardened) or inside the slab. For
+    /// the pop, which checks the named slot's word when it pops it.
+    #[inline(always)]
+    fn decode_bounded(&self, idx: usize, raw: u16, bump: usize, caching: bool) -> Option<usize> {
         // The constructed mark is no part of the link (a handed-out word
         // keeps its top bit); only caching slabs set it.
         let raw = if caching { raw & !CONSTRUCTED } else { raw };
@@ -493,11 +505,7 @@ impl Slab {
         // A handed-out word keeps its top bit through the XOR (key and index
         // are below it) and lands past the frontier.
         let next = raw as usize ^ self.key as usize ^ idx;
-        if next == 0 {
-            return Some(0);
-        }
-        let i = next - 1;
-        (i < bump && !handed_out(self.read_link(i))).then_some(next)
+        (next <= bump).then_some(next)
     }
 
     /// Owner: hands out a slot from the local freelist or the bump frontier.
@@ -526,33 +534,44 @@ impl Slab {
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
-                let info;
-                let idx = if l.free != 0 {
+                let listed = if l.free != 0 {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
-                    info = raw & CONSTRUCTED;
-                    // Marked before its link is checked: a (corrupt) link
-                    // naming this very slot then reads as handed out.
-                    self.word(idx).store(ALLOCATED, Ordering::Relaxed);
-                    match self.decode(idx, raw, l.bump, shape.caching) {
-                        Some(next) => l.free = next,
-                        None => {
-                            bump(corruption, 1);
-                            l.free = 0;
+                    if self.hardened && handed_out(raw) {
+                        // The link that named this slot was corrupt: it is
+                        // handed out. Drop the rest of the list.
+                        bump(corruption, 1);
+                        l.free = 0;
+                        None
+                    } else {
+                        // Marked before its link is decoded: a (corrupt)
+                        // link naming this very slot reads as handed out
+                        // when the next pop reaches it.
+                        self.word(idx).store(ALLOCATED, Ordering::Relaxed);
+                        match self.decode_bounded(idx, raw, l.bump, shape.caching) {
+                            Some(next) => l.free = next,
+                            None => {
+                                bump(corruption, 1);
+                                l.free = 0;
+                            }
                         }
+                        Some((idx, raw & CONSTRUCTED))
                     }
-                    idx
-                } else if l.bump < self.capacity as usize {
-                    if shape.caching && self.remote.pending() {
-                        // Drain first: those slots keep their objects.
-                        return None;
-                    }
-                    info = if self.zeroed { FRESH } else { 0 };
-                    l.bump += 1;
-                    self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
-                    l.bump - 1
                 } else {
-                    return None;
+                    None
+                };
+                let (idx, info) = match listed {
+                    Some(got) => got,
+                    None if l.bump < self.capacity as usize => {
+                        if shape.caching && self.remote.pending() {
+                            // Drain first: those slots keep their objects.
+                            return None;
+                        }
+                        l.bump += 1;
+                        self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
+                        (l.bump - 1, if self.zeroed { FRESH } else { 0 })
+                    }
+                    None => return None,
                 };
                 l.count = l.count.wrapping_add(1);
                 let slots = self.region().add(shape.slots_off as usize);
