@@ -7,7 +7,7 @@
 //! `NO_OWNER → TIER_OWNER → NO_OWNER`, under its lock) so their free slots
 //! serve other threads before anything new is mapped.
 //!
-//! What it keeps from the forge-alloc seed, and what it changes:
+//! How it grows and serves:
 //! - growth happens outside the lock (the mapping never runs under it); each
 //!   racing grower adds at most one segment per attempt, so over-growth is
 //!   bounded by the number of racing threads;

@@ -154,7 +154,8 @@ impl PoolCore {
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Result<Popped, AllocError> {
         if let Some(heap) = thread::owned_heap(self.at, self.id) {
-            // SAFETY: as in `alloc_fast`.
+            // SAFETY: an entry with this pool's id holds only a heap this
+            // thread owns, of this live pool (see `alloc_owned`).
             let heap = unsafe { &*heap };
             return self.alloc_owned_slow(heap);
         }
