@@ -43,10 +43,7 @@ impl Heap {
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.
-        match unsafe {
-            self.mag
-                .push(|| s.hold(idx, mark, false).map(|()| s.entry(idx)))
-        } {
+        match unsafe { self.mag.push(|| s.hold(idx, mark).map(|()| s.entry(idx))) } {
             Ok(true) => {}
             Ok(false) => return Held::Full,
             Err(DoubleFree) => return Held::DoubleFree,
