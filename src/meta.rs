@@ -12,19 +12,15 @@
 //!
 //! [`Meta`] is an allocator-api2 `Allocator`, so the containers are
 //! allocator-api2's `Vec<T, Meta>` ([`MVec`]); [`Arc`] and [`Weak`] keep
-//! their value and counts in meta memory (loom's `Arc` under loom).
+//! their value and counts in meta memory.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
 
-#[cfg(not(loom))]
 mod arc;
-#[cfg(not(loom))]
 pub(crate) use arc::{Arc, Weak};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
 
 /// The meta allocator (a unit: all state is process-wide).
 #[derive(Debug, Clone, Copy, Default)]

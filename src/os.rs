@@ -35,23 +35,26 @@ impl Drop for Backing {
 
 impl Backing {
     /// Maps `len` bytes (a multiple of [`PAGE`]), zeroed, with an
-    /// `align`-aligned start (a power of two) somewhere inside.
+    /// `align`-aligned start (a power of two) somewhere inside (over-mapped
+    /// by `align - PAGE`: the OS aligns to a page).
     /// Returns the memory, its first `align`-aligned address (at least
     /// `len` bytes follow it) and the bytes of address space it holds.
     pub(crate) fn map(len: usize, align: usize) -> Result<(Backing, usize, usize), AllocError> {
-        // The OS aligns to a page: over-map so that an aligned start fits.
-        let reserved = len
-            .checked_add(align.saturating_sub(PAGE))
-            .ok_or(AllocError::OutOfMemory)?;
         #[cfg(not(any(miri, loom)))]
-        let (backing, start) = {
+        {
+            // The OS aligns to a page: over-map so that an aligned start fits.
+            let reserved = len
+                .checked_add(align.saturating_sub(PAGE))
+                .ok_or(AllocError::OutOfMemory)?;
             let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
             let start = map.as_ptr() as usize;
-            (Backing::Mmap(map), start)
-        };
+            let base = (start + align - 1) & !(align - 1);
+            Ok((Backing::Mmap(map), base, reserved))
+        }
         #[cfg(any(miri, loom))]
-        let (backing, start) = {
-            let layout = std::alloc::Layout::from_size_align(reserved.max(1), PAGE)
+        {
+            // The heap aligns as asked: nothing to over-allocate.
+            let layout = std::alloc::Layout::from_size_align(len.max(1), align.max(PAGE))
                 .map_err(|_| AllocError::OutOfMemory)?;
             // SAFETY: the layout has a non-zero size. Zeroed, as fresh OS
             // pages are.
@@ -59,10 +62,8 @@ impl Backing {
             if ptr.is_null() {
                 return Err(AllocError::OutOfMemory);
             }
-            (Backing::Heap { ptr, layout }, ptr as usize)
-        };
-        let base = (start + align - 1) & !(align - 1);
-        Ok((backing, base, reserved))
+            Ok((Backing::Heap { ptr, layout }, ptr as usize, layout.size()))
+        }
     }
 
     /// Gives the pages of `addr..addr + len` back to the OS

@@ -271,10 +271,7 @@ impl PoolCore {
             Arc::increment_strong_count(self.as_ptr());
             Arc::from_raw(self.as_ptr())
         };
-        #[cfg(not(loom))]
-        return Arc::downgrade(&arc);
-        #[cfg(loom)]
-        return arc;
+        Arc::downgrade(&arc)
     }
 
     /// Thread exit: release the heap's empty slabs and orphan it.
