@@ -4,7 +4,8 @@
 # `step_summary TITLE` ends the last step and prints every step's seconds
 # and the script's total. A script called by another (CI_LEVEL > 0) also
 # appends its step lines, indented, to $CI_STEPS_FILE, so that the
-# outer script's summary lists them.
+# outer script's summary lists them. On exit a running step is ended,
+# marked FAILED if the script fails.
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -15,9 +16,10 @@ step_name=
 step_t0=
 step_lines=()
 
-step_end() {
+step_end() { # [exit status]
   [ -n "$step_name" ] || return 0
   local s line
+  [ "${1:-0}" = 0 ] || step_name="$step_name: FAILED (exit $1)"
   s=$(secs "$step_t0" "$(now)")
   printf -- '--- %s s: %s\n' "$s" "$step_name"
   line=$(printf '%*s%9s s  %s' $((4 * CI_LEVEL)) '' "$s" "$step_name")
@@ -27,6 +29,8 @@ step_end() {
   fi
   step_name=
 }
+
+trap 'step_end $?' EXIT
 
 step() {
   step_end
