@@ -9,19 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-all_start=$(now)
+# shellcheck source=lib.sh
+. .ci/lib.sh
 
 # ------------------------------------------------------------------ loom
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 loom_env=(env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom)
 
 step "loom: build models (RUSTFLAGS=--cfg loom, LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
-t0=$(now)
 "${loom_env[@]}" cargo test -q --release -p loom-tests --tests --no-run
-echo "loom build: $(secs "$t0" "$(now)") s"
 
 step "loom: models, one at a time"
 t0=$(now)
@@ -51,9 +47,7 @@ echo "loom: $models models passed in $(secs "$t0" "$(now)") s"
 # -------------------------------------------------------------- mutation
 if [ "${SKIP_MUTATION:-}" != 1 ]; then
   step "loom mutation proof (loom-tests/mutation.sh)"
-  t0=$(now)
   bash loom-tests/mutation.sh
-  echo "mutation: $(secs "$t0" "$(now)") s"
 fi
 
 # ------------------------------------------------------------------ miri
@@ -66,40 +60,53 @@ if [ "${SKIP_MIRI:-}" != 1 ]; then
     echo "################################################################" >&2
     exit 1
   fi
-  t0=$(now)
   cargo +nightly miri setup
-  echo "miri setup: $(secs "$t0" "$(now)") s"
 
   # Isolation stays on (homeslab needs no host clock or randomness Miri
   # cannot emulate). Permissive provenance: slab headers are found by
   # address arithmetic (`ptr & !(region - 1)`), an integer-to-pointer cast.
   base_flags="-Zmiri-permissive-provenance ${MIRIFLAGS:-}"
+  # The package `make_pkg` writes, without dev-dependencies: the unit tests
+  # and tests/miri.rs need none, and Miri then builds no criterion or
+  # benchmark allocators.
+  miri_pkg=target/miri-pkg
+  make_pkg "$miri_pkg" ""
+  miri=(cargo +nightly miri test --manifest-path "$miri_pkg/Cargo.toml" --target-dir target/miri-pkg-target)
 
-  step "miri: Stacked Borrows, unit tests + tests/miri.rs"
-  t0=$(now)
-  MIRIFLAGS="$base_flags" cargo +nightly miri test -p homeslab --lib --test miri
-  echo "miri (stacked borrows): $(secs "$t0" "$(now)") s"
+  step "miri: build unit tests + tests/miri.rs"
+  "${miri[@]}" --lib --test miri --no-run
 
-  step "miri: Tree Borrows, tests/miri.rs"
+  # Each interpreter runs on one core: the two borrow models run at once.
+  step "miri: Stacked Borrows (unit tests + tests/miri.rs) and Tree Borrows (tests/miri.rs), side by side"
   t0=$(now)
-  MIRIFLAGS="$base_flags -Zmiri-tree-borrows" cargo +nightly miri test -p homeslab --test miri
-  echo "miri (tree borrows): $(secs "$t0" "$(now)") s"
+  MIRIFLAGS="$base_flags" "${miri[@]}" --lib --test miri >target/miri-sb.log 2>&1 &
+  sb=$!
+  MIRIFLAGS="$base_flags -Zmiri-tree-borrows" "${miri[@]}" --test miri >target/miri-tb.log 2>&1 &
+  tb=$!
+  sb_rc=0 tb_rc=0
+  wait "$sb" || sb_rc=$?
+  sb_s=$(secs "$t0" "$(now)")
+  wait "$tb" || tb_rc=$?
+  echo "-- Stacked Borrows (exit $sb_rc, $sb_s s):"
+  cat target/miri-sb.log
+  echo "-- Tree Borrows (exit $tb_rc, $(secs "$t0" "$(now)") s):"
+  cat target/miri-tb.log
+  if [ "$sb_rc" != 0 ] || [ "$tb_rc" != 0 ]; then
+    echo "miri FAILED (Stacked Borrows exit $sb_rc, Tree Borrows exit $tb_rc)" >&2
+    exit 1
+  fi
 
   step "miri: threaded tests under 8 scheduler seeds"
-  t0=$(now)
-  MIRIFLAGS="$base_flags -Zmiri-many-seeds=0..8" cargo +nightly miri test -p homeslab --test miri -- \
+  MIRIFLAGS="$base_flags -Zmiri-many-seeds=0..8" "${miri[@]}" --test miri -- \
     remote_frees_race_owner_drains full_slab_returned_by_remote_free owners_exit_with_live_blocks \
     overflow_tier_two_threads trim_races_allocation
-  echo "miri (many seeds): $(secs "$t0" "$(now)") s"
 fi
 
 # ------------------------------------------------------------------ soak
 if [ "${SKIP_SOAK:-}" != 1 ]; then
   export HOMESLAB_SOAK_OPS="${HOMESLAB_SOAK_OPS:-30000000}"
   step "soak: $HOMESLAB_SOAK_OPS operations, release"
-  t0=$(now)
   cargo test --release -p homeslab --test soak -- --ignored --nocapture
-  echo "soak: $(secs "$t0" "$(now)") s"
 fi
 
-step "loom, mutation, miri and soak passed in $(secs "$all_start" "$(now)") s"
+step_summary "loom, mutation, miri and soak passed"

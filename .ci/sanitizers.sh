@@ -12,16 +12,15 @@
 #
 # Env: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1, SKIP_MSRV=1 skip a layer
 # locally (CI runs everything); FUZZ_SECONDS (default 60 per target);
+# FUZZ_JOBS (targets fuzzed at once, default 2);
 # TSAN_TESTS (test files, globs allowed; default below); TSAN_SOAK_OPS
 # (default 3000000). Every build and run here is niced: the CI machine is
 # shared with benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-all_start=$(now)
+# shellcheck source=lib.sh
+. .ci/lib.sh
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 
@@ -54,35 +53,6 @@ expect_reports() {
   done <<<"$cases"
   echo "  $n cases"
   detected=$n
-}
-
-# make_pkg DIR KEEP: writes DIR/Cargo.toml, homeslab's Cargo.toml with
-# only the dev-dependencies named in KEEP (`|`-separated, may be empty) and
-# without the workspace, benches, examples and profiles, listing every
-# tests/*.rs that needs no other dev-dependency and does not read
-# CARGO_MANIFEST_DIR (the source-scanning tests, which run no allocator
-# code); and DIR/Cargo.lock, a copy of the lockfile (same versions).
-# The sanitizer and MSRV builds then skip criterion, the benchmark
-# allocators and their C builds.
-make_pkg() {
-  local dir=$1 keep="^($2)\$" root dropped f
-  root=$(pwd)
-  mkdir -p "$dir"
-  dropped=$(awk -v keep="$keep" '/^\[/ { on = ($0 == "[dev-dependencies]") }
-    on && /^[a-z]/ && $1 !~ keep { print $1 }' Cargo.toml | tr - _ | paste -sd'|')
-  {
-    awk -v keep="$keep" '
-      /^\[/ { sec = $0; on = (sec !~ /^\[(workspace|profile|\[bench\]|\[example\])/) }
-      on && (sec != "[dev-dependencies]" || /^\[/ || $1 ~ keep)' Cargo.toml
-    printf '\n[workspace]\n\n[lib]\npath = "%s/src/lib.rs"\n' "$root"
-    for f in tests/*.rs; do
-      grep -q CARGO_MANIFEST_DIR "$f" && continue
-      [ -n "$dropped" ] && grep -Eq "\\b($dropped)::" "$f" && continue
-      printf '\n[[test]]\nname = "%s"\npath = "%s/%s"\n' "$(basename "$f" .rs)" "$root" "$f"
-    done
-  } >"$dir/Cargo.toml"
-  cp Cargo.lock "$dir/Cargo.lock"
-  echo "$dir: $(grep -c '^\[\[test\]\]' "$dir/Cargo.toml") test files (not: the ones using $dropped, or CARGO_MANIFEST_DIR)"
 }
 
 # The sanitizer runs build std with the sanitizer too (-Zbuild-std), so
@@ -133,13 +103,16 @@ fi
 
 # ------------------------------------------------------------------ TSan
 if [ "${SKIP_TSAN:-}" != 1 ]; then
-  # Test files (tests/NAME.rs) with cross-thread traffic; globs pick up
-  # new ones (tests/slab_alloc*.rs).
+  # Tests (tests/NAME.rs or tests/NAME/main.rs) with cross-thread traffic;
+  # globs pick up new ones (tests/slab_alloc*).
   TSAN_TESTS="${TSAN_TESTS:-stress thread_exit contexts batch overflow slab_alloc*}"
   tsan_args=()
   for pat in $TSAN_TESTS; do
-    for f in tests/$pat.rs; do
-      [ -f "$f" ] && tsan_args+=(--test "$(basename "$f" .rs)")
+    for f in tests/$pat.rs tests/$pat/main.rs; do
+      [ -f "$f" ] || continue
+      name=$(basename "$f" .rs)
+      [ "$name" = main ] && name=$(basename "$(dirname "$f")")
+      tsan_args+=(--test "$name")
     done
   done
   # Release: TSan's checks are the point, not debug assertions (the ASan
@@ -192,25 +165,49 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   echo "fuzz build: $(secs "$t0" "$(now)") s"
 
   FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+  FUZZ_JOBS="${FUZZ_JOBS:-2}"
+  # hardened_corruption leaks a pool per input whose corruption cut a
+  # freelist (the cut slots are never handed out again, so their slabs
+  # never empty: docs/ARCHITECTURE.md, Slab): about 3 GiB of RSS in 60 s
+  # here, past libFuzzer's default 2 GiB. Every target gets this limit.
+  FUZZ_RSS_MB="${FUZZ_RSS_MB:-8192}"
   targets=$(cd fuzz && cargo +nightly fuzz list)
-  step "fuzz: each target for $FUZZ_SECONDS s from fuzz/corpus/"
-  for t in $targets; do
+  # A libFuzzer run uses one core: FUZZ_JOBS targets run at once, each for
+  # the whole FUZZ_SECONDS.
+  step "fuzz: each target for $FUZZ_SECONDS s from fuzz/corpus/, $FUZZ_JOBS at a time"
+  fuzz_one() { # target: writes target/fuzz-ci/<target>.{log,rc,secs}
+    local t=$1 t0 rc=0
     t0=$(now)
     # New inputs go to target/fuzz-ci/ (the first directory), so the
     # committed corpus stays as it is; a crash leaves its input in
     # fuzz/artifacts/<target>/.
     mkdir -p "target/fuzz-ci/$t" "fuzz/corpus/$t"
+    (cd fuzz && RUSTFLAGS="--cfg homeslab_asan" nice -n 19 cargo +nightly fuzz run "$t" \
+      "../target/fuzz-ci/$t" "corpus/$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      -rss_limit_mb="$FUZZ_RSS_MB") \
+      >"target/fuzz-ci/$t.log" 2>&1 || rc=$?
+    echo "$rc" >"target/fuzz-ci/$t.rc"
+    secs "$t0" "$(now)" >"target/fuzz-ci/$t.secs"
+  }
+  for t in $targets; do
+    while [ "$(jobs -pr | wc -l)" -ge "$FUZZ_JOBS" ]; do sleep 1; done
+    rm -f "target/fuzz-ci/$t.rc"
+    fuzz_one "$t" &
+  done
+  wait
+  fuzz_failed=0
+  for t in $targets; do
     log="target/fuzz-ci/$t.log"
-    if ! (cd fuzz && RUSTFLAGS="--cfg homeslab_asan" nice -n 19 cargo +nightly fuzz run "$t" \
-      "../target/fuzz-ci/$t" "corpus/$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1) \
-      >"$log" 2>&1; then
+    if [ "$(cat "target/fuzz-ci/$t.rc" 2>/dev/null)" != 0 ]; then
       tail -n 60 "$log"
       echo "fuzz target $t FAILED (input in fuzz/artifacts/$t/)" >&2
-      exit 1
+      fuzz_failed=1
+      continue
     fi
     printf '  %-22s ok  %s runs  %6s s\n' "$t" \
-      "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" "$(secs "$t0" "$(now)")"
+      "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" "$(cat "target/fuzz-ci/$t.secs")"
   done
+  [ "$fuzz_failed" = 0 ] || exit 1
 fi
 
 # ------------------------------------------------------------------ MSRV
@@ -229,4 +226,4 @@ if [ "${SKIP_MSRV:-}" != 1 ]; then
   echo "msrv: $(secs "$t0" "$(now)") s"
 fi
 
-step "sanitizers, fuzzing and MSRV passed in $(secs "$all_start" "$(now)") s"
+step_summary "sanitizers, fuzzing and MSRV passed"

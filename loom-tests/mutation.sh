@@ -6,6 +6,11 @@
 # means the models no longer cover that ordering, and this script fails.
 # It also checks that the unmutated build passes the same models.
 #
+# The mutants share one target dir (target/loom-mut): the mutation cfg is
+# given to homeslab alone (nightly's profile rustflags), so loom and the
+# other dependencies are built once, and each mutant rebuilds only
+# homeslab and the test files its models are in.
+#
 # Usage: loom-tests/mutation.sh            (from anywhere)
 # Env:   LOOM_MAX_PREEMPTIONS (default 3)
 set -euo pipefail
@@ -34,30 +39,34 @@ log_dir="target/loom-mutation-logs"
 mkdir -p "$log_dir"
 status=0
 
-run_model() { # target_dir rustflags file model log -> exit code of the test
-  local dir=$1 flags=$2 file=$3 model=$4 log=$5
+run_model() { # target_dir file model log [cargo args...] -> exit code of the test
+  local dir=$1 file=$2 model=$3 log=$4
+  shift 4
   set +e
-  RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir" \
-    cargo test -q --release -p loom-tests --test "$file" -- --exact "$model" >"$log" 2>&1
+  RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$dir" \
+    cargo "$@" test -q --release -p loom-tests --test "$file" -- --exact "$model" >"$log" 2>&1
   local rc=$?
   set -e
   return $rc
 }
 
-build() { # target_dir rustflags
-  if ! RUSTFLAGS="$2" CARGO_TARGET_DIR="$1" \
-    cargo test -q --release -p loom-tests --tests --no-run 2>"$log_dir/build.log"; then
+build() { # target_dir test_args [cargo args...]
+  local dir=$1 tests=$2
+  shift 2
+  # shellcheck disable=SC2086 # $tests is a list of --test NAME
+  if ! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$dir" \
+    cargo "$@" test -q --release -p loom-tests $tests --no-run 2>"$log_dir/build.log"; then
     cat "$log_dir/build.log"
-    echo "mutation: BUILD FAILED for RUSTFLAGS=$2" >&2
+    echo "mutation: BUILD FAILED for $* $tests" >&2
     exit 1
   fi
 }
 
 echo "== mutation: unmutated build (target/loom) must pass every listed model"
-build target/loom "--cfg loom"
+build target/loom --tests
 while read -r file model; do
   log="$log_dir/prod-$model.log"
-  if run_model target/loom "--cfg loom" "$file" "$model" "$log"; then
+  if run_model target/loom "$file" "$model" "$log"; then
     echo "  ok    production  $file::$model"
   else
     echo "  FAIL  production  $file::$model (see $log)"
@@ -67,16 +76,17 @@ while read -r file model; do
 done < <(printf '%s\n' "${CASES[@]}" | awk '{print $2, $3}' | sort -u)
 
 for mutation in $(printf '%s\n' "${CASES[@]}" | awk '{print $1}' | sort -u); do
-  flags="--cfg loom --cfg homeslab_mutation=\"$mutation\""
-  dir="target/loom-mut-$mutation"
-  echo "== mutation: $mutation (RUSTFLAGS=$flags, CARGO_TARGET_DIR=$dir)"
+  mut=(+nightly -Zprofile-rustflags
+    --config "profile.release.package.homeslab.rustflags=['--cfg', 'homeslab_mutation=\"$mutation\"']")
+  tests=$(printf '%s\n' "${CASES[@]}" | awk -v m="$mutation" '$1 == m { print "--test", $2 }' | sort -u)
+  echo "== mutation: $mutation (homeslab with --cfg homeslab_mutation=\"$mutation\", CARGO_TARGET_DIR=target/loom-mut)"
   start=$(date +%s)
-  build "$dir" "$flags"
+  build target/loom-mut "$tests" "${mut[@]}"
   for case in "${CASES[@]}"; do
     read -r m file model <<<"$case"
     [ "$m" = "$mutation" ] || continue
     log="$log_dir/$mutation-$model.log"
-    if run_model "$dir" "$flags" "$file" "$model" "$log"; then
+    if run_model target/loom-mut "$file" "$model" "$log" "${mut[@]}"; then
       echo "  SURVIVED  $file::$model passed with $mutation: the model misses it"
       status=1
     elif grep -q "panicked at" "$log"; then
