@@ -10,7 +10,7 @@ use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::meta::Arc;
 use crate::pool_core::{Handle, PoolCore};
-use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::slab::{Geometry, Resolved, Shape, Slab, MAX_ALIGN, MAX_SIZE};
 use crate::source::Budget;
 use crate::stats::Stats;
 use crate::sync::unmodelled;
@@ -303,14 +303,15 @@ impl<T> PoolBox<T> {
         }
         let addr = ptr.as_ptr() as usize;
         let sh = &*pool.shared;
-        let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
         let ok = sh.owns_address(addr) && {
+            let pool = sh as *const PoolCore as *const ();
             // SAFETY: the address lies in memory this pool mapped, so its
             // region header is readable.
-            let s = unsafe { &*slab };
-            s.header_ok(Layout::<T>::SHAPE)
-                && core::ptr::eq(s.pool.cast::<PoolCore>(), sh)
-                && s.is_allocated(addr, Layout::<T>::SHAPE)
+            match unsafe { resolve::<T>(addr, Layout::<T>::SHAPE, Some(pool)) } {
+                // SAFETY: a live slab of this pool; `idx` is one of its slots.
+                Resolved::Slot(slab, idx) => unsafe { (*slab).is_allocated(idx) },
+                _ => false,
+            }
         };
         if ok {
             Ok(Self {
@@ -359,20 +360,30 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
         return;
     }
     let addr = ptr.as_ptr() as usize;
-    let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
     // SAFETY: per the contract the block lies in a slab region whose header
     // is mapped.
-    let s = unsafe { &*slab };
-    if !s.header_ok(shape) {
-        unmodelled::count_unowned_free();
-        return;
-    }
-    let Some(idx) = s.slot_index(addr, shape) else {
+    match unsafe { resolve::<T>(addr, shape, None) } {
+        Resolved::NotASlab => unmodelled::count_unowned_free(),
         // SAFETY: the header is a live slab, which keeps its pool alive.
-        return unsafe { PoolCore::refuse_foreign(slab) };
-    };
-    // SAFETY: as above; `idx` is a slot of `slab`.
-    unsafe { PoolCore::free_block(slab, idx, mark) };
+        Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
+        // SAFETY: as above; `idx` is a slot of `slab`.
+        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, mark) },
+    }
+}
+
+/// [`Slab::resolve`] for a block of a pool of `T` with slabs of `shape`
+/// (`T`'s, or with the caching mark): the region mask and the stride are
+/// constants of the type.
+///
+/// # Safety
+/// As [`Slab::resolve`].
+#[inline(always)]
+unsafe fn resolve<T>(addr: usize, shape: Shape, pool: Option<*const ()>) -> Resolved {
+    let mask = !(Layout::<T>::GEOMETRY.region - 1);
+    let stride = shape.stride as usize;
+    let index = |off: usize| (off % stride == 0).then_some(off / stride);
+    // SAFETY: forwarded.
+    unsafe { Slab::resolve(addr, mask, Slab::magic_tag(shape), pool, shape, index) }
 }
 
 impl<T> Drop for PoolBox<T> {

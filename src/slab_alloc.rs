@@ -20,7 +20,7 @@ use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
 use crate::meta::Arc;
 use crate::pool_core::{alloc_owned, PoolCore};
-use crate::slab::{Shape, Slab, FRESH};
+use crate::slab::{Resolved, Shape, Slab, FRESH};
 use crate::source::Budget;
 use crate::stats::Stats;
 use crate::sync::{AtomicU64, Ordering};
@@ -99,6 +99,31 @@ impl Class {
         Shape {
             caching: false,
             ..self.shape
+        }
+    }
+
+    /// [`Slab::resolve`] for a block of this class: a slab of this class's
+    /// core, and a slot of it.
+    ///
+    /// # Safety
+    /// The header of `addr`'s region (of this class's size) is readable.
+    #[inline(always)]
+    unsafe fn resolve(&self, addr: usize) -> Resolved {
+        let (div, stride) = (self.div, self.shape.stride as usize);
+        let index = |off: usize| {
+            let idx = div.div(off);
+            (idx * stride == off).then_some(idx)
+        };
+        // SAFETY: forwarded.
+        unsafe {
+            Slab::resolve(
+                addr,
+                self.mask,
+                self.tag,
+                Some(self.core.cast()),
+                self.shape(),
+                index,
+            )
         }
     }
 }
@@ -247,20 +272,14 @@ impl SlabAlloc {
     #[inline(always)]
     unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
         let d = self.class(c);
-        let addr = ptr.as_ptr() as usize;
-        let slab = Slab::of_masked(addr, d.mask);
         // SAFETY: per the contract.
-        let s = unsafe { &*slab };
-        if !s.header_ok_tag(d.tag) || !core::ptr::eq(s.pool.cast::<PoolCore>(), d.core) {
-            return self.refuse();
-        }
-        let div = d.div;
-        let Some(idx) = s.slot_index_with(addr, d.shape(), |off| div.div(off)) else {
+        match unsafe { d.resolve(ptr.as_ptr() as usize) } {
+            Resolved::NotASlab => self.refuse(),
             // SAFETY: the header is a live slab of this class's core.
-            return unsafe { PoolCore::refuse_foreign(slab) };
-        };
-        // SAFETY: as above; `idx` is a slot of `slab`.
-        unsafe { PoolCore::free_block(slab, idx, 0) };
+            Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
+            // SAFETY: as above; `idx` is a slot of `slab`.
+            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, 0) },
+        }
     }
 
     /// Class `c`'s descriptor; `c` came from [`class::class_of`].
