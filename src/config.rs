@@ -164,9 +164,10 @@ macro_rules! knob_setters {
         }
 
         /// Blocks each thread keeps, per pool (per size class for a
-        /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed, for its next
-        /// allocations: its magazine (0 to 64; default 32, 0 under loom; 0
-        /// turns it off).
+        /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed that other
+        /// threads allocated, for its next allocations: its magazine (0 to
+        /// 64; default 32, 0 under loom; 0 turns it off). Its own blocks go
+        /// straight back to their slabs.
         /// A thread holds back at most this many freed blocks, pinning at
         /// most as many slabs, until it allocates them again or its
         /// magazine is flushed (`trim`, [`crate::flush_remote_frees`],

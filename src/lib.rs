@@ -80,8 +80,9 @@ pub use allocator_api2;
 /// Sends home the freed blocks this thread still holds — its magazines and
 /// its remote-free batches — for every pool.
 ///
-/// A thread keeps up to [`PoolBuilder::magazine`] blocks it freed per pool for
-/// its next allocations; they count as freed in [`Pool::stats`]
+/// A thread keeps up to [`PoolBuilder::magazine`] blocks of other threads
+/// that it freed, per pool, for its next allocations; they count as freed in
+/// [`Pool::stats`]
 /// (`held_blocks`) but pin their slabs until reused or flushed.
 /// A free on a thread that does not own the block's slab is gathered with
 /// other frees into the same slab and sent home in one atomic push; until
