@@ -12,7 +12,7 @@
 #
 # Env: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1, SKIP_MSRV=1 skip a layer
 # locally (CI runs everything); FUZZ_SECONDS (default 60 per target);
-# FUZZ_JOBS (targets fuzzed at once, default 2);
+# FUZZ_JOBS (targets fuzzed at once, default 1);
 # TSAN_TESTS (test files, globs allowed; default below); TSAN_SOAK_OPS
 # (default 3000000). Every build and run here is niced: the CI machine is
 # shared with benchmarks.
@@ -162,10 +162,11 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   echo "fuzz build: $(secs "$t0" "$(now)") s"
 
   FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-  FUZZ_JOBS="${FUZZ_JOBS:-2}"
+  FUZZ_JOBS="${FUZZ_JOBS:-1}"
   targets=$(cd fuzz && cargo +nightly fuzz list)
-  # A libFuzzer run uses one core: FUZZ_JOBS targets run at once, each for
-  # the whole FUZZ_SECONDS.
+  # FUZZ_JOBS targets run at once, each for the whole FUZZ_SECONDS. One by
+  # default: on the shared 2-core machine two at a time ran each target on
+  # fewer inputs (docs/TESTING.md, Fuzzing).
   step "fuzz: each target for $FUZZ_SECONDS s from fuzz/corpus/, $FUZZ_JOBS at a time"
   fuzz_one() { # target: writes target/fuzz-ci/<target>.{log,rc,secs}
     local t=$1 t0 rc=0
