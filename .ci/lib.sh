@@ -54,7 +54,7 @@ step_summary() { # TITLE
 # sanitizer and MSRV builds then skip criterion, the benchmark allocators
 # and their C builds.
 make_pkg() {
-  local dir=$1 keep="^($2)\$" root dropped f
+  local dir=$1 keep="^($2)\$" root dropped f src name
   root=$(pwd)
   mkdir -p "$dir"
   dropped=$(awk -v keep="$keep" '/^\[/ { on = ($0 == "[dev-dependencies]") }
@@ -64,10 +64,17 @@ make_pkg() {
       /^\[/ { sec = $0; on = (sec !~ /^\[(workspace|profile|\[bench\]|\[example\])/) }
       on && (sec != "[dev-dependencies]" || /^\[/ || $1 ~ keep)' Cargo.toml
     printf '\n[workspace]\n\n[lib]\npath = "%s/src/lib.rs"\n' "$root"
-    for f in tests/*.rs; do
-      grep -q CARGO_MANIFEST_DIR "$f" && continue
-      [ -n "$dropped" ] && grep -Eq "\\b($dropped)::" "$f" && continue
-      printf '\n[[test]]\nname = "%s"\npath = "%s/%s"\n' "$(basename "$f" .rs)" "$root" "$f"
+    for f in tests/*.rs tests/*/main.rs; do
+      [ -f "$f" ] || continue
+      # tests/NAME/main.rs: the test NAME, its modules beside it.
+      src=$f name=$(basename "$f" .rs)
+      if [ "$name" = main ]; then
+        src=$(dirname "$f")
+        name=$(basename "$src")
+      fi
+      grep -rq CARGO_MANIFEST_DIR "$src" && continue
+      [ -n "$dropped" ] && grep -rEq "\\b($dropped)::" "$src" && continue
+      printf '\n[[test]]\nname = "%s"\npath = "%s/%s"\n' "$name" "$root" "$f"
     done
   } >"$dir/Cargo.toml"
   cp Cargo.lock "$dir/Cargo.lock"

@@ -12,7 +12,8 @@
 #
 # Env: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1, SKIP_MSRV=1 skip a layer
 # locally (CI runs everything); FUZZ_SECONDS (default 60 per target);
-# FUZZ_JOBS (targets fuzzed at once, default 1);
+# FUZZ_JOBS (targets fuzzed at once, default 2); FUZZ_RSS_MB (libFuzzer's RSS
+# limit per target, default 8192);
 # TSAN_TESTS (test files, globs allowed; default below); TSAN_SOAK_OPS
 # (default 3000000). Every build and run here is niced: the CI machine is
 # shared with benchmarks.
@@ -103,13 +104,16 @@ fi
 
 # ------------------------------------------------------------------ TSan
 if [ "${SKIP_TSAN:-}" != 1 ]; then
-  # Test files (tests/NAME.rs) with cross-thread traffic; globs pick up
-  # new ones (tests/slab_alloc*.rs).
+  # Tests (tests/NAME.rs or tests/NAME/main.rs) with cross-thread traffic;
+  # globs pick up new ones (tests/slab_alloc*).
   TSAN_TESTS="${TSAN_TESTS:-stress thread_exit contexts batch overflow slab_alloc*}"
   tsan_args=()
   for pat in $TSAN_TESTS; do
-    for f in tests/$pat.rs; do
-      [ -f "$f" ] && tsan_args+=(--test "$(basename "$f" .rs)")
+    for f in tests/$pat.rs tests/$pat/main.rs; do
+      [ -f "$f" ] || continue
+      name=$(basename "$f" .rs)
+      [ "$name" = main ] && name=$(basename "$(dirname "$f")")
+      tsan_args+=(--test "$name")
     done
   done
   # Release: TSan's checks are the point, not debug assertions (the ASan
@@ -162,11 +166,15 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   echo "fuzz build: $(secs "$t0" "$(now)") s"
 
   FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-  FUZZ_JOBS="${FUZZ_JOBS:-1}"
+  FUZZ_JOBS="${FUZZ_JOBS:-2}"
+  # hardened_corruption leaks a pool per input whose corruption cut a
+  # freelist (the cut slots are never handed out again, so their slabs
+  # never empty: docs/ARCHITECTURE.md, Slab): about 3 GiB of RSS in 60 s
+  # here, past libFuzzer's default 2 GiB. Every target gets this limit.
+  FUZZ_RSS_MB="${FUZZ_RSS_MB:-8192}"
   targets=$(cd fuzz && cargo +nightly fuzz list)
-  # FUZZ_JOBS targets run at once, each for the whole FUZZ_SECONDS. One by
-  # default: on the shared 2-core machine two at a time ran each target on
-  # fewer inputs (docs/TESTING.md, Fuzzing).
+  # A libFuzzer run uses one core: FUZZ_JOBS targets run at once, each for
+  # the whole FUZZ_SECONDS.
   step "fuzz: each target for $FUZZ_SECONDS s from fuzz/corpus/, $FUZZ_JOBS at a time"
   fuzz_one() { # target: writes target/fuzz-ci/<target>.{log,rc,secs}
     local t=$1 t0 rc=0
@@ -176,7 +184,8 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
     # fuzz/artifacts/<target>/.
     mkdir -p "target/fuzz-ci/$t" "fuzz/corpus/$t"
     (cd fuzz && RUSTFLAGS="--cfg homeslab_asan" nice -n 19 cargo +nightly fuzz run "$t" \
-      "../target/fuzz-ci/$t" "corpus/$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1) \
+      "../target/fuzz-ci/$t" "corpus/$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      -rss_limit_mb="$FUZZ_RSS_MB") \
       >"target/fuzz-ci/$t.log" 2>&1 || rc=$?
     echo "$rc" >"target/fuzz-ci/$t.rc"
     secs "$t0" "$(now)" >"target/fuzz-ci/$t.secs"

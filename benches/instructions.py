@@ -1,8 +1,17 @@
 #!/usr/bin/env python3
-"""Instructions per alloc+free pair on the one-thread groups (`local` and
-`larson_t1`), counted with valgrind's callgrind (standard library only; needs `valgrind`).
+"""Instructions per alloc+free pair on the one-thread groups (`local`,
+`larson_t1`, and the same two in a program's shape, `user_local_t1` and
+`user_larson_t1`), counted with valgrind's callgrind (standard library only;
+needs `valgrind`).
 
     python3 benches/instructions.py [--groups g1,g2] [--subjects s1,s2]
+                                    [--profile P] [--shape S]
+
+`--profile release-lto` counts the build a user makes (thin LTO, one
+codegen unit; Cargo.toml); the default is cargo bench's `bench` profile.
+`--shape` is passed to the bench binary: the shape of the `user_*` groups
+(`user`, the default, `bench`, or factors joined by `+`, e.g. `read+reverse`;
+see `benches/interleaved.rs`).
 
 Instruction counts do not depend on what else the machine is doing, so
 they compare subjects (and commits) where timings on a shared host cannot.
@@ -24,13 +33,13 @@ import tempfile
 
 GROUPS = ["local_t1", "local_t1_16B", "local_t1_256B", "local_t1_1024B",
           "local_pools_k1", "local_pools_k2", "local_pools_k3", "local_pools_k8",
-          "larson_t1"]
+          "larson_t1", "user_local_t1", "user_larson_t1"]
 SHORT, LONG = 50, 550  # iterations (of 1024 pairs; 1000 replacements on larson_t1)
 
 
-def executable():
+def executable(profile):
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "interleaved", "--no-run"],
+        ["cargo", "bench", "--bench", "interleaved", "--no-run", "--profile", profile],
         capture_output=True,
         text=True,
         check=True,
@@ -52,7 +61,7 @@ def subjects_of(exe):
     return [line.split()[1] for line in out.stdout.splitlines() if line.strip()]
 
 
-def count(exe, group, subject, iters):
+def count(exe, group, subject, iters, shape):
     """Total instructions of one `--once` run, and its pairs; None if the
     group has no such subject (`floor` is only in the one-thread `local`
     groups)."""
@@ -60,7 +69,8 @@ def count(exe, group, subject, iters):
         cg = os.path.join(d, "cg.out")
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}",
-             exe, "--once", str(iters), "--groups", group, "--subjects", subject],
+             exe, "--once", str(iters), "--groups", group, "--subjects", subject,
+             "--shape", shape],
             capture_output=True,
             text=True,
         )
@@ -80,10 +90,22 @@ def count(exe, group, subject, iters):
 
 
 def main():
-    exe = executable()
+    profile, shape = "bench", "user"
+    args = sys.argv[1:]
+    rest = []
+    while args:
+        flag = args.pop(0)
+        if flag in ("--profile", "--shape") and args:
+            if flag == "--profile":
+                profile = args.pop(0)
+            else:
+                shape = args.pop(0)
+        else:
+            rest.append(flag)
+    exe = executable(profile)
     known = subjects_of(exe)
     groups, subjects = GROUPS, known
-    args = sys.argv[1:]
+    args = rest
     while args:
         flag = args.pop(0)
         if flag in ("--groups", "--subjects") and args:
@@ -97,17 +119,18 @@ def main():
                 subjects = vals
         else:
             sys.exit(__doc__)
-    print("Instructions per alloc+free pair (callgrind; lower is better):\n")
+    print(f"Instructions per alloc+free pair (callgrind, profile {profile}, "
+          f"user_* shape {shape}; lower is better):\n")
     print("| workload | " + " | ".join(subjects) + " |")
     print("|---|" + "---:|" * len(subjects))
     for g in groups:
         row = []
         for s in subjects:
-            short = count(exe, g, s, SHORT)
+            short = count(exe, g, s, SHORT, shape)
             if short is None:
                 row.append("–")
                 continue
-            (i1, p1), (i2, p2) = short, count(exe, g, s, LONG)
+            (i1, p1), (i2, p2) = short, count(exe, g, s, LONG, shape)
             row.append(f"{(i2 - i1) / (p2 - p1):.1f}")
             print(f"  {g}/{s}: {row[-1]}", file=sys.stderr)
         print(f"| `{g}` | " + " | ".join(row) + " |")

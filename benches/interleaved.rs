@@ -28,14 +28,62 @@
 //! runs that under callgrind to count instructions per alloc+free pair.
 //!
 //! Same workloads, subjects and timing harness as `benches/alloc.rs`.
+//!
+//! ## A program's shape (issue #23)
+//!
+//! The groups above give every worker a plain reference to the subject,
+//! free a `local` batch in allocation order and never read a block. A
+//! program is more likely to share its `Pool` through an `Arc` (each worker
+//! holding a clone), to read a block before it drops it, and to free a
+//! batch last-allocated first. `benches/common/shapes.rs` has those three
+//! as switches of a `Shape`:
+//!
+//! - `user_local_t1`, `user_local_t2`, `user_xthread_1p1c`,
+//!   `user_larson_t1`, `user_larson_t2`, `user_larson_t4`: the groups of
+//!   the same names in `--shape`'s shape, by default `user` (all three on;
+//!   `larson` frees at random, so `reverse` does not apply to it);
+//!   `--shape bench` turns them off, `--shape read+reverse` (any of `arc`,
+//!   `read`, `reverse` joined by `+`) picks some;
+//! - `shapes_local_t1`, `shapes_larson_t1`: every subject in every shape
+//!   (8 for `local`, 4 for `larson`), all interleaved, then a table of each
+//!   factor alone: homeslab ÷ subject without and with it, from the bench
+//!   shape and into the user shape, and each one's own with ÷ without.
+//!
+//! A user builds with LTO; `[profile.release-lto]` in Cargo.toml is such a
+//! build (thin LTO, one codegen unit, debug info). Commands:
+//!
+//! ```text
+//! cargo bench --bench interleaved -- --groups user_local_t1,user_local_t2,user_xthread_1p1c,user_larson_t1,user_larson_t2,user_larson_t4
+//! cargo bench --profile release-lto --bench interleaved -- --groups user_local_t1 --rounds 15
+//! cargo bench --profile release-lto --bench interleaved -- \
+//!     --groups shapes_local_t1,shapes_larson_t1 --subjects homeslab,mimalloc --rounds 15
+//! python3 benches/instructions.py --profile release-lto --groups user_local_t1,user_larson_t1 \
+//!     --subjects homeslab,mimalloc,jemalloc
+//! ```
+//!
+//! The profile's binary is `release-lto/deps/interleaved-*` in the target
+//! directory; to A/B the build itself, run the same group from both
+//! binaries in turn and compare their homeslab ÷ mimalloc columns (a ratio
+//! within each run).
+//!
+//! What moves the ratio on `local_t1` (larson's random frees are not
+//! touched by any factor): the free order most. homeslab's free writes a
+//! slot word outside the block; mimalloc's writes its list link into the
+//! block, so freeing in allocation order (the oldest block, already out
+//! of L1, first) costs it cache misses, and re-extending its page's free
+//! list every round, that freeing last-allocated first does not. The
+//! `Arc` costs homeslab a few instructions in the loop, mimalloc nothing
+//! (it has no handle to reach). Reading the block costs both the same.
 
 #[allow(dead_code)]
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::churn::LarsonChurn;
 use common::interleave::{median, quartiles, rounds, sig3, Runner, Settings};
+use common::shapes::{run_shaped, Shape, Shaped, ShapedLarson, ShapedLocal, ShapedXThread};
 use common::subjects::{
     each_family, each_owned, Family, FamilySink, Floor, FloorFamily, Obj, Sink, Subject, NAMES,
 };
@@ -45,22 +93,30 @@ use common::workloads::{
 
 const USAGE: &str = "\
 usage: interleaved [--rounds N] [--sample-ms M] [--groups g1,g2,...]
-                   [--subjects s1,s2,...] [--once ITERS] [FILTER]
+                   [--subjects s1,s2,...] [--shape S] [--once ITERS] [FILTER]
 
   --rounds N      samples per subject (default 20)
   --sample-ms M   target length of one sample (default 40)
   --groups list   of: local_t1 local_t2 local_t1_16B local_t1_256B
                   local_t1_1024B xthread_1p1c larson_t1 larson_t2
                   larson_t4 larson_churn_t2 local_pools_k
+                  user_local_t1 user_local_t2 user_xthread_1p1c
+                  user_larson_t1 user_larson_t2 user_larson_t4
+                  shapes_local_t1 shapes_larson_t1
                   (default: all); local_pools_k1, _k2, _k3, _k8 run
                   local_pools_k at that k only
   --subjects list only these subjects (names as printed; default: all)
+  --shape S       the shape of the user_* groups: user (default: Arc
+                  clone per worker, read before free, reverse frees),
+                  bench (none of those), or factors joined by +
+                  (arc, read, reverse), e.g. read+reverse
   --once ITERS    run each subject once, ITERS iterations, and print
                   `group subject iterations elements nanoseconds`
-                  (local_pools_k prints its groups as local_pools_k1 …)
+                  (local_pools_k prints its groups as local_pools_k1 …,
+                  shapes_* as shapes_local_t1/<shape> …)
   FILTER          only the groups whose name contains it";
 
-const GROUPS: [&str; 11] = [
+const GROUPS: [&str; 19] = [
     "local_t1",
     "local_t2",
     "local_t1_16B",
@@ -72,6 +128,14 @@ const GROUPS: [&str; 11] = [
     "larson_t4",
     "larson_churn_t2",
     "local_pools_k",
+    "user_local_t1",
+    "user_local_t2",
+    "user_xthread_1p1c",
+    "user_larson_t1",
+    "user_larson_t2",
+    "user_larson_t4",
+    "shapes_local_t1",
+    "shapes_larson_t1",
 ];
 
 struct Opts {
@@ -82,6 +146,8 @@ struct Opts {
     once: Option<u64>,
     /// `local_pools_k` at these k only (`--groups local_pools_k2`).
     pools_k: Option<Vec<usize>>,
+    /// The shape of the `user_*` groups.
+    shape: Shape,
 }
 
 impl Opts {
@@ -101,6 +167,7 @@ fn parse() -> Result<Opts, String> {
         subjects: None,
         once: None,
         pools_k: None,
+        shape: Shape::USER,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -140,6 +207,7 @@ fn parse() -> Result<Opts, String> {
                 }
                 o.subjects = Some(list);
             }
+            "--shape" => o.shape = Shape::parse(&val()?)?,
             "--once" => {
                 let n: u64 = val()?.parse().map_err(|e| format!("--once: {e}"))?;
                 o.once = Some(n.max(1));
@@ -195,14 +263,25 @@ fn group_medians<T: Obj, W: Workload<T>>(
     if floor {
         r.take(Floor::<T>::new());
     }
-    let mut runners = r.list;
+    report(name, w.elements(), r.list, o)
+}
+
+/// Runs the runners of one group (`elements` per iteration) interleaved
+/// and prints its table, or with `--once` runs each once; returns each
+/// subject's median throughput (nothing with `--once`).
+fn report(
+    name: &str,
+    elements: u64,
+    mut runners: Vec<(&'static str, Runner<'_>)>,
+    o: &Opts,
+) -> Vec<(&'static str, f64)> {
     if let Some(only) = &o.subjects {
         runners.retain(|(n, _)| only.iter().any(|s| s == n));
     }
     if let Some(n) = o.once {
         for (subject, run) in runners.iter_mut() {
             let t = run(n);
-            println!("{name} {subject} {n} {} {}", w.elements(), t.as_nanos());
+            println!("{name} {subject} {n} {elements} {}", t.as_nanos());
         }
         return Vec::new();
     }
@@ -210,7 +289,7 @@ fn group_medians<T: Obj, W: Workload<T>>(
         return Vec::new();
     }
     let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, r)| r).collect();
-    let (tput, secs) = rounds(&mut runs, w.elements(), o.settings());
+    let (tput, secs) = rounds(&mut runs, elements, o.settings());
     let k = runners.len();
     let base = runners.iter().position(|(n, _)| *n == "homeslab");
     println!("\n### `{name}` ({} rounds, {secs:.0} s)\n", o.rounds);
@@ -269,6 +348,136 @@ fn larson_churn(name: &str, o: &Opts) {
 fn ratio_of_rounds(tput: &[Vec<f64>], a: usize, b: usize) -> f64 {
     let mut r: Vec<f64> = tput[a].iter().zip(&tput[b]).map(|(x, y)| x / y).collect();
     median(&mut r)
+}
+
+/// Collects a runner per subject, each subject in an `Arc`, for a
+/// workload in a [`Shape`].
+struct ShapedRunners<'w, W> {
+    workload: &'w W,
+    list: Vec<(&'static str, Runner<'w>)>,
+}
+
+impl<'w, T: Obj, W: Shaped<T>> Sink<T> for ShapedRunners<'w, W> {
+    fn take<S: Subject<T> + 'static>(&mut self, s: S) {
+        let w = self.workload;
+        let name = s.name();
+        let s = Arc::new(s);
+        self.list
+            .push((name, Box::new(move |iters| run_shaped(w, &s, iters))));
+    }
+}
+
+/// A `user_*` group: every subject (and the floor if `floor`) on `w`, in
+/// `--shape`'s shape, interleaved.
+fn user_group<T: Obj, W: Shaped<T>>(name: &str, w: &W, floor: bool, o: &Opts) {
+    let mut r = ShapedRunners {
+        workload: w,
+        list: Vec::new(),
+    };
+    each_owned::<T, _>(&mut r);
+    if floor {
+        r.take(Floor::<T>::new());
+    }
+    if o.once.is_none() && !r.list.is_empty() {
+        println!("\n(shape: {})", w.shape().name());
+    }
+    report(name, w.elements(), r.list, o);
+}
+
+/// A `shapes_*` group: every subject on the workload `make` gives in every
+/// [`Shape`] (without `reverse` unless `ordered`), all interleaved; prints
+/// the table, then for each factor and each subject homeslab's ratio to it
+/// without and with that factor, from the bench shape and into the user
+/// shape.
+fn shapes<T: Obj, W: Shaped<T>>(name: &str, make: impl Fn(Shape) -> W, ordered: bool, o: &Opts) {
+    let ws: Vec<W> = Shape::all(ordered).into_iter().map(make).collect();
+    let mut runners: Vec<(Shape, &'static str, Runner<'_>)> = Vec::new();
+    for w in &ws {
+        let mut r = ShapedRunners {
+            workload: w,
+            list: Vec::new(),
+        };
+        each_owned::<T, _>(&mut r);
+        let shape = Shaped::<T>::shape(w);
+        runners.extend(r.list.into_iter().map(|(n, run)| (shape, n, run)));
+    }
+    if let Some(only) = &o.subjects {
+        runners.retain(|(_, n, _)| only.iter().any(|s| s == n));
+    }
+    let elements = Shaped::<T>::elements(&ws[0]);
+    if let Some(n) = o.once {
+        for (shape, subject, run) in runners.iter_mut() {
+            let t = run(n);
+            let shape = shape.name();
+            println!("{name}/{shape} {subject} {n} {elements} {}", t.as_nanos());
+        }
+        return;
+    }
+    if runners.is_empty() {
+        return;
+    }
+    let mut runs: Vec<&mut Runner<'_>> = runners.iter_mut().map(|(_, _, r)| r).collect();
+    let (tput, secs) = rounds(&mut runs, elements, o.settings());
+    let at = |shape: Shape, s: &str| runners.iter().position(|(h, n, _)| *h == shape && *n == s);
+    let fmt = |r: Option<f64>| r.map_or("–".into(), |r| format!("{r:.2}×"));
+    println!("\n### `{name}` ({} rounds, {secs:.0} s)\n", o.rounds);
+    println!(
+        "| shape | subject | median Melem/s | interquartile \
+         | homeslab ÷ subject, same shape (median of rounds) |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for (i, &(shape, subject, _)) in runners.iter().enumerate() {
+        let (q1, q3) = quartiles(&mut tput[i].clone());
+        println!(
+            "| {} | {subject} | {} | {}–{} | {} |",
+            shape.name(),
+            sig3(median(&mut tput[i].clone())),
+            sig3(q1),
+            sig3(q3),
+            fmt(at(shape, "homeslab").map(|b| ratio_of_rounds(&tput, b, i)))
+        );
+    }
+    let peers: Vec<&str> = runners
+        .iter()
+        .filter(|(h, n, _)| *h == Shape::BENCH && *n != "homeslab")
+        .map(|(_, n, _)| *n)
+        .collect();
+    if at(Shape::BENCH, "homeslab").is_none() || peers.is_empty() {
+        return;
+    }
+    println!(
+        "\nEach factor alone: homeslab ÷ subject without and with it, and each \
+         one's own with ÷ without (medians of rounds).\n"
+    );
+    println!(
+        "| factor | base shape | subject | homeslab ÷ subject without | with \
+         | homeslab with ÷ without | subject with ÷ without |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|");
+    let factors = if ordered { 3 } else { 2 };
+    for f in &Shape::FACTORS[..factors] {
+        // From the bench shape (only this factor on) and into the user
+        // shape (every other factor on).
+        let user = Shape {
+            reverse: ordered,
+            ..Shape::USER
+        };
+        for (base, off) in [("bench", Shape::BENCH), ("user", user.with(f, false))] {
+            let on = off.with(f, true);
+            for p in &peers {
+                let idx = |shape: Shape, s: &str| at(shape, s).expect("every shape is run");
+                let (h0, h1) = (idx(off, "homeslab"), idx(on, "homeslab"));
+                let (p0, p1) = (idx(off, p), idx(on, p));
+                println!(
+                    "| {f} | {base} | {p} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                    ratio_of_rounds(&tput, h0, p0),
+                    ratio_of_rounds(&tput, h1, p1),
+                    ratio_of_rounds(&tput, h1, h0),
+                    ratio_of_rounds(&tput, p1, p0),
+                );
+            }
+        }
+    }
 }
 
 /// Collects a `local_pools_k` runner per subject family and k.
@@ -370,6 +579,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let shape = o.shape;
     for g in &o.groups {
         match g.as_str() {
             "local_t1" => group::<[u64; 8], _>(g, &Local { threads: 1 }, true, &o),
@@ -383,6 +593,38 @@ fn main() {
             "larson_t4" => group::<[u64; 8], _>(g, &Larson { threads: 4 }, false, &o),
             "larson_churn_t2" => larson_churn(g, &o),
             "local_pools_k" => local_pools(&o),
+            "user_local_t1" => {
+                let w = ShapedLocal { threads: 1, shape };
+                user_group::<[u64; 8], _>(g, &w, true, &o);
+            }
+            "user_local_t2" => {
+                let w = ShapedLocal { threads: 2, shape };
+                user_group::<[u64; 8], _>(g, &w, false, &o);
+            }
+            "user_xthread_1p1c" => {
+                let w = ShapedXThread { pairs: 1, shape };
+                user_group::<[u64; 8], _>(g, &w, false, &o);
+            }
+            "user_larson_t1" => {
+                let w = ShapedLarson { threads: 1, shape };
+                user_group::<[u64; 8], _>(g, &w, false, &o);
+            }
+            "user_larson_t2" => {
+                let w = ShapedLarson { threads: 2, shape };
+                user_group::<[u64; 8], _>(g, &w, false, &o);
+            }
+            "user_larson_t4" => {
+                let w = ShapedLarson { threads: 4, shape };
+                user_group::<[u64; 8], _>(g, &w, false, &o);
+            }
+            "shapes_local_t1" => {
+                let w = |shape| ShapedLocal { threads: 1, shape };
+                shapes::<[u64; 8], _>(g, w, true, &o);
+            }
+            "shapes_larson_t1" => {
+                let w = |shape| ShapedLarson { threads: 1, shape };
+                shapes::<[u64; 8], _>(g, w, false, &o);
+            }
             _ => unreachable!("checked in parse"),
         }
     }

@@ -214,14 +214,14 @@ mod homeslab_objects {
     }
 
     impl Buffers for HomeslabObjects {
-        type Handle<'a> = homeslab::Pooled<Vec<u8>>;
+        type Handle<'a> = homeslab::ObjectBox<Vec<u8>>;
 
         fn name(&self) -> &'static str {
             "homeslab-objectpool"
         }
 
         #[inline(always)]
-        fn get_filled(&self, data: &[u8]) -> homeslab::Pooled<Vec<u8>> {
+        fn get_filled(&self, data: &[u8]) -> homeslab::ObjectBox<Vec<u8>> {
             let mut b = match self.0.get() {
                 Ok(b) => b,
                 Err(e) => panic!("homeslab object pool get failed: {e}"),
@@ -231,7 +231,7 @@ mod homeslab_objects {
         }
 
         #[inline(always)]
-        fn release(&self, h: homeslab::Pooled<Vec<u8>>) {
+        fn release(&self, h: homeslab::ObjectBox<Vec<u8>>) {
             drop(h)
         }
 

@@ -14,17 +14,19 @@
 //!   may keep a block in place when the new size is at least half of its
 //!   class, and C's `free(p)` needs no size.
 //! - **fork.** `pthread_atfork` handlers take every lock of the allocator
-//!   before the fork (each class's tier and page source, the large table,
-//!   the registry ids, the meta allocator, in lock order) and release them
+//!   before the fork (each class's magazine-sweep lock, tier and page
+//!   source, the large table, the registry ids, the meta allocator, in lock
+//!   order) and release them
 //!   after it, in the parent and in the child: the child never inherits a
 //!   lock held by a thread that does not exist in it.
 //! - **Out of memory** is a null pointer, never a panic or an abort.
 
 use core::alloc::{GlobalAlloc, Layout};
 
+use crate::meta;
 use crate::slab_alloc::SlabAlloc;
 use crate::stats::Stats;
-use crate::sync::{meta, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
 /// homeslab as the global allocator: a unit struct over one process-wide
 /// [`SlabAlloc`] core, built on first use.
@@ -127,7 +129,7 @@ mod fork {
         }
         f(thread::ids_lock());
         #[cfg(not(miri))]
-        f(&crate::sync::meta::META_LOCK);
+        f(&crate::meta::META_LOCK);
     }
 
     extern "C" fn prepare() {

@@ -424,7 +424,7 @@ impl Heap {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();
-            let mut in_hand: crate::sync::MVec<*mut Slab> = crate::sync::mvec();
+            let mut in_hand: crate::meta::MVec<*mut Slab> = crate::meta::mvec();
             self.core(|c| {
                 while let Some(s) = c.partial.pop() {
                     in_hand.push(s);

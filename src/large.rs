@@ -20,8 +20,10 @@
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
-use crate::os::{Budget, Mapping, PAGE};
-use crate::sync::{mvec, Arc, AtomicU64, MVec, Mutex, Ordering};
+use crate::meta::{mvec, Arc, MVec};
+use crate::os::{Mapping, PAGE};
+use crate::source::Budget;
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
 mod table;
 

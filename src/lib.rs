@@ -44,16 +44,18 @@ mod config;
 mod heap;
 mod large;
 mod magazine;
+mod meta;
 mod object_pool;
 mod objects;
 mod os;
 mod overflow;
 mod pool;
+mod pool_core;
 mod registry;
 mod remote;
-mod shared;
 mod slab;
 mod slab_alloc;
+mod source;
 mod thread;
 
 mod error;
@@ -65,8 +67,8 @@ mod stats;
 pub use error::{AllocError, ConfigError};
 #[cfg(not(loom))]
 pub use global::Global;
-pub use object_pool::{ObjectPool, ObjectPoolBuilder, Pooled};
-pub use pool::{Builder, ForeignPointer, Pool, PoolBox};
+pub use object_pool::{ObjectBox, ObjectPool, ObjectPoolBuilder};
+pub use pool::{ForeignPointer, Pool, PoolBox, PoolBuilder};
 pub use slab_alloc::{SlabAlloc, SlabAllocBuilder};
 pub use stats::Stats;
 
@@ -78,7 +80,7 @@ pub use allocator_api2;
 /// Sends home the freed blocks this thread still holds — its magazines and
 /// its remote-free batches — for every pool.
 ///
-/// A thread keeps up to [`Builder::magazine`] blocks it freed per pool for
+/// A thread keeps up to [`PoolBuilder::magazine`] blocks it freed per pool for
 /// its next allocations; they count as freed in [`Pool::stats`]
 /// (`held_blocks`) but pin their slabs until reused or flushed.
 /// A free on a thread that does not own the block's slab is gathered with
@@ -94,7 +96,7 @@ pub use allocator_api2;
 /// closures return, possibly before: call this at the end of a scoped thread
 /// whose remote frees must be home when the scope ends.
 pub fn flush_remote_frees() {
-    shared::flush_thread();
+    pool_core::flush_thread();
 }
 
 /// The README's examples, run as doctests.

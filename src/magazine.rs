@@ -2,14 +2,15 @@
 //! thread for its next allocations in the same pool (Bonwick & Adams'
 //! magazines, one per thread and pool).
 //!
-//! Every heap a thread owns has one. A free by that thread — of its own
-//! block or another thread's — holds the block ([`Slab::hold`]: its word is
+//! Every heap a thread owns has one. A free by that thread of a block of
+//! another heap of the pool holds the block ([`Slab::hold`]: its word is
 //! `HELD`, so a second free is refused) and pushes its [`Entry`]; an
 //! allocation pops the newest entry first, the block freed last and still
-//! hot in cache. A full magazine takes no more: the free then goes the way
-//! it would without one (owner's freelist, or the remote batch). So a
-//! thread holds back at most `cap` blocks per pool, and they pin at most
-//! `cap` slabs.
+//! hot in cache. Its own blocks go straight onto their slabs' freelists,
+//! which serve the same reuse without the extra step. A full magazine takes
+//! no more: the free then takes the remote path (the batch). So a thread
+//! holds back at most `cap` blocks per pool, and they pin at most `cap`
+//! slabs.
 //!
 //! **Owner and thief.** Only the owner pushes and pops. Any thread may
 //! *steal* the whole magazine to send its blocks home (a trim, the pool's
@@ -157,6 +158,12 @@ impl Magazine {
         }
     }
 
+    /// Whether the pool closed ([`Magazine::close`]).
+    #[inline(always)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) != 0
+    }
+
     /// Owner: whether a push may fit (a fast refusal; [`Magazine::push`]
     /// checks again). A stale answer only sends a free the other way.
     #[inline(always)]
@@ -220,8 +227,11 @@ impl Magazine {
             None
         } else {
             self.len.store(n - 1, Ordering::Relaxed);
-            // SAFETY: as in `push`.
-            Some(self.slots.with(|s| unsafe { (*s)[n as usize - 1] }))
+            // SAFETY: as in `push` (`0 < n ≤ CAPACITY`).
+            Some(
+                self.slots
+                    .with(|s| unsafe { *(*s).get_unchecked(n as usize - 1) }),
+            )
         };
         self.busy.store(0, Ordering::Release);
         e

@@ -23,13 +23,13 @@ use core::ptr::NonNull;
 
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
+use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::os::Budget;
 use crate::pool::{free_slot, Layout};
-use crate::shared::Shared;
+use crate::pool_core::{Handle, PoolCore};
 use crate::slab::{Shape, Slab, CONSTRUCTED};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::Arc;
 
 /// The constructor, shared by the handles (a plain `Arc`: immutable, so
 /// loom need not model it, and loom's `Arc` cannot hold a `dyn`).
@@ -54,7 +54,7 @@ unsafe fn free<T>(ptr: NonNull<T>, mark: u16) {
 type Reset<T> = dyn Fn(&mut T) + Send + Sync;
 type KeepIf<T> = dyn Fn(&T) -> bool + Send + Sync;
 
-/// What a release runs, kept in the pool core (so a [`Pooled`] that
+/// What a release runs, kept in the pool core (so an [`ObjectBox`] that
 /// outlives every handle still finds it).
 struct Hooks<T> {
     reset: Option<Box<Reset<T>>>,
@@ -62,20 +62,20 @@ struct Hooks<T> {
 }
 
 /// A pool of constructed `T`s: `get` hands out a cached object when the
-/// thread's heap has one, else constructs one; dropping the [`Pooled`]
+/// thread's heap has one, else constructs one; dropping the [`ObjectBox`]
 /// resets it and caches it again.
 ///
-/// Cheap to clone (an `Arc`); every clone is the same pool. `Pooled`
+/// Cheap to clone (an `Arc`); every clone is the same pool. `ObjectBox`
 /// objects may be released on any thread and may outlive every handle.
 ///
 /// ```
-/// use homeslab::{ObjectPool, Pooled};
+/// use homeslab::{ObjectPool, ObjectBox};
 ///
 /// let pool: ObjectPool<Vec<u8>> = ObjectPool::builder(|| Vec::with_capacity(4096))
 ///     .reset(|v: &mut Vec<u8>| v.clear())
 ///     .keep_if(|v: &Vec<u8>| v.capacity() <= 1 << 20)
 ///     .build()?;
-/// let mut buf: Pooled<Vec<u8>> = pool.get()?;
+/// let mut buf: ObjectBox<Vec<u8>> = pool.get()?;
 /// buf.extend_from_slice(b"request");
 /// let at = buf.as_ptr();
 /// drop(buf); // reset, then cached in its slot
@@ -93,11 +93,11 @@ struct Hooks<T> {
 ///   objects live at once (plus slots reclaimed and refilled), not by gets.
 /// - Release runs `reset`, then `keep_if`, on the releasing thread, before
 ///   the slot goes home. A refused object is dropped there and its slot
-///   goes back unconstructed; [`Pooled::discard`] does that on purpose.
+///   goes back unconstructed; [`ObjectBox::discard`] does that on purpose.
 /// - Cached objects are dropped when their memory is reclaimed: a slab
 ///   released beyond `retained_empty_slabs`, by the idle policy or
 ///   `trim()`, and every slab once the pool has closed (the last handle
-///   and the last `Pooled` gone) — on whichever thread releases it. A
+///   and the last `ObjectBox` gone) — on whichever thread releases it. A
 ///   thread that exits leaves up to `retained_empty_slabs` empty slabs,
 ///   objects and all, in its orphaned heap for the thread that adopts it
 ///   (the shared tier serves from them meanwhile). Slabs a live thread's
@@ -112,12 +112,12 @@ struct Hooks<T> {
 /// - `T`'s destructor may run inside the pool's slow paths: it must not use
 ///   the same pool.
 pub struct ObjectPool<T: Send + 'static> {
-    shared: Arc<Shared>,
+    shared: Handle,
     init: InitRef<T>,
     _t: PhantomData<fn(T) -> T>,
 }
 
-// SAFETY: the pool moves `T`s between threads only as `Pooled<T>` (Send
+// SAFETY: the pool moves `T`s between threads only as `ObjectBox<T>` (Send
 // when `T: Send`); the hooks are `Send + Sync`; the core is `Sync`.
 unsafe impl<T: Send + 'static> Send for ObjectPool<T> {}
 // SAFETY: as above.
@@ -125,18 +125,11 @@ unsafe impl<T: Send + 'static> Sync for ObjectPool<T> {}
 
 impl<T: Send + 'static> Clone for ObjectPool<T> {
     fn clone(&self) -> Self {
-        self.shared.add_handle();
         Self {
             shared: self.shared.clone(),
             init: self.init.clone(),
             _t: PhantomData,
         }
-    }
-}
-
-impl<T: Send + 'static> Drop for ObjectPool<T> {
-    fn drop(&mut self) {
-        self.shared.drop_handle();
     }
 }
 
@@ -163,13 +156,13 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// A constructed object: a cached one of this thread's heap, else a new
     /// one from `init` in a fresh slot.
     #[inline]
-    pub fn get(&self) -> Result<Pooled<T>, AllocError> {
+    pub fn get(&self) -> Result<ObjectBox<T>, AllocError> {
         let (p, info) = self.shared.alloc(Shaped::<T>::SHAPE)?;
         let ptr = p.cast::<T>();
         if info & CONSTRUCTED == 0 {
             self.construct(ptr);
         }
-        Ok(Pooled {
+        Ok(ObjectBox {
             ptr,
             _t: PhantomData,
         })
@@ -289,7 +282,11 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         let objects = Objects::new(drop_obj::<T>, hooks);
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(ObjectPool {
-            shared: Shared::build(self.knobs.config(geometry), budget, Some(objects)),
+            shared: Handle::new(PoolCore::build(
+                self.knobs.config(geometry),
+                budget,
+                Some(objects),
+            )),
             init: self.init,
             _t: PhantomData,
         })
@@ -299,18 +296,18 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
 /// A constructed `T` of an [`ObjectPool`]: a pointer, nothing more.
 /// Dropping it resets the object and caches it in its slot (see
 /// [`ObjectPool`]), from any thread.
-pub struct Pooled<T: Send + 'static> {
+pub struct ObjectBox<T: Send + 'static> {
     ptr: NonNull<T>,
     _t: PhantomData<T>,
 }
 
-// SAFETY: a `Pooled<T>` owns its `T` like a `Box<T>`; releasing it on
+// SAFETY: a `ObjectBox<T>` owns its `T` like a `Box<T>`; releasing it on
 // another thread is the pool's remote path, which is thread-safe.
-unsafe impl<T: Send + 'static> Send for Pooled<T> {}
-// SAFETY: `&Pooled<T>` only gives `&T`.
-unsafe impl<T: Send + Sync + 'static> Sync for Pooled<T> {}
+unsafe impl<T: Send + 'static> Send for ObjectBox<T> {}
+// SAFETY: `&ObjectBox<T>` only gives `&T`.
+unsafe impl<T: Send + Sync + 'static> Sync for ObjectBox<T> {}
 
-impl<T: Send + 'static> Pooled<T> {
+impl<T: Send + 'static> ObjectBox<T> {
     /// Drops the object instead of caching it; its slot goes back
     /// unconstructed.
     pub fn discard(this: Self) {
@@ -323,12 +320,12 @@ impl<T: Send + 'static> Pooled<T> {
     /// The pool state of this object's slab.
     ///
     /// # Safety
-    /// `ptr` is the block of a live `Pooled<T>`.
+    /// `ptr` is the block of a live `ObjectBox<T>`.
     unsafe fn objects<'a>(ptr: NonNull<T>) -> &'a Objects {
         let slab = Slab::of(ptr.as_ptr() as usize, Layout::<T>::GEOMETRY.region);
         // SAFETY: the block lies in a live slab of an object pool of `T`,
         // which keeps its core alive; such a core has object state.
-        match unsafe { Shared::of_live_slab(slab) }.objects() {
+        match unsafe { PoolCore::of_live_slab(slab) }.objects() {
             Some(o) => o,
             None => unreachable!("a pooled object outside an object pool"),
         }
@@ -338,7 +335,7 @@ impl<T: Send + 'static> Pooled<T> {
     /// the destructor panics).
     ///
     /// # Safety
-    /// `ptr` is the block of a `Pooled<T>` given up by the caller.
+    /// `ptr` is the block of a `ObjectBox<T>` given up by the caller.
     unsafe fn destroy(ptr: NonNull<T>) {
         struct FreeOnExit<T>(NonNull<T>);
         impl<T> Drop for FreeOnExit<T> {
@@ -356,21 +353,21 @@ impl<T: Send + 'static> Pooled<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Pooled<T> {
+impl<T: Send + 'static> Drop for ObjectBox<T> {
     fn drop(&mut self) {
         /// Destroys the object if `reset` or `keep_if` panics.
         struct DestroyOnUnwind<T: Send + 'static>(NonNull<T>);
         impl<T: Send + 'static> Drop for DestroyOnUnwind<T> {
             fn drop(&mut self) {
                 // SAFETY: the release gave the object up by panicking.
-                unsafe { Pooled::destroy(self.0) };
+                unsafe { ObjectBox::destroy(self.0) };
             }
         }
         let ptr = self.ptr;
-        // SAFETY: `ptr` is this live `Pooled`'s block.
+        // SAFETY: `ptr` is this live `ObjectBox`'s block.
         let objects = unsafe { Self::objects(ptr) };
         // SAFETY: the core was built with `Hooks<T>` (only `ObjectPool<T>`
-        // hands out `Pooled<T>` of its slabs), which it owns and keeps.
+        // hands out `ObjectBox<T>` of its slabs), which it owns and keeps.
         let hooks = unsafe { &*objects.hooks_ptr().cast::<Hooks<T>>() };
         let guard = DestroyOnUnwind(ptr);
         // SAFETY: we own the object until it is released.
@@ -390,7 +387,7 @@ impl<T: Send + 'static> Drop for Pooled<T> {
     }
 }
 
-impl<T: Send + 'static> Deref for Pooled<T> {
+impl<T: Send + 'static> Deref for ObjectBox<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -399,7 +396,7 @@ impl<T: Send + 'static> Deref for Pooled<T> {
     }
 }
 
-impl<T: Send + 'static> DerefMut for Pooled<T> {
+impl<T: Send + 'static> DerefMut for ObjectBox<T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes the access unique.
@@ -407,7 +404,7 @@ impl<T: Send + 'static> DerefMut for Pooled<T> {
     }
 }
 
-impl<T: Send + fmt::Debug + 'static> fmt::Debug for Pooled<T> {
+impl<T: Send + fmt::Debug + 'static> fmt::Debug for ObjectBox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }

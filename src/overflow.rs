@@ -1,4 +1,4 @@
-//! The shared overflow tier: [`ExtendableSlab`], a heap whose owner is
+//! The shared overflow tier: [`OverflowTier`], a heap whose owner is
 //! whoever holds its mutex.
 //!
 //! It serves threads past `max_thread_heaps`, heaps past `max_thread_slabs`,
@@ -7,7 +7,7 @@
 //! `NO_OWNER → TIER_OWNER → NO_OWNER`, under its lock) so their free slots
 //! serve other threads before anything new is mapped.
 //!
-//! What it keeps from the forge-alloc seed, and what it changes:
+//! How it grows and serves:
 //! - growth happens outside the lock (the mapping never runs under it); each
 //!   racing grower adds at most one segment per attempt, so over-growth is
 //!   bounded by the number of racing threads;
@@ -22,8 +22,9 @@
 
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::meta::{mvec, MVec};
 use crate::slab::Popped;
-use crate::sync::{bump, mvec, AtomicU64, MVec, Mutex, MutexGuard, Ordering};
+use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
 struct TierState {
@@ -36,7 +37,7 @@ struct TierState {
 unsafe impl Send for TierState {}
 
 /// The mutex-guarded, growable shared tier.
-pub(crate) struct ExtendableSlab {
+pub(crate) struct OverflowTier {
     heap: Heap,
     lock: Mutex<TierState>,
     /// Allocations served (written under the lock).
@@ -47,11 +48,11 @@ pub(crate) struct ExtendableSlab {
 
 /// Proof that the tier lock is held.
 pub(crate) struct TierGuard<'a> {
-    tier: &'a ExtendableSlab,
+    tier: &'a OverflowTier,
     state: MutexGuard<'a, TierState>,
 }
 
-impl ExtendableSlab {
+impl OverflowTier {
     pub(crate) fn new() -> Self {
         Self {
             heap: Heap::with_owner(TIER_OWNER),

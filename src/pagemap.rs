@@ -13,7 +13,7 @@
 //! unmaps one), read by any thread. Leaves come from meta memory and are
 //! never freed; untouched parts of the 1 MiB top table cost nothing.
 
-use crate::sync::meta;
+use crate::meta;
 use crate::sync::unmodelled::{StdAtomicPtr, StdAtomicU8};
 use crate::sync::Ordering;
 

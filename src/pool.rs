@@ -1,4 +1,4 @@
-//! The typed surface: [`Pool<T>`], its [`Builder`], and [`PoolBox<T>`].
+//! The typed surface: [`Pool<T>`], its [`PoolBuilder`], and [`PoolBox<T>`].
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -8,11 +8,12 @@ use core::ptr::NonNull;
 
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
-use crate::os::Budget;
-use crate::shared::Shared;
-use crate::slab::{Geometry, Shape, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::meta::Arc;
+use crate::pool_core::{Handle, PoolCore};
+use crate::slab::{Geometry, Resolved, Shape, Slab, MAX_ALIGN, MAX_SIZE};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::{unmodelled, Arc};
+use crate::sync::unmodelled;
 
 /// Geometry and limits of `T`, known at compile time.
 pub(crate) struct Layout<T>(PhantomData<T>);
@@ -70,7 +71,7 @@ impl<T> Layout<T> {
 /// assert_eq!(other.stats().live_blocks, 0);
 /// ```
 pub struct Pool<T> {
-    shared: Arc<Shared>,
+    shared: Handle,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -79,25 +80,18 @@ pub struct Pool<T> {
 unsafe impl<T: Send> Send for Pool<T> {}
 // SAFETY: as above; `&Pool<T>` allows allocation from any thread.
 unsafe impl<T: Send> Sync for Pool<T> {}
-// SAFETY: `Shared` guards its owner-only state by the ownership protocol
+// SAFETY: `PoolCore` guards its owner-only state by the ownership protocol
 // (docs/ARCHITECTURE.md); everything else in it is atomic or locked.
-unsafe impl Send for Shared {}
+unsafe impl Send for PoolCore {}
 // SAFETY: as above.
-unsafe impl Sync for Shared {}
+unsafe impl Sync for PoolCore {}
 
 impl<T> Clone for Pool<T> {
     fn clone(&self) -> Self {
-        self.shared.add_handle();
         Self {
             shared: self.shared.clone(),
             _t: PhantomData,
         }
-    }
-}
-
-impl<T> Drop for Pool<T> {
-    fn drop(&mut self) {
-        self.shared.drop_handle();
     }
 }
 
@@ -129,8 +123,8 @@ impl<T> Pool<T> {
     }
 
     /// A builder to configure and validate a pool.
-    pub fn builder() -> Builder<T> {
-        Builder::new()
+    pub fn builder() -> PoolBuilder<T> {
+        PoolBuilder::new()
     }
 
     /// Moves `value` into a block of the pool.
@@ -207,19 +201,19 @@ impl<T> Pool<T> {
 /// Validated pool configuration. Every setting has a default; `build`
 /// checks them all.
 #[derive(Debug, Clone)]
-pub struct Builder<T> {
+pub struct PoolBuilder<T> {
     knobs: Knobs,
     slab_capacity: Option<usize>,
     _t: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Default for Builder<T> {
+impl<T> Default for PoolBuilder<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> Builder<T> {
+impl<T> PoolBuilder<T> {
     fn new() -> Self {
         Self {
             knobs: Knobs::new(),
@@ -242,7 +236,7 @@ impl<T> Builder<T> {
         let max_bytes = self.knobs.check(geometry.region)?;
         let budget = Arc::new(Budget::new(max_bytes));
         Ok(Pool {
-            shared: Shared::build(self.knobs.config(geometry), budget, None),
+            shared: Handle::new(PoolCore::build(self.knobs.config(geometry), budget, None)),
             _t: PhantomData,
         })
     }
@@ -309,14 +303,15 @@ impl<T> PoolBox<T> {
         }
         let addr = ptr.as_ptr() as usize;
         let sh = &*pool.shared;
-        let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
         let ok = sh.owns_address(addr) && {
+            let pool = sh as *const PoolCore as *const ();
             // SAFETY: the address lies in memory this pool mapped, so its
             // region header is readable.
-            let s = unsafe { &*slab };
-            s.header_ok(Layout::<T>::SHAPE)
-                && core::ptr::eq(s.pool.cast::<Shared>(), sh)
-                && s.is_allocated(addr, Layout::<T>::SHAPE)
+            match unsafe { resolve::<T>(addr, Layout::<T>::SHAPE, Some(pool)) } {
+                // SAFETY: a live slab of this pool; `idx` is one of its slots.
+                Resolved::Slot(slab, idx) => unsafe { (*slab).is_allocated(idx) },
+                _ => false,
+            }
         };
         if ok {
             Ok(Self {
@@ -354,7 +349,7 @@ unsafe fn free<T>(ptr: NonNull<T>) {
 
 /// Frees a block of a pool of `T` whose slabs have `shape` (`T`'s, or with
 /// the caching mark for an object pool); `mark` as in
-/// [`Shared::free_block`] (the slot keeps a constructed `T`, or holds none).
+/// [`PoolCore::free_block`] (the slot keeps a constructed `T`, or holds none).
 ///
 /// # Safety
 /// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
@@ -365,20 +360,30 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
         return;
     }
     let addr = ptr.as_ptr() as usize;
-    let slab = Slab::of(addr, Layout::<T>::GEOMETRY.region);
     // SAFETY: per the contract the block lies in a slab region whose header
     // is mapped.
-    let s = unsafe { &*slab };
-    if !s.header_ok(shape) {
-        unmodelled::count_unowned_free();
-        return;
-    }
-    let Some(idx) = s.slot_index(addr, shape) else {
+    match unsafe { resolve::<T>(addr, shape, None) } {
+        Resolved::NotASlab => unmodelled::count_unowned_free(),
         // SAFETY: the header is a live slab, which keeps its pool alive.
-        return unsafe { Shared::refuse_foreign(slab) };
-    };
-    // SAFETY: as above; `idx` is a slot of `slab`.
-    unsafe { Shared::free_block(slab, idx, mark) };
+        Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
+        // SAFETY: as above; `idx` is a slot of `slab`.
+        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, mark) },
+    }
+}
+
+/// [`Slab::resolve`] for a block of a pool of `T` with slabs of `shape`
+/// (`T`'s, or with the caching mark): the region mask and the stride are
+/// constants of the type.
+///
+/// # Safety
+/// As [`Slab::resolve`].
+#[inline(always)]
+unsafe fn resolve<T>(addr: usize, shape: Shape, pool: Option<*const ()>) -> Resolved {
+    let mask = !(Layout::<T>::GEOMETRY.region - 1);
+    let stride = shape.stride as usize;
+    let index = |off: usize| (off % stride == 0).then_some(off / stride);
+    // SAFETY: forwarded.
+    unsafe { Slab::resolve(addr, mask, Slab::magic_tag(shape), pool, shape, index) }
 }
 
 impl<T> Drop for PoolBox<T> {

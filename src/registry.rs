@@ -13,7 +13,9 @@
 use crate::heap::Heap;
 
 #[cfg(not(loom))]
-use crate::sync::{meta, AtomicBool, AtomicPtr, Ordering};
+use crate::meta;
+#[cfg(not(loom))]
+use crate::sync::{AtomicBool, AtomicPtr, Ordering};
 #[cfg(not(loom))]
 use crate::thread;
 

@@ -217,6 +217,17 @@ impl Chain {
     }
 }
 
+/// What [`Slab::resolve`] found at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// Not in a live slab of the expected shape (and pool).
+    NotASlab,
+    /// In such a slab, but not at the start of one of its slots.
+    NotASlot(*mut Slab),
+    /// Slot `idx` of the slab.
+    Slot(*mut Slab, usize),
+}
+
 /// A block handed out, and what its slot held ([`Slab::pop_fresh`]).
 pub(crate) type Popped = (NonNull<u8>, u16);
 
@@ -348,7 +359,7 @@ impl Slab {
 
     /// True if this looks like a live homeslab slab header of `shape`: the
     /// caller's type's, so a slab of another type is refused, not misread.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn header_ok(&self, shape: Shape) -> bool {
         self.header_ok_tag(Self::magic_tag(shape))
     }
@@ -375,7 +386,7 @@ impl Slab {
     /// this slab's (checked by [`Slab::header_ok`]) as the pool's type gives
     /// it — a constant, so the division compiles to a shift or a constant
     /// multiply.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn slot_index(&self, addr: usize, shape: Shape) -> Option<usize> {
         debug_assert_eq!(self.shape, shape);
         // `addr - header` is `addr ^ header`: the header is `addr` with its
@@ -388,29 +399,42 @@ impl Slab {
         (off % stride == 0).then_some(off / stride)
     }
 
-    /// [`Slab::slot_index`] with the division by the stride given (for a
-    /// stride known only at run time): `div(off)` must be `off / stride`
-    /// for every `off` below `span`.
-    #[inline(always)]
-    pub(crate) fn slot_index_with(
-        &self,
-        addr: usize,
-        shape: Shape,
-        div: impl FnOnce(usize) -> usize,
-    ) -> Option<usize> {
-        let off = (addr ^ self as *const Slab as usize).wrapping_sub(shape.slots_off as usize);
-        if off >= self.span as usize {
-            return None;
-        }
-        let idx = div(off);
-        (idx * shape.stride as usize == off).then_some(idx)
+    /// True if slot `idx` (below the capacity) is handed out now.
+    pub(crate) fn is_allocated(&self, idx: usize) -> bool {
+        handed_out(self.word(idx).load(Ordering::Relaxed))
     }
 
-    /// True if `addr` is a slot of this slab (of `shape`) that is currently
-    /// handed out.
-    pub(crate) fn is_allocated(&self, addr: usize, shape: Shape) -> bool {
-        self.slot_index(addr, shape)
-            .is_some_and(|i| handed_out(self.word(i).load(Ordering::Relaxed)))
+    /// From a block's address to its slab and slot: the one way every free
+    /// and check takes. The region header (`addr & mask`) must be a live
+    /// slab of the shape whose [`Slab::magic_tag`] is `tag` and, if `pool`
+    /// is given, of that pool; then `addr` must start a slot: `index(off)`
+    /// is the slot starting `off` bytes past slot 0, if one does (a mask
+    /// and a shift, or a multiply, when the stride is a constant).
+    ///
+    /// # Safety
+    /// The header of `addr`'s region is readable memory.
+    #[inline(always)]
+    pub(crate) unsafe fn resolve(
+        addr: usize,
+        mask: usize,
+        tag: usize,
+        pool: Option<*const ()>,
+        shape: Shape,
+        index: impl FnOnce(usize) -> Option<usize>,
+    ) -> Resolved {
+        let slab = Self::of_masked(addr, mask);
+        // SAFETY: per the contract.
+        let s = unsafe { &*slab };
+        if !s.header_ok_tag(tag) || pool.is_some_and(|p| !core::ptr::eq(s.pool, p)) {
+            return Resolved::NotASlab;
+        }
+        // `addr - header` is `addr ^ header`: the header is `addr` with its
+        // low bits cleared.
+        let off = (addr ^ slab as usize).wrapping_sub(shape.slots_off as usize);
+        match (off < s.span as usize).then(|| index(off)).flatten() {
+            Some(idx) => Resolved::Slot(slab, idx),
+            None => Resolved::NotASlot(slab),
+        }
     }
 
     /// The start of the region, cast from the address (exposed provenance),
@@ -483,6 +507,40 @@ impl Slab {
     /// (which includes every handed-out word: those are no links).
     #[inline(always)]
     fn decode(&self, idx: usize, raw: u16, bump: usize, caching: bool) -> Option<usize> {
+        let next = self.decode_bounded(idx, raw, bump, caching)?;
+        if !self.hardened || next == 0 {
+            return Some(next);
+        }
+        (!handed_out(self.read_link(next - 1))).then_some(next)
+    }
+
+    /// The pop's check of free slot `idx`, whose word is `raw`: `None` if
+    /// the slot is handed out (hardened: the link that named it was
+    /// corrupt); else its link as [`Slab::decode_bounded`] decodes it. One
+    /// branch on the mode.
+    #[inline(always)]
+    fn decode_pop(
+        &self,
+        idx: usize,
+        raw: u16,
+        bump: usize,
+        caching: bool,
+    ) -> Option<Option<usize>> {
+        let link = if caching { raw & !CONSTRUCTED } else { raw } as usize;
+        if !self.hardened {
+            return Some((link <= self.capacity as usize).then_some(link));
+        }
+        if handed_out(raw) {
+            return None;
+        }
+        let next = link ^ self.key as usize ^ idx;
+        Some((next <= bump).then_some(next))
+    }
+
+    /// [`Slab::decode`] without looking at the slot the link names: only
+    /// that it lies below the frontier (hardened) or inside the slab.
+    #[inline(always)]
+    fn decode_bounded(&self, idx: usize, raw: u16, bump: usize, caching: bool) -> Option<usize> {
         // The constructed mark is no part of the link (a handed-out word
         // keeps its top bit); only caching slabs set it.
         let raw = if caching { raw & !CONSTRUCTED } else { raw };
@@ -493,11 +551,7 @@ impl Slab {
         // A handed-out word keeps its top bit through the XOR (key and index
         // are below it) and lands past the frontier.
         let next = raw as usize ^ self.key as usize ^ idx;
-        if next == 0 {
-            return Some(0);
-        }
-        let i = next - 1;
-        (i < bump && !handed_out(self.read_link(i))).then_some(next)
+        (next <= bump).then_some(next)
     }
 
     /// Owner: hands out a slot from the local freelist or the bump frontier.
@@ -526,33 +580,43 @@ impl Slab {
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
-                let info;
-                let idx = if l.free != 0 {
+                let listed = if l.free != 0 {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
-                    info = raw & CONSTRUCTED;
-                    // Marked before its link is checked: a (corrupt) link
-                    // naming this very slot then reads as handed out.
-                    self.word(idx).store(ALLOCATED, Ordering::Relaxed);
-                    match self.decode(idx, raw, l.bump, shape.caching) {
-                        Some(next) => l.free = next,
+                    match self.decode_pop(idx, raw, l.bump, shape.caching) {
                         None => {
+                            // The link that named this slot was corrupt: it
+                            // is handed out. Drop the rest of the list.
                             bump(corruption, 1);
                             l.free = 0;
+                            None
+                        }
+                        Some(next) => {
+                            // A (corrupt) link naming this very slot reads
+                            // as handed out when the next pop reaches it.
+                            self.word(idx).store(ALLOCATED, Ordering::Relaxed);
+                            l.free = next.unwrap_or_else(|| {
+                                bump(corruption, 1);
+                                0
+                            });
+                            Some((idx, raw & CONSTRUCTED))
                         }
                     }
-                    idx
-                } else if l.bump < self.capacity as usize {
-                    if shape.caching && self.remote.pending() {
-                        // Drain first: those slots keep their objects.
-                        return None;
-                    }
-                    info = if self.zeroed { FRESH } else { 0 };
-                    l.bump += 1;
-                    self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
-                    l.bump - 1
                 } else {
-                    return None;
+                    None
+                };
+                let (idx, info) = match listed {
+                    Some(got) => got,
+                    None if l.bump < self.capacity as usize => {
+                        if shape.caching && self.remote.pending() {
+                            // Drain first: those slots keep their objects.
+                            return None;
+                        }
+                        l.bump += 1;
+                        self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
+                        (l.bump - 1, if self.zeroed { FRESH } else { 0 })
+                    }
+                    None => return None,
                 };
                 l.count = l.count.wrapping_add(1);
                 let slots = self.region().add(shape.slots_off as usize);

@@ -18,11 +18,12 @@ use crate::class::{self, Divisor, CLASSES, MAX_CLASS};
 use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
-use crate::os::Budget;
-use crate::shared::{alloc_owned, Shared};
-use crate::slab::{Shape, Slab, FRESH};
+use crate::meta::Arc;
+use crate::pool_core::{alloc_owned, PoolCore};
+use crate::slab::{Resolved, Shape, Slab, FRESH};
+use crate::source::Budget;
 use crate::stats::Stats;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::thread::EntryAt;
 
 #[cfg(not(loom))]
@@ -85,7 +86,7 @@ struct Class {
     tag: usize,
     div: Divisor,
     /// The core (owned by `Inner::cores`).
-    core: *const Shared,
+    core: *const PoolCore,
 }
 
 const _: () = assert!(core::mem::size_of::<Class>() == 64);
@@ -100,11 +101,36 @@ impl Class {
             ..self.shape
         }
     }
+
+    /// [`Slab::resolve`] for a block of this class: a slab of this class's
+    /// core, and a slot of it.
+    ///
+    /// # Safety
+    /// The header of `addr`'s region (of this class's size) is readable.
+    #[inline(always)]
+    unsafe fn resolve(&self, addr: usize) -> Resolved {
+        let (div, stride) = (self.div, self.shape.stride as usize);
+        let index = |off: usize| {
+            let idx = div.div(off);
+            (idx * stride == off).then_some(idx)
+        };
+        // SAFETY: forwarded.
+        unsafe {
+            Slab::resolve(
+                addr,
+                self.mask,
+                self.tag,
+                Some(self.core.cast()),
+                self.shape(),
+                index,
+            )
+        }
+    }
 }
 
 struct Inner {
     classes: [Class; CLASSES],
-    cores: [Arc<Shared>; CLASSES],
+    cores: [Arc<PoolCore>; CLASSES],
     large: Large,
     budget: Arc<Budget>,
     /// Class frees refused before reaching a core (no header of this class).
@@ -246,20 +272,14 @@ impl SlabAlloc {
     #[inline(always)]
     unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
         let d = self.class(c);
-        let addr = ptr.as_ptr() as usize;
-        let slab = Slab::of_masked(addr, d.mask);
         // SAFETY: per the contract.
-        let s = unsafe { &*slab };
-        if !s.header_ok_tag(d.tag) || !core::ptr::eq(s.pool.cast::<Shared>(), d.core) {
-            return self.refuse();
-        }
-        let div = d.div;
-        let Some(idx) = s.slot_index_with(addr, d.shape(), |off| div.div(off)) else {
+        match unsafe { d.resolve(ptr.as_ptr() as usize) } {
+            Resolved::NotASlab => self.refuse(),
             // SAFETY: the header is a live slab of this class's core.
-            return unsafe { Shared::refuse_foreign(slab) };
-        };
-        // SAFETY: as above; `idx` is a slot of `slab`.
-        unsafe { Shared::free_block(slab, idx, 0) };
+            Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
+            // SAFETY: as above; `idx` is a slot of `slab`.
+            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, 0) },
+        }
     }
 
     /// Class `c`'s descriptor; `c` came from [`class::class_of`].
@@ -476,8 +496,8 @@ impl SlabAllocBuilder {
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes));
-        let cores: [Arc<Shared>; CLASSES] = core::array::from_fn(|c| {
-            Shared::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
+        let cores: [Arc<PoolCore>; CLASSES] = core::array::from_fn(|c| {
+            PoolCore::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
         });
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);

@@ -1,8 +1,8 @@
 //! The synchronisation facade: every atomic, `UnsafeCell`, lock, spin hint and
 //! thread-local used by the crate comes from here.
 //!
-//! Normally these are `core`/`std` atomics, `parking_lot::Mutex` and
-//! `std::thread_local!`. Compiled with `RUSTFLAGS="--cfg loom"` they are loom's,
+//! Normally these are `core`/`std` atomics, the crate's futex `Mutex`
+//! ([`lock`], which never allocates) and `std::thread_local!`. Compiled with `RUSTFLAGS="--cfg loom"` they are loom's,
 //! so loom model-checks the production code rather than a copy of it.
 //! `tests/facade.rs` fails if another module imports `std::sync::atomic` or
 //! `core::cell::UnsafeCell` directly.
@@ -19,17 +19,7 @@ pub(crate) use loom::sync::atomic::{
 pub(crate) use core::sync::atomic::Ordering;
 
 #[cfg(not(loom))]
-mod arc;
-#[cfg(not(loom))]
 pub(crate) mod lock;
-pub(crate) mod meta;
-
-pub(crate) use meta::{mvec, MVec};
-
-#[cfg(not(loom))]
-pub(crate) use arc::{Arc, Weak};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
 
 /// Bumps a counter that only one thread writes: a load and a store, never an
 /// atomic read-modify-write. Readers on other threads see a value that is
@@ -288,6 +278,10 @@ pub(crate) use thread_local_facade;
 pub(crate) mod unmodelled {
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    /// A cell for state guarded by a lock loom never sees (the meta
+    /// allocator's, which loom and Miri replace with `std::alloc`).
+    #[cfg(not(any(loom, miri)))]
+    pub(crate) use core::cell::UnsafeCell as StdUnsafeCell;
     /// Atomics for process-wide tables loom need not model (the page map).
     pub(crate) use std::sync::atomic::{AtomicPtr as StdAtomicPtr, AtomicU8 as StdAtomicU8};
 

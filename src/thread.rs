@@ -20,7 +20,7 @@
 //!
 //! **Exit.** Nothing here allocates from the global allocator, so that
 //! homeslab can be it. The exit hooks are plain records ([`Hook`]) in an
-//! array of meta memory ([`crate::sync::meta`]) that the context points
+//! array of meta memory ([`crate::meta`]) that the context points
 //! to. Exit runs from a `pthread` key destructor (armed with
 //! `pthread_setspecific` when the thread first needs it; glibc runs key
 //! destructors after the thread's `thread_local!` destructors, so those
@@ -35,7 +35,8 @@ use core::alloc::Layout;
 use core::cell::Cell;
 
 use crate::heap::Heap;
-use crate::sync::{meta, thread_local_facade, unmodelled};
+use crate::meta;
+use crate::sync::{thread_local_facade, unmodelled};
 
 /// Lifecycle of the current thread, as homeslab sees it.
 const FRESH: u8 = 0;

@@ -23,7 +23,7 @@ fn scan(dir: &Path, hits: &mut Vec<String>) {
             scan(&path, hits);
         } else if path.extension().is_some_and(|e| e == "rs")
             && !path.ends_with("src/sync.rs")
-            // The facade's own parts: its lock, meta allocator and Arc.
+            // The facade's own parts (its lock).
             && !path.parent().is_some_and(|d| d.ends_with("src/sync"))
         {
             let text = std::fs::read_to_string(&path).unwrap();

@@ -1,6 +1,6 @@
 //! Layers, not a web: no module of `src/` may use a module that (directly or
 //! through others) uses it back. A module is a top-level file or folder of
-//! `src/` (`src/heap.rs`; `src/shared.rs` with `src/shared/`); `A -> B` when
+//! `src/` (`src/heap.rs`; `src/pool_core.rs` with `src/pool_core/`); `A -> B` when
 //! A's code (comments aside) names `crate::B`. Unit-test files (`tests.rs`)
 //! are skipped. `HOMESLAB_LAYERS_SRC=path/to/src` checks another tree.
 

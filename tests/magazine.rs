@@ -1,5 +1,5 @@
 //! The magazine layer: what a thread holds back (bounded, counted), LIFO
-//! reuse of local and remote frees, double frees of held blocks, and every
+//! reuse of other threads' blocks, double frees of held blocks, and every
 //! way held blocks go home — flush, trim and the close from other threads,
 //! the idle sweep, thread exit — with stamped blocks checked throughout.
 
@@ -35,28 +35,45 @@ fn a_thread_holds_at_most_its_magazine_and_reuses_it_lifo() {
     let ledger = Ledger::new(&DROPS);
     for cap in [0, 1, 8, 64] {
         let p = pool(cap, false);
+        // An owner's own frees go straight back to their slab.
+        let own: Vec<_> = (0..100).map(|_| ledger.alloc(&p).unwrap()).collect();
+        own.into_iter().for_each(|m| ledger.retire(m));
+        assert_eq!(p.stats().held_blocks, 0, "{:?}", p.stats());
         let blocks: Vec<_> = (0..500).map(|_| ledger.alloc(&p).unwrap()).collect();
         let freed: Vec<usize> = blocks.iter().map(common::addr).collect();
-        for m in blocks {
-            ledger.retire(m);
-        }
-        let s = p.stats();
-        assert_eq!(s.held_blocks, cap as u64, "{s:?}");
-        assert_eq!(s.live_blocks, 0, "held blocks count as freed: {s:?}");
-        // The first `cap` frees filled the magazine; the next allocations
-        // take them newest first.
-        let again: Vec<_> = (0..cap).map(|_| ledger.alloc(&p).unwrap()).collect();
-        let want: Vec<usize> = freed[..cap].iter().rev().copied().collect();
-        assert_eq!(again.iter().map(common::addr).collect::<Vec<_>>(), want);
-        assert_eq!(p.stats().held_blocks, 0);
-        for m in again {
-            ledger.retire(m);
-        }
-        homeslab::flush_remote_frees();
-        let s = p.stats();
-        assert_eq!((s.held_blocks, s.live_blocks), (0, 0), "{s:?}");
+        thread::scope(|s| {
+            s.spawn(|| {
+                // A heap in the pool, so the frees below can be held.
+                let warm = ledger.alloc(&p).unwrap();
+                for m in blocks {
+                    ledger.retire(m);
+                }
+                let s = p.stats();
+                assert_eq!(s.held_blocks, cap as u64, "{s:?}");
+                assert_eq!(s.live_blocks, 1, "held blocks count as freed: {s:?}");
+                // The first `cap` frees filled the magazine; the next
+                // allocations take them newest first.
+                let again: Vec<_> = (0..cap).map(|_| ledger.alloc(&p).unwrap()).collect();
+                let want: Vec<usize> = freed[..cap].iter().rev().copied().collect();
+                assert_eq!(again.iter().map(common::addr).collect::<Vec<_>>(), want);
+                assert_eq!(p.stats().held_blocks, 0);
+                for m in again {
+                    ledger.retire(m);
+                }
+                ledger.retire(warm);
+                homeslab::flush_remote_frees();
+                let s = p.stats();
+                assert_eq!((s.held_blocks, s.live_blocks), (0, 0), "{s:?}");
+            });
+        });
         p.trim();
-        assert_eq!(p.stats().mapped_bytes, 0, "flushed blocks went home");
+        // Every slab but this thread's current one went back: none stayed
+        // pinned by a held block.
+        let s = p.stats();
+        assert!(
+            s.mapped_bytes <= s.slab_bytes,
+            "flushed blocks went home: {s:?}"
+        );
     }
     ledger.assert_clean();
 }
@@ -156,23 +173,30 @@ fn trim_on_another_thread_takes_an_idle_threads_magazine() {
     let ledger = Ledger::new(&DROPS);
     let (held_tx, held_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (blocks_tx, blocks_rx) = mpsc::channel();
     let worker = {
         let (p, ledger) = (Arc::clone(&p), Arc::clone(&ledger));
         thread::spawn(move || {
-            let blocks: Vec<_> = (0..100).map(|_| ledger.alloc(&p).unwrap()).collect();
+            let warm = ledger.alloc(&p).unwrap();
+            // Blocks of the main thread's heap: held here.
+            let blocks: Vec<_> = blocks_rx.recv().unwrap();
             blocks.into_iter().for_each(|m| ledger.retire(m));
             held_tx.send(()).unwrap();
             go_rx.recv().unwrap(); // idle while the main thread trims
             let blocks: Vec<_> = (0..100).map(|_| ledger.alloc(&p).unwrap()).collect();
             assert_distinct(&blocks);
             blocks.into_iter().for_each(|m| ledger.retire(m));
+            ledger.retire(warm);
         })
     };
+    // As many as the magazine holds: none takes the remote path.
+    let blocks: Vec<_> = (0..32).map(|_| ledger.alloc(&p).unwrap()).collect();
+    blocks_tx.send(blocks).unwrap();
     held_rx.recv().unwrap();
     assert_eq!(p.stats().held_blocks, 32);
     p.trim();
     let s = p.stats();
-    assert_eq!((s.held_blocks, s.live_blocks), (0, 0), "{s:?}");
+    assert_eq!((s.held_blocks, s.live_blocks), (0, 1), "{s:?}");
     go_tx.send(()).unwrap();
     worker.join().unwrap();
     ledger.assert_clean();
@@ -193,18 +217,25 @@ fn an_idle_threads_magazine_is_swept_after_release_after() {
     );
     let (held_tx, held_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (blocks_tx, blocks_rx) = mpsc::channel();
     let worker = {
         let p = Arc::clone(&p);
         thread::spawn(move || {
-            drop(
-                (0..100)
-                    .map(|i| p.alloc([i; 8]).unwrap())
-                    .collect::<Vec<_>>(),
-            );
+            let warm = p.alloc([0; 8]).unwrap();
+            // Blocks of the main thread's heap: held here.
+            drop(blocks_rx.recv().unwrap());
             held_tx.send(()).unwrap();
             go_rx.recv().unwrap();
+            drop(warm);
         })
     };
+    blocks_tx
+        .send(
+            (0..100)
+                .map(|i| p.alloc([i; 8]).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
     held_rx.recv().unwrap();
     assert_eq!(p.stats().held_blocks, 32);
     // Sleep waits at least this long, so the sweep is due below.
@@ -248,9 +279,15 @@ fn the_close_empties_and_turns_off_every_magazine() {
     let worker = {
         let (p, start, closed) = (p.clone(), Arc::clone(&start), Arc::clone(&closed));
         thread::spawn(move || {
-            let mut objs: Vec<_> = (0..200).map(|_| p.get().unwrap()).collect();
-            let later = objs.split_off(100);
-            drop(objs); // 32 held in this thread's magazine
+            let later: Vec<_> = (0..100).map(|_| p.get().unwrap()).collect();
+            // Objects of a heap whose thread has exited: freed here, 32 are
+            // held in this thread's magazine.
+            let objs = thread::scope(|s| {
+                s.spawn(|| (0..100).map(|_| p.get().unwrap()).collect::<Vec<_>>())
+                    .join()
+                    .unwrap()
+            });
+            drop(objs);
             assert_eq!(p.stats().held_blocks, 32);
             drop(p);
             start.wait();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
-use homeslab::{ObjectPool, Pooled};
+use homeslab::{ObjectBox, ObjectPool};
 
 /// A buffer that knows whether it is clean and counts its lives.
 struct Buf {
@@ -100,7 +100,7 @@ fn threads_hand_objects_to_each_other_and_constructions_stay_bounded() {
     const BATCH: usize = 16;
     let p = pool(&LIVES);
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS)
-        .map(|_| mpsc::channel::<Vec<(u64, Pooled<Buf>)>>())
+        .map(|_| mpsc::channel::<Vec<(u64, ObjectBox<Buf>)>>())
         .unzip();
     let mut rxs: Vec<_> = rxs.into_iter().map(Some).collect();
     // Spawned and joined (not scoped): `join` waits for the threads'
@@ -172,7 +172,7 @@ fn keep_if_and_discard_destroy_instead_of_caching() {
     drop(big);
     assert_eq!(LIVES.dropped(), 1, "keep_if refused it");
     let small = p.get().unwrap();
-    Pooled::discard(small);
+    ObjectBox::discard(small);
     assert_eq!(LIVES.dropped(), 2, "discarded");
     let kept = p.get().unwrap();
     drop(kept);

@@ -8,13 +8,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use homeslab::{AllocError, Builder, ConfigError, ForeignPointer, Pool, PoolBox, Stats};
+use homeslab::{AllocError, ConfigError, ForeignPointer, Pool, PoolBox, PoolBuilder, Stats};
 
 type Block = [u64; 8];
 
 // ---------------------------------------------------------------- builder
 
-fn invalid<T>(b: Builder<T>) -> &'static str {
+fn invalid<T>(b: PoolBuilder<T>) -> &'static str {
     match b.build() {
         Err(ConfigError::InvalidSetting { name, requirement }) => {
             assert!(!requirement.is_empty());
@@ -68,7 +68,7 @@ fn builder_rejects_each_invalid_setting() {
 #[test]
 fn builder_accepts_boundary_settings() {
     let slab = Pool::<Block>::new().stats().slab_bytes;
-    let ok = |b: Builder<Block>| b.build().unwrap();
+    let ok = |b: PoolBuilder<Block>| b.build().unwrap();
     ok(Pool::builder().slab_capacity(1));
     ok(Pool::builder().slab_capacity(usize::MAX));
     ok(Pool::builder().max_thread_slabs(1));
@@ -397,8 +397,8 @@ fn auto_traits() {
     sync::<PoolBox<String>>();
     send::<Pool<std::cell::Cell<u8>>>();
     send::<PoolBox<std::cell::Cell<u8>>>();
-    clone::<Builder<String>>();
-    debug::<Builder<String>>();
+    clone::<PoolBuilder<String>>();
+    debug::<PoolBuilder<String>>();
     debug::<Pool<String>>();
     debug::<PoolBox<String>>();
     debug::<Stats>();

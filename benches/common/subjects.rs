@@ -72,8 +72,9 @@ impl<const N: usize> Obj for Kind<N> {
     }
 }
 
-/// An allocator (or pool) under test.
-pub trait Subject<T: Obj>: Sync {
+/// An allocator (or pool) under test. `Send` too, so that it can live in an
+/// `Arc` that worker threads hold clones of (`shapes`).
+pub trait Subject<T: Obj>: Send + Sync {
     /// Owns one `T`; may be freed on any thread.
     type Handle<'a>: Send
     where
@@ -248,7 +249,7 @@ impl Family for SystemBoxFamily {
 /// [`Raw`] over the allocator its function makes, with its name.
 pub struct RawFamily<A>(pub fn() -> A, pub &'static str);
 
-impl<A: GlobalAlloc + Sync + 'static> Family for RawFamily<A> {
+impl<A: GlobalAlloc + Send + Sync + 'static> Family for RawFamily<A> {
     type Of<T: Obj> = Raw<A, T>;
     fn build<T: Obj>(&self) -> Raw<A, T> {
         Raw::new((self.0)(), self.1)
@@ -425,7 +426,7 @@ impl<A: GlobalAlloc, T: Obj> Raw<A, T> {
     }
 }
 
-impl<A: GlobalAlloc + Sync, T: Obj> Subject<T> for Raw<A, T> {
+impl<A: GlobalAlloc + Send + Sync, T: Obj> Subject<T> for Raw<A, T> {
     type Handle<'a>
         = RawBox<T>
     where
@@ -652,6 +653,11 @@ pub const FLOOR_SLOTS: usize = super::workloads::LOCAL_BATCH;
 // thread handed it over), so the `UnsafeCell` is never accessed
 // concurrently; the blocks it hands out hold `T: Send` values.
 unsafe impl<T: Send> Sync for Floor<T> {}
+
+// SAFETY: a `Floor` owns its blocks and the list of vacant ones, like a
+// `Box<[T]>` and a `Vec` of pointers into it; moving it to another thread
+// moves that ownership (`T: Send`), nothing stays behind.
+unsafe impl<T: Send> Send for Floor<T> {}
 
 /// A block of a [`Floor`].
 pub struct FloorBox<T>(NonNull<T>);

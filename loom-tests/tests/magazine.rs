@@ -88,22 +88,25 @@ fn held_block_goes_home_at_exit() {
     });
 }
 
-/// `trim` on another thread steals the owner's magazine while the owner
-/// pushes and pops it. Whichever way the handshake goes, every block is
-/// handed out once, and the stolen ones go home.
+/// `trim` on another thread steals a magazine while its owner pushes and
+/// pops it. Whichever way the handshake goes, every block is handed out
+/// once, and the stolen ones go home.
 #[test]
 fn steal_races_owner_push_and_pop() {
     static SEEN: Outcomes = Outcomes::new();
     model(|| {
         let pool = Arc::new(pool(2));
+        let a = alloc(&pool, 1); // the main thread's block
+        let a_at = addr(&a);
         let p2 = Arc::clone(&pool);
         let owner = thread::spawn(move || {
-            let a = alloc(&p2, 1);
-            let a_at = addr(&a);
+            let w = alloc(&p2, 0); // a heap of its own, so a magazine
             free_held(a, 1); // push
             let b = alloc(&p2, 2); // pop (unless stolen first)
             let reused = addr(&b) == a_at;
-            free_held(b, 2); // push
+            assert_distinct(&[&w, &b]);
+            free_held(b, 2); // push, if `a` came back
+            free_held(w, 0);
             homeslab::flush_remote_frees();
             reused
         });

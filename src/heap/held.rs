@@ -27,54 +27,28 @@ impl Heap {
         }
     }
 
-    /// A free by the owner of this heap into its magazine: of slot `idx` of
-    /// `slab`, which is one of this heap's slabs if `own`, else another
-    /// heap's of the same pool. Counts the free (local or remote).
+    /// A free into this heap's magazine (by its owner) of slot `idx` of
+    /// `slab`, another heap's slab of the same pool. Counts the remote free.
     ///
     /// # Safety
     /// The caller is the owner, `slab` is a live slab of this heap's pool
     /// and `idx` came from its [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16, own: bool) -> Held {
+    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16) -> Held {
         match self.mag.room() {
             Room::Yes => {}
             Room::Full => return Held::Full,
             Room::Closed => return Held::Closed,
         }
-        // SAFETY: forwarded.
-        unsafe { self.hold_with_room(slab, idx, mark, own) }
-    }
-
-    /// [`Heap::hold`] after [`Magazine::room`] said yes (the push checks
-    /// again, under the handshake).
-    ///
-    /// # Safety
-    /// As [`Heap::hold`].
-    #[inline(always)]
-    pub(crate) unsafe fn hold_with_room(
-        &self,
-        slab: *mut Slab,
-        idx: usize,
-        mark: u16,
-        own: bool,
-    ) -> Held {
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.
-        match unsafe {
-            self.mag
-                .push(|| s.hold(idx, mark, own).map(|()| s.entry(idx)))
-        } {
+        match unsafe { self.mag.push(|| s.hold(idx, mark).map(|()| s.entry(idx))) } {
             Ok(true) => {}
             Ok(false) => return Held::Full,
             Err(DoubleFree) => return Held::DoubleFree,
         }
-        let counter = if own {
-            &self.stats.local_frees
-        } else {
-            &self.stats.remote_frees
-        };
-        bump(counter, 1);
+        bump(&self.stats.remote_frees, 1);
         Held::Yes
     }
 

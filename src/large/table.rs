@@ -2,8 +2,8 @@
 //! linear probing and backward-shift deletion, in meta memory (a `HashMap`
 //! would call the global allocator, which homeslab may be).
 
+use crate::meta::{mvec, MVec};
 use crate::os::Mapping;
-use crate::sync::{mvec, MVec};
 
 pub(crate) struct Table {
     /// A power-of-two number of slots (or none yet).

@@ -25,27 +25,7 @@ impl Mapping {
     /// Maps at least `size` bytes aligned to `align` (a power of two).
     pub(crate) fn new(size: usize, align: usize) -> Result<Mapping, AllocError> {
         let len = size.checked_add(PAGE - 1).ok_or(AllocError::OutOfMemory)? & !(PAGE - 1);
-        // Over-map so that an aligned start fits (the OS gives page alignment).
-        let extra = align.saturating_sub(PAGE);
-        let reserved = len.checked_add(extra).ok_or(AllocError::OutOfMemory)?;
-        #[cfg(not(any(miri, loom)))]
-        let (backing, start) = {
-            let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
-            let start = map.as_ptr() as usize;
-            (Backing::Mmap(map), start)
-        };
-        #[cfg(any(miri, loom))]
-        let (backing, start) = {
-            let layout = std::alloc::Layout::from_size_align(reserved, PAGE)
-                .map_err(|_| AllocError::OutOfMemory)?;
-            // SAFETY: the layout has a non-zero size (`size` is not 0).
-            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-            if ptr.is_null() {
-                return Err(AllocError::OutOfMemory);
-            }
-            (Backing::Heap { ptr, layout }, ptr as usize)
-        };
-        let addr = (start + align - 1) & !(align - 1);
+        let (backing, addr, reserved) = Backing::map(len, align)?;
         Ok(Mapping {
             backing,
             addr,

@@ -115,8 +115,8 @@ impl Slab {
     #[inline]
     pub(crate) unsafe fn push_chain(&self, c: Chain) -> bool {
         let last = c.last as usize;
-        // The caller holds `last` until the push publishes it.
-        // The caller holds `last`: its constructed mark is ours to keep.
+        // The caller holds `last` until the push publishes it: its
+        // constructed mark is ours to keep.
         let mark = self.read_link(last) & CONSTRUCTED;
         self.remote.push(c.first as usize, c.count as usize, |old| {
             let next = old.map_or(0, |i| i + 1);

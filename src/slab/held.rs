@@ -39,15 +39,15 @@ impl Slab {
         ((e & !INDEX_BITS) as *mut Slab, e & INDEX_BITS)
     }
 
-    /// Any thread: the free of slot `idx` (from [`Slab::slot_index`]) into a
-    /// magazine. Replaces its `ALLOCATED` word with [`HELD`] (and `mark`, as
-    /// in [`Slab::free_local`]); refuses a slot that is not handed out. The
-    /// owner checks with a load and a store; another thread, hardened, with
-    /// a CAS (as [`Slab::mark_remote`] does).
+    /// A thread that does not own the slab: the free of slot `idx` (from
+    /// [`Slab::slot_index`]) into its magazine. Replaces the `ALLOCATED`
+    /// word with [`HELD`] (and `mark`, as in [`Slab::free_local`]); refuses
+    /// a slot that is not handed out. A load and a store; hardened, a CAS
+    /// (as [`Slab::mark_remote`] does).
     #[inline(always)]
-    pub(crate) fn hold(&self, idx: usize, mark: u16, owner: bool) -> Result<(), DoubleFree> {
+    pub(crate) fn hold(&self, idx: usize, mark: u16) -> Result<(), DoubleFree> {
         let word = self.word(idx);
-        if self.hardened && !owner {
+        if self.hardened {
             if word
                 .compare_exchange(ALLOCATED, HELD | mark, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()

@@ -10,7 +10,7 @@ use super::SlabAlloc;
 use crate::class::{self, CLASSES, MAX_CLASS};
 use crate::os::PAGE;
 use crate::pagemap;
-use crate::slab::Slab;
+use crate::slab::Resolved;
 
 /// Where a pointer lives, as the page map and the large table say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +50,12 @@ impl SlabAlloc {
         let tag = pagemap::get(addr) as usize;
         if tag != 0 && tag <= CLASSES {
             let c = tag - 1;
-            let d = self.class(c);
             // SAFETY: the page map says the region is a mapped chunk of a
             // class core: readable.
-            let s = unsafe { &*Slab::of_masked(addr, d.mask) };
-            let div = d.div;
-            if s.header_ok_tag(d.tag)
-                && core::ptr::eq(s.pool.cast(), d.core)
-                && s.slot_index_with(addr, d.shape(), |off| div.div(off))
-                    .is_some()
-            {
-                return Home::Class(c);
-            }
-            return Home::Foreign;
+            return match unsafe { self.class(c).resolve(addr) } {
+                Resolved::Slot(..) => Home::Class(c),
+                _ => Home::Foreign,
+            };
         }
         match self.inner.large.len_of(addr) {
             Some(len) => Home::Large(len),

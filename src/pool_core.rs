@@ -2,7 +2,7 @@
 //! routing: owner heap first, the overflow tier when no heap may serve (the
 //! free routing is in [`free`]).
 //!
-//! Lifetime: `Shared` sits in an `Arc`. Each `Pool` handle holds a strong
+//! Lifetime: `PoolCore` sits in an `Arc`. Each `Pool` handle holds a strong
 //! reference and so does every slab in use, so a block keeps its pool alive
 //! without touching any counter per allocation. When the last handle goes the
 //! pool *closes*: empty slabs are released as they are found, and the `Arc`
@@ -13,15 +13,14 @@ use core::ptr::NonNull;
 use crate::config::Config;
 use crate::error::AllocError;
 use crate::heap::{Heap, SlabSource, NO_OWNER};
+use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::os::{Budget, PageSource};
-use crate::overflow::ExtendableSlab;
+use crate::overflow::OverflowTier;
 use crate::registry::Registry;
 use crate::slab::{Mode, Popped, Shape, Slab};
+use crate::source::{Budget, PageSource};
 use crate::stats::Stats;
-use crate::sync::{
-    bump, fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
-};
+use crate::sync::{bump, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::thread::{self, EntryAt};
 
 mod free;
@@ -41,7 +40,7 @@ fn next_serial() -> u64 {
 /// do not share a cache line (or the adjacent-line prefetch pair) with the
 /// fields every allocation reads, such as `id`.
 #[repr(align(128))]
-pub(crate) struct Shared {
+pub(crate) struct PoolCore {
     pub(crate) config: Config,
     /// Process-unique id, never reused: what a thread context's entry
     /// must match.
@@ -55,9 +54,9 @@ pub(crate) struct Shared {
     seed: u64,
     source: PageSource,
     registry: Registry,
-    tier: ExtendableSlab,
+    tier: OverflowTier,
     live_heaps: AtomicUsize,
-    /// When the magazines were last swept ([`Shared::sweep_if_due`]).
+    /// When the magazines were last swept ([`PoolCore::sweep_if_due`]).
     last_sweep: AtomicU64,
     /// Held by the thread stealing this pool's magazines.
     sweeping: Mutex<()>,
@@ -69,13 +68,13 @@ pub(crate) struct Shared {
     /// Remote frees by threads that could not count them in a heap of their
     /// own (in teardown).
     stray_frees: AtomicU64,
-    /// `Arc::as_ptr` of the `Arc` this lives in (see [`Shared::set_this`]).
-    this: AtomicPtr<Shared>,
+    /// `Arc::as_ptr` of the `Arc` this lives in (see [`PoolCore::set_this`]).
+    this: AtomicPtr<PoolCore>,
     /// Constructed-object caching (an object pool's core only).
     objects: Option<Objects>,
 }
 
-impl Shared {
+impl PoolCore {
     /// A pool core charging `budget` (its own, or one shared by the classes
     /// of an allocator) for what it maps.
     fn new(config: Config, budget: Arc<Budget>, objects: Option<Objects>) -> Self {
@@ -102,7 +101,7 @@ impl Shared {
             seed,
             source,
             registry: Registry::new(),
-            tier: ExtendableSlab::new(),
+            tier: OverflowTier::new(),
             live_heaps: AtomicUsize::new(0),
             last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
             sweeping: Mutex::new(()),
@@ -123,43 +122,26 @@ impl Shared {
         config: Config,
         budget: Arc<Budget>,
         objects: Option<Objects>,
-    ) -> Arc<Shared> {
-        let shared = Arc::new(Shared::new(config, budget, objects));
-        Shared::set_this(&shared);
+    ) -> Arc<PoolCore> {
+        let shared = Arc::new(PoolCore::new(config, budget, objects));
+        PoolCore::set_this(&shared);
         shared
     }
 
     /// Records the `Arc` that `shared` lives in; called once, right after
     /// `Arc::new`, before the pool is shared. `Arc::increment_strong_count`
     /// and `Arc::from_raw` need a pointer whose provenance covers the `Arc`'s
-    /// counts: one made from `&self` covers only `Shared`, which Miri reports
+    /// counts: one made from `&self` covers only `PoolCore`, which Miri reports
     /// as undefined behaviour (Stacked Borrows).
-    fn set_this(shared: &Arc<Shared>) {
+    fn set_this(shared: &Arc<PoolCore>) {
         shared
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
     }
 
-    /// This pool, as the pointer `Arc::as_ptr` gave (see [`Shared::set_this`]).
-    fn as_ptr(&self) -> *const Shared {
+    /// This pool, as the pointer `Arc::as_ptr` gave (see [`PoolCore::set_this`]).
+    fn as_ptr(&self) -> *const PoolCore {
         self.this.load(Ordering::Relaxed)
-    }
-
-    /// Allocates one block: the fast path inline, the rest out of line.
-    /// `shape` is the pool's (a constant of its type).
-    #[inline(always)]
-    pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
-        match self.alloc_fast(shape) {
-            Some(p) => Ok(p),
-            None => self.alloc_slow(),
-        }
-    }
-
-    /// The owner fast path: this thread's heap from its context's table,
-    /// the heap's current slab.
-    #[inline(always)]
-    fn alloc_fast(&self, shape: Shape) -> Option<Popped> {
-        alloc_owned(self.at, self.id, shape)
     }
 
     /// This pool's thread-context entry and id (see [`alloc_owned`]).
@@ -172,7 +154,8 @@ impl Shared {
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Result<Popped, AllocError> {
         if let Some(heap) = thread::owned_heap(self.at, self.id) {
-            // SAFETY: as in `alloc_fast`.
+            // SAFETY: an entry with this pool's id holds only a heap this
+            // thread owns, of this live pool (see `alloc_owned`).
             let heap = unsafe { &*heap };
             return self.alloc_owned_slow(heap);
         }
@@ -288,10 +271,7 @@ impl Shared {
             Arc::increment_strong_count(self.as_ptr());
             Arc::from_raw(self.as_ptr())
         };
-        #[cfg(not(loom))]
-        return Arc::downgrade(&arc);
-        #[cfg(loom)]
-        return arc;
+        Arc::downgrade(&arc)
     }
 
     /// Thread exit: release the heap's empty slabs and orphan it.
@@ -470,11 +450,63 @@ impl Shared {
     }
 }
 
+/// One user handle of a pool core (what `Pool` and `ObjectPool` hold): the
+/// core, and its thread-context key kept beside it, so the fast path reads
+/// the key from the handle instead of loading the core first. Clones count
+/// as handles; the last one dropped closes the core.
+pub(crate) struct Handle {
+    core: Arc<PoolCore>,
+    at: EntryAt,
+    id: u64,
+}
+
+impl Handle {
+    pub(crate) fn new(core: Arc<PoolCore>) -> Self {
+        let (at, id) = core.context_key();
+        Self { core, at, id }
+    }
+
+    /// Allocates one block of `shape` (the core's): the fast path inline,
+    /// the rest out of line.
+    #[inline(always)]
+    pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
+        match alloc_owned(self.at, self.id, shape) {
+            Some(p) => Ok(p),
+            None => self.core.alloc_slow(),
+        }
+    }
+}
+
+impl core::ops::Deref for Handle {
+    type Target = PoolCore;
+
+    fn deref(&self) -> &PoolCore {
+        &self.core
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        self.core.add_handle();
+        Self {
+            core: self.core.clone(),
+            at: self.at,
+            id: self.id,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.drop_handle();
+    }
+}
+
 /// The owner fast path of the pool with thread-context entry `at` and `id`
-/// (its [`Shared::context_key`]) and slab `shape`: this thread's heap from
+/// (its [`PoolCore::context_key`]) and slab `shape`: this thread's heap from
 /// its context's table, a pop from the heap's current slab. Also says what
 /// the slot held ([`Slab::pop_fresh`]).
-/// `None`: take [`Shared::alloc_slow`].
+/// `None`: take [`PoolCore::alloc_slow`].
 #[inline(always)]
 pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> {
     let heap = thread::owned_heap(at, id)?;
@@ -504,7 +536,7 @@ pub(crate) fn flush_thread() {
     flush_batches();
 }
 
-impl SlabSource for Shared {
+impl SlabSource for PoolCore {
     #[inline(always)]
     fn shape(&self) -> Shape {
         self.shape

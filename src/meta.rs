@@ -11,12 +11,16 @@
 //! and loom, which model no `mmap`, it forwards to `std::alloc`.
 //!
 //! [`Meta`] is an allocator-api2 `Allocator`, so the containers are
-//! allocator-api2's `Vec<T, Meta>` ([`MVec`]).
+//! allocator-api2's `Vec<T, Meta>` ([`MVec`]); [`Arc`] and [`Weak`] keep
+//! their value and counts in meta memory.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
+
+mod arc;
+pub(crate) use arc::{Arc, Weak};
 
 /// The meta allocator (a unit: all state is process-wide).
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,8 +36,9 @@ pub(crate) const fn mvec<T>() -> MVec<T> {
 
 #[cfg(not(any(miri, loom)))]
 mod pages {
-    use super::super::lock::RawLock;
-    use core::cell::UnsafeCell;
+    use crate::os::map_raw as map;
+    use crate::sync::lock::RawLock;
+    use crate::sync::unmodelled::StdUnsafeCell as UnsafeCell;
 
     /// The meta allocator's lock: a leaf, taken by the `fork` handlers too.
     pub(crate) static META_LOCK: RawLock = RawLock::new();
@@ -62,34 +67,6 @@ mod pages {
     fn class(size: usize, align: usize) -> usize {
         let need = size.max(align).max(1 << SMALLEST).next_power_of_two();
         need.trailing_zeros() as usize - SMALLEST
-    }
-
-    /// Maps `len` bytes (a multiple of the page size), zeroed.
-    pub(super) fn map(len: usize) -> *mut u8 {
-        // SAFETY: an anonymous private mapping at an address of the OS's
-        // choosing touches no existing memory.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            core::ptr::null_mut()
-        } else {
-            p.cast()
-        }
-    }
-
-    /// # Safety
-    /// `p..p + len` is a mapping from [`map`] that nobody uses any more.
-    pub(super) unsafe fn unmap(p: *mut u8, len: usize) {
-        // SAFETY: per the contract.
-        unsafe { libc::munmap(p.cast(), len) };
     }
 
     /// A block for `size` bytes aligned to `align` (≤ 4096), or null.
@@ -167,7 +144,7 @@ pub(crate) fn alloc(layout: Layout, zero: bool) -> Option<NonNull<u8>> {
             }
             NonNull::new(p)
         } else {
-            NonNull::new(pages::map(page_len(layout.size())?))
+            NonNull::new(crate::os::map_raw(page_len(layout.size())?))
         }
     }
     #[cfg(any(miri, loom))]
@@ -196,7 +173,7 @@ pub(crate) unsafe fn free(p: NonNull<u8>, layout: Layout) {
             unsafe { pages::free_small(p.as_ptr(), layout.size(), layout.align()) }
         } else if let Some(len) = page_len(layout.size()) {
             // SAFETY: per the contract: a mapping of its own.
-            unsafe { pages::unmap(p.as_ptr(), len) }
+            unsafe { crate::os::unmap_raw(p.as_ptr(), len) }
         }
     }
     #[cfg(any(miri, loom))]

@@ -2,9 +2,9 @@
 //! core beyond what every pool uses: its page-map tag and its locks for
 //! the `fork` handlers. Kept apart from the core's own code.
 
-use super::Shared;
+use super::PoolCore;
 
-impl Shared {
+impl PoolCore {
     /// Tags this core's chunks in the process-wide page map (see
     /// [`crate::pagemap`]) with `tag`, from now on. Call before first use.
     #[cfg_attr(loom, allow(dead_code))]

@@ -6,16 +6,16 @@
 
 use crate::batch::Batches;
 use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
-use crate::magazine::Room;
+use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
-use crate::sync::{bump, fence, thread_local_facade, Arc, Ordering};
+use crate::sync::{bump, fence, thread_local_facade, Ordering};
 use crate::thread;
 
-use super::Shared;
+use super::PoolCore;
 
 thread_local_facade! {
     /// This thread's remote-free batches, for every pool.
-    static BATCHES: Batches = Batches::new(Shared::publish);
+    static BATCHES: Batches = Batches::new(PoolCore::publish);
 }
 
 /// Runs `f` on this thread's remote-free batches. `None` unless the thread
@@ -35,7 +35,7 @@ pub(super) fn flush_at_exit() {
     let _ = BATCHES.try_with(|b| b.flush());
 }
 
-impl Shared {
+impl PoolCore {
     /// Frees slot `idx` of `slab`; `mark` is [`CONSTRUCTED`](crate::slab::CONSTRUCTED) if the slot
     /// keeps its object (an object pool's cache), else 0. Counts and
     /// refuses double frees. The pool is read from the slab only on the
@@ -51,14 +51,9 @@ impl Shared {
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner value is 0, the serial of a thread that has none.
         if heap.owner.load(Ordering::Relaxed) == thread::serial() {
-            match heap.mag.room() {
+            if heap.mag.is_closed() {
                 // SAFETY: this thread owns the heap and the slab is its.
-                Room::Yes => return unsafe { Self::free_own_held(heap, slab, idx, mark) },
-                Room::Closed => {
-                    // SAFETY: as above.
-                    return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
-                }
-                Room::Full => {}
+                return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
             }
             // SAFETY: this thread owns the heap and the slab is its.
             return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
@@ -67,31 +62,11 @@ impl Shared {
         unsafe { Self::free_foreign(slab, idx, mark) }
     }
 
-    /// An owner's free into its magazine, which had room (out of line, so
-    /// that the path of a free without one stays as short as it was).
-    ///
-    /// # Safety
-    /// As [`Shared::after_local_free`].
-    #[inline(never)]
-    unsafe fn free_own_held(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        unsafe {
-            match (*heap).hold_with_room(slab, idx, mark, true) {
-                Held::Yes => {}
-                Held::DoubleFree => Self::refuse_double_free(slab),
-                Held::Full => {
-                    Self::after_local_free(heap, slab, (*heap).free_local(slab, idx, mark))
-                }
-                Held::Closed => Self::free_local_after_close(heap, slab, idx, mark),
-            }
-        }
-    }
-
     /// An owner's free once the pool has closed: as without a magazine, and
     /// the slab drained, so blocks the closing sweep sent home let it empty.
     ///
     /// # Safety
-    /// As [`Shared::after_local_free`].
+    /// As [`PoolCore::after_local_free`].
     #[cold]
     #[inline(never)]
     unsafe fn free_local_after_close(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
@@ -109,7 +84,7 @@ impl Shared {
     /// argument would be live across that.
     ///
     /// # Safety
-    /// As [`Shared::free_block`]; this thread owns `heap`, whose slab
+    /// As [`PoolCore::free_block`]; this thread owns `heap`, whose slab
     /// `slab` is.
     #[inline(always)]
     pub(super) unsafe fn after_local_free(heap: *const Heap, slab: *mut Slab, freed: LocalFree) {
@@ -130,7 +105,7 @@ impl Shared {
     /// pool if it has a heap there with room, else the remote path.
     ///
     /// # Safety
-    /// As [`Shared::free_block`].
+    /// As [`PoolCore::free_block`].
     #[inline(never)]
     unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
@@ -138,7 +113,7 @@ impl Shared {
         if let Some(mine) = thread::owned_heap(sh.at, sh.id) {
             // SAFETY: an entry with this pool's id holds a heap this thread
             // owns, of this (live: the slab holds it) pool.
-            match unsafe { (*mine).hold(slab, idx, mark, false) } {
+            match unsafe { (*mine).hold(slab, idx, mark) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
                 Held::Full | Held::Closed => {}
@@ -150,20 +125,20 @@ impl Shared {
 
     /// The pool of a slab that passed [`Slab::header_ok`]: the pointer
     /// `new_slab` stored, whose provenance covers the `Arc` (see
-    /// [`Shared::set_this`]).
+    /// [`PoolCore::set_this`]).
     ///
     /// # Safety
     /// As stated: the slab is live, and it keeps its pool alive.
-    unsafe fn pool_of(slab: *const Slab) -> *const Shared {
+    unsafe fn pool_of(slab: *const Slab) -> *const PoolCore {
         // SAFETY: per the contract.
-        unsafe { (*slab).pool.cast::<Shared>() }
+        unsafe { (*slab).pool.cast::<PoolCore>() }
     }
 
-    /// [`Shared::pool_of`], borrowed.
+    /// [`PoolCore::pool_of`], borrowed.
     ///
     /// # Safety
-    /// As [`Shared::pool_of`].
-    unsafe fn of_slab<'a>(slab: *const Slab) -> &'a Shared {
+    /// As [`PoolCore::pool_of`].
+    unsafe fn of_slab<'a>(slab: *const Slab) -> &'a PoolCore {
         // SAFETY: per the contract.
         unsafe { &*Self::pool_of(slab) }
     }
@@ -182,7 +157,7 @@ impl Shared {
     ///
     /// # Safety
     /// `slab` is the (live) slab of a block the caller holds.
-    pub(crate) unsafe fn of_live_slab<'a>(slab: *const Slab) -> &'a Shared {
+    pub(crate) unsafe fn of_live_slab<'a>(slab: *const Slab) -> &'a PoolCore {
         // SAFETY: per the contract: the slab keeps its pool alive.
         unsafe { Self::of_slab(slab) }
     }
@@ -190,7 +165,7 @@ impl Shared {
     /// Counts a refused double free into `slab`.
     ///
     /// # Safety
-    /// As [`Shared::free_block`].
+    /// As [`PoolCore::free_block`].
     #[cold]
     unsafe fn refuse_double_free(slab: *const Slab) {
         // SAFETY: per the contract.
@@ -200,7 +175,7 @@ impl Shared {
     /// Counts a refused free of a pointer into `slab` that is no slot.
     ///
     /// # Safety
-    /// As [`Shared::free_block`] (without the slot).
+    /// As [`PoolCore::free_block`] (without the slot).
     #[cold]
     pub(crate) unsafe fn refuse_foreign(slab: *const Slab) {
         // SAFETY: per the contract.
@@ -211,7 +186,7 @@ impl Shared {
     /// pool is closed, the pool itself, so it keeps the pool alive across).
     ///
     /// # Safety
-    /// As [`Shared::free_block`], and this thread owns `heap`.
+    /// As [`PoolCore::free_block`], and this thread owns `heap`.
     #[cold]
     unsafe fn upkeep(heap: *const Heap, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the slab (still counted) keeps the pool alive.
@@ -241,7 +216,7 @@ impl Shared {
     /// once.
     ///
     /// # Safety
-    /// As [`Shared::free_block`].
+    /// As [`PoolCore::free_block`].
     #[cold]
     unsafe fn free_remote(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
@@ -252,11 +227,11 @@ impl Shared {
         }
     }
 
-    /// [`Shared::free_remote`] into `b`. Nothing here touches the pool
-    /// after the batch may publish (see [`Shared::publish`]).
+    /// [`PoolCore::free_remote`] into `b`. Nothing here touches the pool
+    /// after the batch may publish (see [`PoolCore::publish`]).
     ///
     /// # Safety
-    /// As [`Shared::free_block`].
+    /// As [`PoolCore::free_block`].
     #[inline(always)]
     unsafe fn free_batched(b: &Batches, slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
@@ -271,10 +246,10 @@ impl Shared {
         unsafe { b.put(slab, idx, spot) }
     }
 
-    /// [`Shared::free_remote`] without a batch: a chain of one.
+    /// [`PoolCore::free_remote`] without a batch: a chain of one.
     ///
     /// # Safety
-    /// As [`Shared::free_block`].
+    /// As [`PoolCore::free_block`].
     #[cold]
     unsafe fn free_unbatched(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: per the contract.
@@ -313,24 +288,24 @@ impl Shared {
         unsafe { Self::publish_chain(slab, chain, true) }
     }
 
-    /// [`Shared::publish`] for blocks a magazine held: their frees were
+    /// [`PoolCore::publish`] for blocks a magazine held: their frees were
     /// counted when they were held.
     ///
     /// # Safety
-    /// As [`Shared::publish`].
+    /// As [`PoolCore::publish`].
     pub(crate) unsafe fn publish_held(slab: *mut Slab, chain: Chain) {
         // SAFETY: per the contract.
         unsafe { Self::publish_chain(slab, chain, false) }
     }
 
-    /// [`Shared::publish`], counting the frees if `count`.
+    /// [`PoolCore::publish`], counting the frees if `count`.
     ///
     /// # Safety
-    /// As [`Shared::publish`].
+    /// As [`PoolCore::publish`].
     unsafe fn publish_chain(slab: *mut Slab, chain: Chain, count: bool) {
         // SAFETY: a live slab's pool is live (the slab holds a reference).
         let s = unsafe { &*slab };
-        let pool = s.pool as *const Shared;
+        let pool = s.pool as *const PoolCore;
         // SAFETY: as above.
         let sh = unsafe { &*pool };
         let heap = Heap::of_slab(s, Ordering::Acquire);
@@ -413,11 +388,11 @@ impl Shared {
 }
 
 /// A strong reference taken on a path that may release the pool's last slab.
-struct KeepAlive(Arc<Shared>);
+struct KeepAlive(Arc<PoolCore>);
 
 /// # Safety
 /// `pool` is alive.
-unsafe fn keep_alive(pool: *const Shared) -> KeepAlive {
+unsafe fn keep_alive(pool: *const PoolCore) -> KeepAlive {
     // SAFETY: per the contract, and pools only live in an `Arc`.
     unsafe {
         Arc::increment_strong_count(pool);

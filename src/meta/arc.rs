@@ -1,5 +1,5 @@
-//! The facade's `Arc` and `Weak` outside loom: reference counting as
-//! `std::sync::Arc` does it, but in [meta](super::meta) memory, so that
+//! `Arc` and `Weak` outside loom: reference counting as
+//! `std::sync::Arc` does it, but in [meta](crate::meta) memory, so that
 //! building a pool core never calls the global allocator.
 //!
 //! The value comes first in the allocation and the counts after it, so a
@@ -11,7 +11,8 @@ use core::marker::PhantomData;
 use core::ops::Deref;
 use core::ptr::NonNull;
 
-use super::{fence, meta, AtomicUsize, Ordering};
+use crate::meta;
+use crate::sync::{fence, AtomicUsize, Ordering};
 
 #[repr(C)]
 struct Inner<T> {

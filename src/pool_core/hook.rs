@@ -3,19 +3,13 @@
 //! reference (see [`crate::thread::Hook`]), built without allocating.
 
 use crate::heap::Heap;
-#[cfg(loom)]
-use crate::sync::Arc;
 use crate::thread;
 
-use super::{home, Shared};
+use super::{home, PoolCore};
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
-/// dropped pool alive. (loom's `Arc` has no `Weak`; loom threads end within
-/// the model, so a strong reference is fine there.)
-#[cfg(not(loom))]
-pub(super) type PoolRef = crate::sync::Weak<Shared>;
-#[cfg(loom)]
-pub(super) type PoolRef = Arc<Shared>;
+/// dropped pool alive.
+pub(super) type PoolRef = crate::meta::Weak<PoolCore>;
 
 /// The exit hook handing `heap` back to `pool`: a plain record (see
 /// [`thread::Hook`]), the reference type-erased.
@@ -23,28 +17,16 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
     /// # Safety
     /// `p` is a reference from `PoolRef::into_raw`, still owned.
     unsafe fn alive(p: *const ()) -> bool {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: per the contract; given back without dropping it.
-            let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
-            pool.strong_count() > 0
-        }
-        #[cfg(loom)]
-        {
-            let _ = p;
-            true
-        }
+        // SAFETY: per the contract; given back without dropping it.
+        let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
+        pool.strong_count() > 0
     }
     /// # Safety
     /// As `alive`; the reference is consumed.
     unsafe fn exit(p: *const (), heap: *const Heap) {
         // SAFETY: per the contract.
         let pool = unsafe { PoolRef::from_raw(p.cast()) };
-        #[cfg(not(loom))]
-        let pool = pool.upgrade();
-        #[cfg(loom)]
-        let pool = Some(pool);
-        if let Some(pool) = pool {
+        if let Some(pool) = pool.upgrade() {
             pool.on_thread_exit(heap);
         }
     }
@@ -60,10 +42,7 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
         // SAFETY: per the contract; given back without dropping it.
         let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
         // Held across the flush: the heap lives in the pool's registry.
-        #[cfg(not(loom))]
         let held = pool.upgrade();
-        #[cfg(loom)]
-        let held = Some(&*pool);
         if held.is_some() {
             // SAFETY: the hook's heap is this thread's until it exits, and
             // the pool (held) keeps it.

@@ -7,7 +7,7 @@ use crate::magazine::{Stolen, CAPACITY};
 use crate::slab::{Chain, Entry, Slab};
 use crate::sync::{heavy_fence, unmodelled, Ordering, Spin};
 
-use super::Shared;
+use super::PoolCore;
 
 /// Times a thief retries a magazine whose owner is inside an operation
 /// (the window is a few instructions long).
@@ -34,7 +34,7 @@ pub(crate) unsafe fn flush_magazine(heap: &Heap) {
         // SAFETY: a held block keeps its slab live.
         if core::ptr::eq(Heap::of_slab(unsafe { &*slab }, Ordering::Relaxed), heap) {
             // SAFETY: we own `heap` and hold the block of its slab.
-            unsafe { Shared::after_local_free(heap, slab, heap.free_held(slab, idx)) };
+            unsafe { PoolCore::after_local_free(heap, slab, heap.free_held(slab, idx)) };
         } else {
             out[foreign] = out[i];
             foreign += 1;
@@ -91,11 +91,11 @@ pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
             i += 1;
         }
         // SAFETY: we hold the chain's blocks, linked above.
-        unsafe { Shared::publish_held(slab, chain) };
+        unsafe { PoolCore::publish_held(slab, chain) };
     }
 }
 
-impl Shared {
+impl PoolCore {
     /// Steals the magazines of every heap of this pool but `mine` (whose
     /// owner, the caller, flushes it itself). Returns false if one could
     /// not be taken.
@@ -105,7 +105,7 @@ impl Shared {
 
     /// At the close: turns every magazine of the pool off and empties it,
     /// so that blocks freed from now on go home at once (and their slabs,
-    /// once empty, are released). `mine` as in [`Shared::sweep_magazines`].
+    /// once empty, are released). `mine` as in [`PoolCore::sweep_magazines`].
     pub(super) fn close_magazines(&self, mine: Option<&Heap>) -> bool {
         self.sweep(mine, true)
     }

@@ -1,0 +1,28 @@
+//! `SlabAlloc` through allocator-api2, one module per concept:
+//!
+//! - `layouts`: the class table and the lengths `allocate` returns, the
+//!   layout-fit rule of `deallocate`, zeroed allocation on reused memory,
+//!   zero-size layouts;
+//! - `resize`: in-place and moving `grow` / `shrink` / `grow_zeroed`;
+//! - `collections`: hashbrown maps, `Vec`s and `Box`es that cross threads;
+//! - `threads`: mixed sizes and alignments freed remotely, `trim` racing
+//!   allocation;
+//! - `refusals`: refused frees (double, foreign, interior, large);
+//! - `limits`: builder validation, the `max_bytes` budget, injected mapping
+//!   failures, impossible requests.
+//!
+//! They share `blocks`: every block is stamped with a pattern derived from
+//! its id over its whole returned length and checked before it is freed;
+//! live blocks are kept in an address-ordered map so that any overlap is
+//! caught when it is handed out.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod blocks;
+mod collections;
+mod layouts;
+mod limits;
+mod refusals;
+mod resize;
+mod threads;
