@@ -12,7 +12,8 @@
 #
 # Env: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1, SKIP_MSRV=1 skip a layer
 # locally (CI runs everything); FUZZ_SECONDS (default 60 per target);
-# FUZZ_JOBS (targets fuzzed at once, default 2);
+# FUZZ_JOBS (targets fuzzed at once, default 2); FUZZ_RSS_MB (libFuzzer's RSS
+# limit per target, default 8192);
 # TSAN_TESTS (test files, globs allowed; default below); TSAN_SOAK_OPS
 # (default 3000000). Every build and run here is niced: the CI machine is
 # shared with benchmarks.
