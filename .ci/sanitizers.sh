@@ -167,10 +167,9 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
 
   FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
   FUZZ_JOBS="${FUZZ_JOBS:-2}"
-  # hardened_corruption leaks a pool per input whose corruption cut a
-  # freelist (the cut slots are never handed out again, so their slabs
-  # never empty: docs/ARCHITECTURE.md, Slab): about 3 GiB of RSS in 60 s
-  # here, past libFuzzer's default 2 GiB. Every target gets this limit.
+  # hardened_corruption once outgrew libFuzzer's default 2 GiB in 60 s
+  # (corrupted HELD words pin their slab and pool: docs/ARCHITECTURE.md,
+  # Slab; docs/TESTING.md, Fuzzing). Every target gets this limit.
   FUZZ_RSS_MB="${FUZZ_RSS_MB:-8192}"
   targets=$(cd fuzz && cargo +nightly fuzz list)
   # A libFuzzer run uses one core: FUZZ_JOBS targets run at once, each for
