@@ -2,9 +2,8 @@
 //! list, a small cache of empty slabs — plus the queue through which remote
 //! freers hand back slabs that were full.
 //!
-//! The owner is a thread (its serial is in `owner`) or, for the overflow tier
-//! and for orphaned heaps it borrows, whoever holds the tier's lock. Only the
-//! owner touches [`Core`]. Full slabs are on no list: they are *detached*
+//! Who owns a heap is its `owner` word ([`owner`]): a thread, or whoever
+//! holds the pool's tier lock. Only the owner touches [`Core`]. Full slabs are on no list: they are *detached*
 //! (tagged in their remote list) and come back either when the owner frees
 //! into one or when a remote freer claims the tag and pushes the slab onto
 //! `returned`.
@@ -19,20 +18,12 @@ use crate::remote::SlabQueue;
 use crate::slab::{ListState, Popped, Shape, Slab};
 use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
-/// `owner` of a heap that no thread owns. Not 0: that is the serial of a
-/// thread without one, and a free compares serials without checking for it.
-pub(crate) const NO_OWNER: u64 = u64::MAX - 1;
-/// `owner` of the overflow tier's heap and of orphans it borrows: no thread
-/// serial ever equals it, so every free into such a slab takes the remote path.
-pub(crate) const TIER_OWNER: u64 = u64::MAX;
-
 /// Slow paths per tick ([`Heap::tick`]).
 pub(crate) const TICK: u32 = 8;
 
 /// What a heap needs from the pool above it, handed down to the calls that
-/// need it: new slabs and their release, the pool's limits, and whether it
-/// has closed. The pool's shared state implements it; the heap never names
-/// the pool.
+/// need it: new slabs and their release, and the pool's limits. The pool's
+/// shared state implements it; the heap never names the pool.
 pub(crate) trait SlabSource {
     /// The shape every slab of this pool has.
     fn shape(&self) -> Shape;
@@ -40,8 +31,6 @@ pub(crate) trait SlabSource {
     fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError>;
     /// Gives an empty slab, on no list and used by nobody, back.
     fn release_slab(&self, slab: *mut Slab);
-    /// True once the pool's last handle is gone.
-    fn is_closed(&self) -> bool;
     /// Empty slabs a heap keeps cached.
     fn retained_empty(&self) -> usize;
     /// Slabs a heap may own before it spills to the overflow tier.
@@ -183,7 +172,7 @@ pub(crate) enum LocalFree {
 /// and counters.
 #[derive(Debug)]
 pub(crate) struct Heap {
-    /// The owner's serial, [`NO_OWNER`] or [`TIER_OWNER`].
+    /// The owner's serial or a reserved state ([`owner`]).
     pub(crate) owner: CachePadded<AtomicU64>,
     /// Slabs that were detached full and got a remote free.
     returned: CachePadded<SlabQueue<Slab>>,
@@ -200,9 +189,6 @@ pub(crate) enum Held {
     Yes,
     /// The magazine is full (or off): free it the other way.
     Full,
-    /// The pool closed: free it the other way, and see
-    /// [`Heap::drain_after_close`].
-    Closed,
     /// Refused: the block was not allocated (a double free).
     DoubleFree,
 }
@@ -214,8 +200,9 @@ unsafe impl Sync for Heap {}
 unsafe impl Send for Heap {}
 
 impl Heap {
+    /// A heap nobody owns yet (an orphan, for the first thread to adopt).
     pub(crate) fn new() -> Self {
-        Self::with_owner(NO_OWNER)
+        Self::with_owner(owner::ORPHAN)
     }
 
     pub(crate) fn with_owner(owner: u64) -> Self {
@@ -389,14 +376,12 @@ impl Heap {
             if used != 0 {
                 return;
             }
-            let closed = sh.is_closed();
-            match list {
-                ListState::Partial => self.core(|c| c.partial.remove(slab)),
-                ListState::Current if closed => self.core(|c| c.current = ptr::null_mut()),
-                _ => return,
+            if list != ListState::Partial {
+                return;
             }
+            self.core(|c| c.partial.remove(slab));
             let cache = self.core(|c| c.empty.len);
-            if !closed && cache < sh.retained_empty() {
+            if cache < sh.retained_empty() {
                 self.core(|c| c.empty.push(slab, ListState::Empty));
             } else {
                 self.core(|c| c.slabs -= 1);
@@ -406,8 +391,8 @@ impl Heap {
     }
 
     /// Drains every slab in hand, takes back returned slabs, and releases
-    /// every empty one. Used when a heap is orphaned, trimmed, or its pool
-    /// closes.
+    /// every empty one. Used when a heap is abandoned, trimmed, or collected
+    /// after its pool closed.
     ///
     /// # Safety
     /// The caller is the owner.
@@ -497,3 +482,4 @@ impl Heap {
 }
 
 mod held;
+pub(crate) mod owner;

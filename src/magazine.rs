@@ -52,8 +52,6 @@ pub(crate) struct Magazine {
     len: AtomicU32,
     /// Entries the owner may use (0: the magazine is off).
     cap: AtomicU32,
-    /// Set (with `cap` 0) once the pool has closed.
-    closed: AtomicU32,
     /// The owner is inside a push or pop.
     busy: AtomicU32,
     /// A thief wants the entries.
@@ -64,16 +62,6 @@ pub(crate) struct Magazine {
     /// branch points (loom schedules at every atomic access).
     #[cfg(loom)]
     on: core::cell::Cell<bool>,
-}
-
-/// What [`Magazine::room`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Room {
-    Yes,
-    /// Full, or off.
-    Full,
-    /// Off for good: the pool closed ([`Magazine::close`]).
-    Closed,
 }
 
 /// What a steal found.
@@ -92,7 +80,6 @@ impl Magazine {
         Self {
             len: AtomicU32::new(0),
             cap: AtomicU32::new(0),
-            closed: AtomicU32::new(0),
             busy: AtomicU32::new(0),
             steal: AtomicU32::new(0),
             slots: UnsafeCell::new([0; CAPACITY]),
@@ -158,32 +145,16 @@ impl Magazine {
         }
     }
 
-    /// Whether the pool closed ([`Magazine::close`]).
-    #[inline(always)]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed) != 0
-    }
-
     /// Owner: whether a push may fit (a fast refusal; [`Magazine::push`]
     /// checks again). A stale answer only sends a free the other way.
     #[inline(always)]
-    pub(crate) fn room(&self) -> Room {
-        if !self.maybe_on() {
-            return Room::Full;
-        }
-        let cap = self.cap.load(Ordering::Relaxed);
-        if self.len.load(Ordering::Relaxed) < cap {
-            Room::Yes
-        } else if cap == 0 && self.closed.load(Ordering::Relaxed) != 0 {
-            Room::Closed
-        } else {
-            Room::Full
-        }
+    pub(crate) fn has_room(&self) -> bool {
+        self.maybe_on() && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed)
     }
 
     /// Owner: if there is room, runs `hold` (which takes the block, or
     /// refuses it) and pushes the entry it returns. `Ok(false)`: full (or
-    /// closed: see [`Magazine::close`]), `hold` not run.
+    /// off: see [`Magazine::turn_off`]), `hold` not run.
     ///
     /// # Safety
     /// The caller is the owner.
@@ -248,12 +219,11 @@ impl Magazine {
         n
     }
 
-    /// Any thread: turns the magazine off for good (its pool closed); the
-    /// owner pushes nothing once a [`Magazine::steal`] that follows has
-    /// taken the entries.
-    pub(crate) fn close(&self) {
+    /// Any thread: turns the magazine off (its pool closed); the owner
+    /// pushes nothing once a [`Magazine::steal`] that follows has taken the
+    /// entries.
+    pub(crate) fn turn_off(&self) {
         self.cap.store(0, Ordering::Relaxed);
-        self.closed.store(1, Ordering::Relaxed);
     }
 
     /// A thief's first step: asks the owner to keep out. Then one
@@ -268,7 +238,7 @@ impl Magazine {
     /// inside an operation (`None`: request again later), and lets the
     /// owner back in. After `Some`, the thief holds the blocks, and every
     /// later owner operation sees what the thief wrote before its request
-    /// (such as [`Magazine::close`]).
+    /// (such as [`Magazine::turn_off`]).
     pub(crate) fn try_take(&self, out: &mut [Entry; CAPACITY]) -> Option<usize> {
         let got = if self.busy.load(Ordering::Acquire) != 0 {
             None

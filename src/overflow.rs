@@ -3,9 +3,9 @@
 //!
 //! It serves threads past `max_thread_heaps`, heaps past `max_thread_slabs`,
 //! and threads in teardown. It also keeps the *orphans* — heaps of exited
-//! threads that no new thread has taken over — and borrows them (owner
-//! `NO_OWNER → TIER_OWNER → NO_OWNER`, under its lock) so their free slots
-//! serve other threads before anything new is mapped.
+//! threads that no new thread has taken over — and, as their owner while it
+//! holds its lock ([`crate::heap::owner`]), lets their free slots serve
+//! other threads before anything new is mapped.
 //!
 //! How it grows and serves:
 //! - growth happens outside the lock (the mapping never runs under it); each
@@ -21,7 +21,7 @@
 //! never touches the tier.
 
 use crate::error::AllocError;
-use crate::heap::{Heap, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::heap::{owner, Heap, SlabSource};
 use crate::meta::{mvec, MVec};
 use crate::slab::Popped;
 use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
@@ -55,7 +55,7 @@ pub(crate) struct TierGuard<'a> {
 impl OverflowTier {
     pub(crate) fn new() -> Self {
         Self {
-            heap: Heap::with_owner(TIER_OWNER),
+            heap: Heap::with_owner(owner::TIER),
             lock: Mutex::new(TierState { orphans: mvec() }),
             allocs: AtomicU64::new(0),
             grown: AtomicU64::new(0),
@@ -75,7 +75,8 @@ impl OverflowTier {
         self.lock.raw()
     }
 
-    /// The tier's own heap (owner [`TIER_OWNER`]).
+    /// The tier's own heap (owner [`owner::TIER`], [`owner::DEAD`] once
+    /// the pool closed).
     pub(crate) fn heap(&self) -> &Heap {
         &self.heap
     }
@@ -144,16 +145,11 @@ impl TierGuard<'_> {
         Ok(None)
     }
 
-    /// Runs `f` as the owner of the orphan `heap`.
-    pub(crate) fn borrow<R>(&mut self, heap: *const Heap, f: impl FnOnce(&Heap) -> R) -> R {
+    /// Runs `f` as the owner of the orphan `heap` (the lock's holder is;
+    /// adoption also takes the lock).
+    fn borrow<R>(&mut self, heap: *const Heap, f: impl FnOnce(&Heap) -> R) -> R {
         // SAFETY: orphans are heaps of the registry, alive as long as the pool.
-        let h = unsafe { &*heap };
-        // Adoption by a new thread also happens under this lock, so the
-        // orphan stays ours until we give it back.
-        h.owner.store(TIER_OWNER, Ordering::Relaxed);
-        let r = f(h);
-        h.owner.store(NO_OWNER, Ordering::Release);
-        r
+        f(unsafe { &*heap })
     }
 
     /// Adds an orphaned heap.
@@ -164,11 +160,6 @@ impl TierGuard<'_> {
     /// Removes `heap` from the orphans (a new thread took it over).
     pub(crate) fn remove_orphan(&mut self, heap: *const Heap) {
         self.state.orphans.retain(|&h| h != heap);
-    }
-
-    /// True if `heap` is an orphan.
-    pub(crate) fn is_orphan(&self, heap: *const Heap) -> bool {
-        self.state.orphans.contains(&heap)
     }
 
     /// Releases the empty segments of the tier and of every orphan; drops
@@ -187,10 +178,5 @@ impl TierGuard<'_> {
                 self.state.orphans.push(o);
             }
         }
-    }
-
-    /// Runs `f` as the tier heap's owner.
-    pub(crate) fn with_tier_heap<R>(&mut self, f: impl FnOnce(&Heap) -> R) -> R {
-        f(&self.tier.heap)
     }
 }

@@ -5,14 +5,15 @@
 //! Lifetime: `PoolCore` sits in an `Arc`. Each `Pool` handle holds a strong
 //! reference and so does every slab in use, so a block keeps its pool alive
 //! without touching any counter per allocation. When the last handle goes the
-//! pool *closes*: empty slabs are released as they are found, and the `Arc`
-//! drops once the last slab is gone.
+//! pool *closes* ([`lifecycle`]): every heap is abandoned, empty slabs are
+//! released as they are found, and the `Arc` drops once the last slab is
+//! gone.
 
 use core::ptr::NonNull;
 
 use crate::config::Config;
 use crate::error::AllocError;
-use crate::heap::{Heap, SlabSource, NO_OWNER};
+use crate::heap::{Heap, SlabSource};
 use crate::meta::Arc;
 use crate::objects::Objects;
 use crate::overflow::OverflowTier;
@@ -20,15 +21,16 @@ use crate::registry::Registry;
 use crate::slab::{Mode, Popped, Shape, Slab};
 use crate::source::{Budget, PageSource};
 use crate::stats::Stats;
-use crate::sync::{bump, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{bump, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::thread::{self, EntryAt};
 
 mod free;
 mod global;
 mod home;
 mod hook;
+mod lifecycle;
 
-use hook::{exit_hook, PoolRef};
+use hook::PoolRef;
 
 /// A fresh, never-reused number (pool ids, thread serials).
 fn next_serial() -> u64 {
@@ -61,7 +63,6 @@ pub(crate) struct PoolCore {
     /// Held by the thread stealing this pool's magazines.
     sweeping: Mutex<()>,
     handles: AtomicUsize,
-    closed: AtomicBool,
     slabs_created: AtomicU64,
     double_frees: AtomicU64,
     foreign_frees: AtomicU64,
@@ -106,7 +107,6 @@ impl PoolCore {
             last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
             sweeping: Mutex::new(()),
             handles: AtomicUsize::new(1),
-            closed: AtomicBool::new(false),
             slabs_created: AtomicU64::new(0),
             double_frees: AtomicU64::new(0),
             foreign_frees: AtomicU64::new(0),
@@ -232,35 +232,8 @@ impl PoolCore {
         self.tier.alloc(self)
     }
 
-    /// Makes this thread the owner of `heap` if it is free and the heap limit
-    /// allows it.
-    fn acquire(&self, heap: &Heap) -> bool {
-        if !thread::activate(free::flush_at_exit) {
-            return false;
-        }
-        let me = thread::serial();
-        if heap.owner.load(Ordering::Relaxed) == me {
-            return true;
-        }
-        let mut g = self.tier.lock();
-        if heap.owner.load(Ordering::Acquire) != NO_OWNER
-            || self.live_heaps.load(Ordering::Relaxed) >= self.config.max_thread_heaps
-        {
-            return false;
-        }
-        if !thread::on_exit(exit_hook(self.pool_ref(), heap)) {
-            return false;
-        }
-        g.remove_orphan(heap);
-        heap.owner.store(me, Ordering::Relaxed);
-        // SAFETY: this thread owns the heap now.
-        unsafe { heap.mag.set_cap(self.config.magazine) };
-        self.live_heaps.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
     /// This pool as the registry's key.
-    fn key(&self) -> *const () {
+    pub(super) fn key(&self) -> *const () {
         self.as_ptr().cast()
     }
 
@@ -272,34 +245,6 @@ impl PoolCore {
             Arc::from_raw(self.as_ptr())
         };
         Arc::downgrade(&arc)
-    }
-
-    /// Thread exit: release the heap's empty slabs and orphan it.
-    pub(crate) fn on_thread_exit(&self, heap: *const Heap) {
-        // SAFETY: the hook's heap lives in our registry.
-        let h = unsafe { &*heap };
-        // SAFETY: this (exiting) thread still owns the heap.
-        unsafe { home::flush_magazine(h) };
-        let mut g = self.tier.lock();
-        // Disown first (the tier lock now stands for the owner): a remote
-        // publisher that pushes after this release sees the heap unowned and
-        // collects it itself if the pool is closed (fences as in `publish`).
-        h.owner.store(NO_OWNER, Ordering::Release);
-        fence(Ordering::SeqCst);
-        // An object pool's orphan keeps its retained empty slabs, with the
-        // objects cached in them, for the thread that adopts the heap (the
-        // tier borrows them meanwhile; `trim` and the close release them).
-        let keep = match &self.objects {
-            Some(_) if !self.is_closed() => self.config.retained_empty,
-            _ => 0,
-        };
-        // SAFETY: the tier lock is held and no thread owns the heap.
-        unsafe { h.release_empty_but(self, keep) };
-        self.live_heaps.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: as above, read under the lock.
-        if unsafe { h.slab_count() } > 0 {
-            g.add_orphan(heap);
-        }
     }
 
     /// A fresh slab for `heap`, counted as a strong reference to the pool.
@@ -358,20 +303,7 @@ impl PoolCore {
     /// Drops a handle; the last one closes the pool.
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // No allocation can follow (they need a handle): the index may
-            // serve a new pool; entries holding this id never match it.
-            thread::release_index(self.index);
-            self.closed.store(true, Ordering::SeqCst);
-            // Pairs with the fence in `publish`: a publisher sees the close,
-            // or this trim sees its push.
-            fence(Ordering::SeqCst);
-            let me = thread::serial();
-            let mine = self
-                .registry
-                .get(self.key())
-                .filter(|h| me != 0 && h.owner.load(Ordering::Relaxed) == me);
-            self.close_magazines(mine);
-            self.trim();
+            self.close();
         }
     }
 
@@ -548,10 +480,6 @@ impl SlabSource for PoolCore {
 
     fn release_slab(&self, slab: *mut Slab) {
         self.retire_slab(slab)
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
     }
 
     fn retained_empty(&self) -> usize {

@@ -402,6 +402,17 @@ pub(crate) fn cache_heap(at: EntryAt, id: u64, heap: *const Heap) {
     });
 }
 
+/// Forgets this thread's heap of the pool with `id` and entry `at` (the
+/// thread gave it up).
+pub(crate) fn uncache_heap(at: EntryAt, id: u64) {
+    let _ = CTX.try_with(|c| {
+        let e = at.of(&c.table);
+        if e.get().pool == id {
+            e.set(NONE);
+        }
+    });
+}
+
 /// The registry heap cached for counting remote frees in the pool with
 /// `id` and entry `at`: the owned heap of the table, else the one-entry
 /// slot cache.

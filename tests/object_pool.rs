@@ -223,6 +223,45 @@ fn trim_and_close_balance_constructions_and_drops() {
     );
 }
 
+/// The pool closes on another thread while a worker, which lives on,
+/// still holds thousands of its own objects. The worker's first free after
+/// the close abandons its heap, so its slabs are released as the frees come
+/// home — before it flushes or exits — except the slabs whose blocks its
+/// remote-free batch still holds (at most 8) and its current slab.
+/// Flushing then releases the rest.
+#[test]
+fn a_live_owner_gives_up_its_heap_at_its_first_free_after_the_close() {
+    static LIVES: Lives = Lives::new();
+    const N: u64 = 30_000;
+    let p: ObjectPool<Buf> = ObjectPool::builder(|| Buf::new(&LIVES)).build().unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (closed_tx, closed_rx) = mpsc::channel::<()>();
+    let worker = thread::spawn({
+        let p = p.clone();
+        move || {
+            let objs: Vec<_> = (0..N).map(|_| p.get().unwrap()).collect();
+            drop(p);
+            held_tx.send(()).unwrap();
+            closed_rx.recv().unwrap();
+            drop(objs);
+            let before_flush = LIVES.dropped();
+            homeslab::flush_remote_frees();
+            (before_flush, LIVES.dropped())
+        }
+    });
+    held_rx.recv().unwrap();
+    drop(p); // the last handle: the close
+    closed_tx.send(()).unwrap();
+    let (before_flush, after_flush) = worker.join().unwrap();
+    assert_eq!(LIVES.made(), N);
+    // A `Buf` is 40 bytes: about 300 per slab.
+    assert!(
+        before_flush + 9 * 400 >= N,
+        "slabs stayed with the live owner: {before_flush} of {N} dropped"
+    );
+    assert_eq!(after_flush, N, "the flush released the rest");
+}
+
 #[test]
 fn a_panicking_init_loses_no_slot() {
     static LIVES: Lives = Lives::new();

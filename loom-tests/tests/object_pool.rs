@@ -78,3 +78,60 @@ fn remote_release_races_owner_reuse() {
         "constructed a new one",
     ]);
 }
+
+/// The last handle drops on one thread while the owner of the only heap,
+/// which lives on, frees its own objects on another: the close marks the
+/// heap closing, so the owner's first free after it abandons the heap and
+/// its frees go home through the remote list, where the publisher finds the
+/// heap dead and releases the slab. Before the owner exits, every cached
+/// object has been dropped: no slab stayed with the live thread. The owner's
+/// first free lands before or after the close; both orders are seen.
+#[test]
+fn close_races_a_live_owners_own_frees() {
+    static SEEN: Outcomes = Outcomes::new();
+    loom::model(|| {
+        let made = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (m, d) = (made.clone(), drops.clone());
+        let pool: ObjectPool<Obj> = ObjectPool::builder(move || {
+            m.fetch_add(1, Ordering::Relaxed);
+            Obj {
+                dirty: false,
+                drops: d.clone(),
+            }
+        })
+        .slab_capacity(2)
+        .max_thread_slabs(1)
+        .build()
+        .unwrap();
+        let p = pool.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let c = closed.clone();
+        let (made2, drops2) = (made.clone(), drops.clone());
+        let owner = thread::spawn(move || {
+            let a = p.get().unwrap();
+            let b = p.get().unwrap();
+            drop(p);
+            drop(a); // races the close
+            SEEN.saw(if c.load(Ordering::Acquire) == 1 {
+                "freed_after_close"
+            } else {
+                "freed_before_close_or_during"
+            });
+            while c.load(Ordering::Acquire) == 0 {
+                thread::yield_now();
+            }
+            drop(b); // after the close: home, and the heap is dead
+            homeslab::flush_remote_frees();
+            assert_eq!(
+                made2.load(Ordering::Relaxed),
+                drops2.load(Ordering::Relaxed),
+                "a slab of the closed pool stayed with its live owner"
+            );
+        });
+        drop(pool);
+        closed.store(1, Ordering::Release);
+        owner.join().unwrap();
+    });
+    SEEN.assert_seen(&["freed_after_close", "freed_before_close_or_during"]);
+}

@@ -1,11 +1,9 @@
 //! The heap's side of its magazine: blocks its owner holds for reuse (see
 //! [`crate::magazine`]) — handing them out, holding freed ones, and the
-//! owner's paths that put them back on a slab (its flush, and frees once
-//! the pool has closed).
+//! owner's flush that puts them back on a slab.
 
 use super::{Heap, Held, LocalFree};
-use crate::magazine::Room;
-use crate::slab::{DoubleFree, ListState, Popped, Shape, Slab};
+use crate::slab::{DoubleFree, Popped, Shape, Slab};
 use crate::sync::bump;
 
 impl Heap {
@@ -35,10 +33,8 @@ impl Heap {
     /// and `idx` came from its [`Slab::slot_index`].
     #[inline(always)]
     pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16) -> Held {
-        match self.mag.room() {
-            Room::Yes => {}
-            Room::Full => return Held::Full,
-            Room::Closed => return Held::Closed,
+        if !self.mag.has_room() {
+            return Held::Full;
         }
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
@@ -50,32 +46,6 @@ impl Heap {
         }
         bump(&self.stats.remote_frees, 1);
         Held::Yes
-    }
-
-    /// After an owner's free into `slab` once the pool has closed: takes in
-    /// what other threads sent home (a closing sweep pushes the blocks it
-    /// took from magazines onto their slabs' remote lists), so the slab is
-    /// found empty, and released, as soon as it is.
-    ///
-    /// # Safety
-    /// The caller is the owner and `slab` one of its slabs.
-    #[cold]
-    pub(crate) unsafe fn drain_after_close(&self, slab: *mut Slab, freed: LocalFree) -> LocalFree {
-        // SAFETY: per the contract.
-        unsafe {
-            let s = &*slab;
-            let list = s.local(|l| l.list());
-            if matches!(freed, LocalFree::DoubleFree) || list == ListState::Detached {
-                return freed;
-            }
-            s.drain(&self.stats.corruption);
-            match (freed, s.used()) {
-                (LocalFree::Upkeep(..), used) | (LocalFree::Done, used @ 0) => {
-                    LocalFree::Upkeep(list, used)
-                }
-                (other, _) => other,
-            }
-        }
     }
 
     /// The owner's flush of a block its magazine held, of one of its own

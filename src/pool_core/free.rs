@@ -5,7 +5,7 @@
 //! pool handle.
 
 use crate::batch::Batches;
-use crate::heap::{Heap, Held, LocalFree, SlabSource, NO_OWNER, TIER_OWNER};
+use crate::heap::{owner, Heap, Held, LocalFree};
 use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, thread_local_facade, Ordering};
@@ -49,33 +49,15 @@ impl PoolCore {
     pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize, mark: u16) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
-        // No owner value is 0, the serial of a thread that has none.
-        if heap.owner.load(Ordering::Relaxed) == thread::serial() {
-            if heap.mag.is_closed() {
-                // SAFETY: this thread owns the heap and the slab is its.
-                return unsafe { Self::free_local_after_close(heap, slab, idx, mark) };
-            }
+        // No owner word is 0, the serial of a thread that has none.
+        let me = thread::serial();
+        let word = heap.owner.load(Ordering::Relaxed);
+        if word == me {
             // SAFETY: this thread owns the heap and the slab is its.
             return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
         }
         // SAFETY: as above.
-        unsafe { Self::free_foreign(slab, idx, mark) }
-    }
-
-    /// An owner's free once the pool has closed: as without a magazine, and
-    /// the slab drained, so blocks the closing sweep sent home let it empty.
-    ///
-    /// # Safety
-    /// As [`PoolCore::after_local_free`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_local_after_close(heap: *const Heap, slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        unsafe {
-            let freed = (*heap).free_local(slab, idx, mark);
-            let freed = (*heap).drain_after_close(slab, freed);
-            Self::after_local_free(heap, slab, freed)
-        }
+        unsafe { Self::free_foreign(slab, idx, mark, word == owner::closing(me)) }
     }
 
     /// What an owner's free into its own slab leaves to do. `heap` is a
@@ -92,31 +74,39 @@ impl PoolCore {
             LocalFree::Done => {}
             // SAFETY: per the contract.
             LocalFree::DoubleFree => unsafe { Self::refuse_double_free(slab) },
-            // The current slab ran empty: nothing to do unless the pool
-            // has closed (a stale `false` keeps the slab until the thread's
-            // exit, as a race with the close would).
-            LocalFree::Upkeep(ListState::Current, 0) if !Self::pool_closed(slab) => {}
+            // The current slab ran empty: it stays current.
+            LocalFree::Upkeep(ListState::Current, 0) => {}
             // SAFETY: per the contract.
             LocalFree::Upkeep(list, used) => unsafe { Self::upkeep(heap, slab, list, used) },
         }
     }
 
-    /// A free of another heap's block: into this thread's magazine of the
-    /// pool if it has a heap there with room, else the remote path.
+    /// A free of a block this thread does not own: into its magazine of the
+    /// pool if it has a heap there with room, else the remote path. If
+    /// the block is of this thread's own heap and the pool has closed
+    /// (`closing`), the heap is abandoned first.
     ///
     /// # Safety
     /// As [`PoolCore::free_block`].
     #[inline(never)]
-    unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16) {
+    unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16, closing: bool) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
+        if closing {
+            // SAFETY: a slab in use keeps its heap pointer fixed and valid;
+            // the block (not yet freed) keeps the pool alive.
+            sh.abandon(unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) });
+        }
         if let Some(mine) = thread::owned_heap(sh.at, sh.id) {
             // SAFETY: an entry with this pool's id holds a heap this thread
             // owns, of this (live: the slab holds it) pool.
-            match unsafe { (*mine).hold(slab, idx, mark) } {
+            let mine = unsafe { &*mine };
+            // SAFETY: as above.
+            match unsafe { mine.hold(slab, idx, mark) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
-                Held::Full | Held::Closed => {}
+                // Off once the pool has closed.
+                Held::Full => sh.abandon_if_closing(mine),
             }
         }
         // SAFETY: per the contract.
@@ -141,16 +131,6 @@ impl PoolCore {
     unsafe fn of_slab<'a>(slab: *const Slab) -> &'a PoolCore {
         // SAFETY: per the contract.
         unsafe { &*Self::pool_of(slab) }
-    }
-
-    /// True if `slab`'s pool has closed (a relaxed read: may be stale).
-    #[inline(always)]
-    fn pool_closed(slab: *const Slab) -> bool {
-        // SAFETY: called on a slab that passed `header_ok` and holds a
-        // block the caller frees, so its pool is live.
-        unsafe { Self::of_slab(slab) }
-            .closed
-            .load(Ordering::Relaxed)
     }
 
     /// The pool of a live slab that holds a block of the caller's.
@@ -182,8 +162,9 @@ impl PoolCore {
         unsafe { Self::of_slab(slab) }.count_foreign();
     }
 
-    /// List upkeep after an owner's free; may release the slab (and, once the
-    /// pool is closed, the pool itself, so it keeps the pool alive across).
+    /// List upkeep after an owner's free. An empty slab may be released,
+    /// and with it the pool's last reference if the pool closed meanwhile,
+    /// so the pool is kept alive across that.
     ///
     /// # Safety
     /// As [`PoolCore::free_block`], and this thread owns `heap`.
@@ -191,16 +172,10 @@ impl PoolCore {
     unsafe fn upkeep(heap: *const Heap, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the slab (still counted) keeps the pool alive.
         let pool = unsafe { Self::pool_of(slab) };
-        // SAFETY: as above.
-        let sh = unsafe { &*pool };
-        if !sh.is_closed() {
-            // An open pool has handles, so releasing a slab cannot drop the
-            // last reference: no shared counter is touched here. (If the last
-            // handle goes between this check and the release, the release is
-            // still the final action of `after_free`; nothing is read after.)
+        if used != 0 {
+            // Nothing is released: the slab keeps the pool alive throughout.
             // SAFETY: this thread owns `heap`; the slab is its.
-            unsafe { (*heap).after_free(sh, slab, list, used) };
-            return;
+            return unsafe { (*heap).after_free(&*pool, slab, list, used) };
         }
         // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
@@ -274,12 +249,11 @@ impl PoolCore {
     /// them as this thread's remote frees. After the push the owner may
     /// drain and release the slab, and with it the pool's last reference,
     /// so the pool is kept alive across; then, after a SeqCst fence, if the
-    /// pool is closed and no thread owns the heap, the publisher collects
-    /// the heap's empty slabs itself. The closer fences between setting
-    /// `closed` and its trim, an exiting owner between disowning its heap
-    /// and releasing its empty slabs: whichever fence comes first, the
-    /// other side sees its write, so the last of them to touch the slab
-    /// releases it.
+    /// heap is dead ([`owner::DEAD`]), the publisher collects its empty
+    /// slabs itself. Whoever makes a heap dead (an abandoning owner, the
+    /// close) fences between that store and releasing its empty slabs:
+    /// whichever fence comes first, the other side sees its write, so the
+    /// last of them to touch the slab releases it.
     ///
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
@@ -320,8 +294,9 @@ impl PoolCore {
             unsafe { (*heap).push_returned(slab) };
         }
         fence(Ordering::SeqCst);
-        if keep.0.is_closed() {
-            keep.collect(heap);
+        // SAFETY: a slab's heap lives as long as its pool (kept alive).
+        if unsafe { (*heap).owner.load(Ordering::Relaxed) } == owner::DEAD {
+            keep.0.collect(heap);
         }
     }
 
@@ -366,18 +341,12 @@ impl PoolCore {
         self.double_frees.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// After close: releases what `heap` (an orphan or the tier) holds empty.
+    /// Releases what the dead `heap` holds empty.
     fn collect(&self, heap: *const Heap) {
-        let mut g = self.tier.lock();
-        if core::ptr::eq(heap, self.tier.heap()) {
-            g.with_tier_heap(|h| {
-                // SAFETY: the tier lock is held.
-                unsafe { h.release_empty(self) }
-            });
-        } else if g.is_orphan(heap) {
-            // SAFETY: `borrow` makes us the owner.
-            g.borrow(heap, |h| unsafe { h.release_empty(self) });
-        }
+        let _g = self.tier.lock();
+        // SAFETY: a heap of this pool (alive); dead for good, so the tier
+        // lock's holder owns it.
+        unsafe { (*heap).release_empty(self) };
     }
 
     /// Counts a refused free of a pointer that claims this pool.
@@ -397,19 +366,5 @@ unsafe fn keep_alive(pool: *const PoolCore) -> KeepAlive {
     unsafe {
         Arc::increment_strong_count(pool);
         KeepAlive(Arc::from_raw(pool))
-    }
-}
-
-impl KeepAlive {
-    fn collect(self, heap: *const Heap) {
-        let owner = if core::ptr::eq(heap, self.0.tier.heap()) {
-            TIER_OWNER
-        } else {
-            // SAFETY: the pool (kept alive) owns the heap.
-            unsafe { (*heap).owner.load(Ordering::Relaxed) }
-        };
-        if owner == NO_OWNER || owner == TIER_OWNER {
-            self.0.collect(heap);
-        }
     }
 }

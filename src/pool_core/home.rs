@@ -130,7 +130,7 @@ impl PoolCore {
         let mut asked = 0;
         self.registry.for_each(|h| {
             if close {
-                h.mag.close();
+                h.mag.turn_off();
             }
         });
         others(&mut |h| {

@@ -5,7 +5,7 @@
 use crate::heap::Heap;
 use crate::thread;
 
-use super::{home, PoolCore};
+use super::PoolCore;
 
 /// The pool reference a hook keeps: weak, so an idle thread never keeps a
 /// dropped pool alive.
@@ -27,7 +27,8 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
         // SAFETY: per the contract.
         let pool = unsafe { PoolRef::from_raw(p.cast()) };
         if let Some(pool) = pool.upgrade() {
-            pool.on_thread_exit(heap);
+            // SAFETY: the heap lives in the pool's registry (the pool is held).
+            pool.abandon(unsafe { &*heap });
         }
     }
     /// # Safety
@@ -37,16 +38,14 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
         drop(unsafe { PoolRef::from_raw(p.cast()) });
     }
     /// # Safety
-    /// As `alive`, and the calling thread owns `heap` (the hook is its).
+    /// As `alive`.
     unsafe fn flush(p: *const (), heap: *const Heap) {
         // SAFETY: per the contract; given back without dropping it.
         let pool = core::mem::ManuallyDrop::new(unsafe { PoolRef::from_raw(p.cast()) });
         // Held across the flush: the heap lives in the pool's registry.
-        let held = pool.upgrade();
-        if held.is_some() {
-            // SAFETY: the hook's heap is this thread's until it exits, and
-            // the pool (held) keeps it.
-            unsafe { home::flush_magazine(&*heap) };
+        if let Some(pool) = pool.upgrade() {
+            // SAFETY: as above.
+            pool.flush_owned(unsafe { &*heap });
         }
     }
     thread::Hook {
