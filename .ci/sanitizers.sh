@@ -106,7 +106,7 @@ fi
 if [ "${SKIP_TSAN:-}" != 1 ]; then
   # Tests (tests/NAME.rs or tests/NAME/main.rs) with cross-thread traffic;
   # globs pick up new ones (tests/slab_alloc*).
-  TSAN_TESTS="${TSAN_TESTS:-stress thread_exit contexts batch overflow slab_alloc*}"
+  TSAN_TESTS="${TSAN_TESTS:-stress thread_exit contexts holding overflow slab_alloc*}"
   tsan_args=()
   for pat in $TSAN_TESTS; do
     for f in tests/$pat.rs tests/$pat/main.rs; do

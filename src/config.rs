@@ -118,9 +118,9 @@ macro_rules! knob_setters {
             self
         }
 
-        /// Empty slabs each thread heap keeps for reuse (default 4: a batch
-        /// that spans a few slabs is freed and reallocated without going
-        /// back to the shared page source).
+        /// Empty slabs each thread heap keeps for reuse (default 4: a run of
+        /// blocks that spans a few slabs is freed and reallocated without
+        /// going back to the shared page source).
         pub fn retained_empty_slabs(mut self, n: usize) -> Self {
             self.knobs.retained_empty = n;
             self

@@ -5,10 +5,11 @@
 //!
 //! - Each thread allocates from slabs it owns: a thread-local heap lookup and
 //!   a pop from a plain freelist — no lock, no atomic read-modify-write.
-//! - A block freed on another thread is gathered with other frees into the
-//!   same slab in a per-thread batch and goes home through the slab's
-//!   lock-free MPSC list (one CAS per batch); the owner takes the whole list
-//!   with one swap (see [`flush_remote_frees`]).
+//! - A block freed on another thread is held by the freeing thread, for its
+//!   own next allocations, in a small per-thread, per-pool magazine; what it
+//!   does not reuse goes home grouped by slab through the slab's lock-free
+//!   MPSC list (one CAS per slab); the owner takes the whole list with one
+//!   swap (see [`flush_remote_frees`]).
 //! - A mutex-guarded, growable shared tier serves threads past the configured
 //!   limits and threads in teardown, and adopts exited threads' slabs.
 //! - Empty slabs go back to the OS on [`Pool::trim`] or after an idle period.
@@ -38,7 +39,6 @@
 
 mod sync;
 
-mod batch;
 mod class;
 mod config;
 mod heap;
@@ -77,22 +77,20 @@ pub use stats::Stats;
 /// and its collections through this path to get the same version.
 pub use allocator_api2;
 
-/// Sends home the freed blocks this thread still holds — its magazines and
-/// its remote-free batches — for every pool.
+/// Sends home the freed blocks this thread still holds, for every pool.
 ///
-/// A thread keeps up to [`PoolBuilder::magazine`] blocks of other threads
-/// that it freed, per pool, for its next allocations; they count as freed in
-/// [`Pool::stats`]
-/// (`held_blocks`) but pin their slabs until reused or flushed.
-/// A free on a thread that does not own the block's slab is gathered with
-/// other frees into the same slab and sent home in one atomic push; until
-/// then (at most 8 slabs × 32 blocks per thread) the blocks count as free in
-/// [`Pool::stats`] but their slabs cannot be reused or released. The batches
-/// are published when they fill, when the thread is about to map a new slab
-/// (or use the overflow tier), calls [`Pool::trim`], or exits; call this
-/// before a thread that freed blocks of other threads blocks for a long time.
+/// A free on a thread that does not own the block's slab is held in the
+/// thread's magazine of the pool: up to [`PoolBuilder::magazine`] blocks
+/// (default 32), reused LIFO by its next allocations there. A full magazine
+/// sends its older half home, one atomic push per slab. Held blocks count
+/// as freed in [`Pool::stats`] (`held_blocks` says how many) but pin their
+/// slabs until reused or sent home: by this call, [`Pool::trim`], the idle
+/// sweep (every `release_after`), the pool's close, or the thread's exit.
+/// Call it before a thread that freed blocks of other threads blocks for a
+/// long time. It also makes the thread give up its heaps of pools that have
+/// closed.
 ///
-/// Publication at exit runs in a thread-local destructor. `JoinHandle::join`
+/// The exit's flush runs in a thread-local destructor. `JoinHandle::join`
 /// waits for those, but `std::thread::scope` returns as soon as the scoped
 /// closures return, possibly before: call this at the end of a scoped thread
 /// whose remote frees must be home when the scope ends.

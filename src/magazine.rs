@@ -2,15 +2,16 @@
 //! thread for its next allocations in the same pool (Bonwick & Adams'
 //! magazines, one per thread and pool).
 //!
-//! Every heap a thread owns has one. A free by that thread of a block of
-//! another heap of the pool holds the block ([`Slab::hold`]: its word is
-//! `HELD`, so a second free is refused) and pushes its [`Entry`]; an
-//! allocation pops the newest entry first, the block freed last and still
-//! hot in cache. Its own blocks go straight onto their slabs' freelists,
-//! which serve the same reuse without the extra step. A full magazine takes
-//! no more: the free then takes the remote path (the batch). So a thread
-//! holds back at most `cap` blocks per pool, and they pin at most `cap`
-//! slabs.
+//! It is the one place a thread holds freed blocks. Every heap a thread
+//! owns has one. A free by that thread of a block of another heap of the
+//! pool holds the block ([`Slab::hold`]: its word is `HELD`, so a second
+//! free is refused) and pushes its [`Entry`]; an allocation pops the newest
+//! entry first, the block freed last and still hot in cache. Its own blocks
+//! go straight onto their slabs' freelists, which serve the same reuse
+//! without the extra step. A full magazine sends its older half home
+//! ([`Magazine::take_oldest`]; the pool groups it by slab, one publication
+//! per slab) and takes the block. So a thread holds back at most `cap`
+//! blocks per pool, and they pin at most `cap` slabs.
 //!
 //! **Owner and thief.** Only the owner pushes and pops. Any thread may
 //! *steal* the whole magazine to send its blocks home (a trim, the pool's
@@ -91,6 +92,12 @@ impl Magazine {
     /// Entries held now (a snapshot; exact while the owner is quiescent).
     pub(crate) fn held(&self) -> usize {
         self.len.load(Ordering::Relaxed) as usize
+    }
+
+    /// Entries the owner may use now (0: off).
+    #[inline(always)]
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.load(Ordering::Relaxed) as usize
     }
 
     /// Sets how many entries the owner may use (≤ [`CAPACITY`]), when a
@@ -215,6 +222,27 @@ impl Magazine {
     pub(crate) unsafe fn take_all(&self, out: &mut [Entry; CAPACITY]) -> usize {
         self.enter();
         let n = self.copy_out(out);
+        self.busy.store(0, Ordering::Release);
+        n
+    }
+
+    /// Owner: takes the `n` oldest entries (or all, if fewer) into `out`,
+    /// keeping the newer ones in order; returns how many.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn take_oldest(&self, n: usize, out: &mut [Entry; CAPACITY]) -> usize {
+        self.enter();
+        let len = self.len.load(Ordering::Relaxed) as usize;
+        let n = n.min(len);
+        // SAFETY: the handshake excludes thieves; only the owner is here,
+        // and `n ≤ len ≤ CAPACITY`.
+        self.slots.with_mut(|s| unsafe {
+            let s = &mut *s;
+            out[..n].copy_from_slice(&s[..n]);
+            s.copy_within(n..len, 0);
+        });
+        self.len.store((len - n) as u32, Ordering::Relaxed);
         self.busy.store(0, Ordering::Release);
         n
     }

@@ -10,7 +10,7 @@
 //! object is handed out as it is, else `init` constructs one into the slot
 //! (lazily: never a whole slab up front). Release runs `reset` then
 //! `keep_if` on the releasing thread, then frees the slot with the mark —
-//! locally or remotely, batched like any free — or, refused, drops the
+//! locally or remotely, held like any free — or, refused, drops the
 //! object and frees the slot unmarked. When a slab's memory is reclaimed
 //! (beyond `retained_empty_slabs`, the idle policy, `trim()`, the pool's
 //! close) the objects in its marked slots are dropped there.
@@ -201,7 +201,7 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// including `objects_constructed`, `objects_reused`,
     /// `objects_destroyed` and `objects_cached`. As for
     /// [`Pool::stats`](crate::Pool::stats), a release another live thread
-    /// still holds in its remote-free batch counts as live.
+    /// still holds in its magazine counts as freed (`held_blocks`).
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }

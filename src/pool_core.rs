@@ -66,8 +66,9 @@ pub(crate) struct PoolCore {
     slabs_created: AtomicU64,
     double_frees: AtomicU64,
     foreign_frees: AtomicU64,
-    /// Remote frees by threads that could not count them in a heap of their
-    /// own (in teardown).
+    /// Remote frees by threads without a heap to count them in (in
+    /// teardown, past the heap limit, after the close, or in a pool
+    /// without magazines).
     stray_frees: AtomicU64,
     /// `Arc::as_ptr` of the `Arc` this lives in (see [`PoolCore::set_this`]).
     this: AtomicPtr<PoolCore>,
@@ -193,14 +194,8 @@ impl PoolCore {
         // SAFETY: as above.
         let got = match unsafe { heap.alloc_slow(self, false) }? {
             Some(p) => Some(p),
-            None => {
-                // About to map a slab: publish what this thread holds for
-                // other heaps first, so no thread grows while it sits on
-                // freed blocks (they may be exactly what another heap needs).
-                flush_batches();
-                // SAFETY: as above.
-                unsafe { heap.alloc_slow(self, true) }?
-            }
+            // SAFETY: as above.
+            None => unsafe { heap.alloc_slow(self, true) }?,
         };
         match got {
             Some(p) => {
@@ -215,21 +210,32 @@ impl PoolCore {
     /// heap limit, or teardown.
     #[cold]
     fn alloc_cold(&self) -> Result<Popped, AllocError> {
-        flush_batches();
-        if thread::may_activate() {
-            // The registry slot first, then our exit hooks: see `thread`.
-            let heap = self.registry.get_or_create(self.key());
-            if let Some(heap) = heap.filter(|h| self.acquire(h)) {
-                thread::cache_heap(self.at, self.id, heap);
-                // SAFETY: `acquire` made this thread the owner.
-                if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
-                    bump(&heap.stats.allocs, 1);
-                    return Ok(p);
-                }
-                return self.alloc_owned_slow(heap);
+        if let Some(heap) = self.take_heap() {
+            // SAFETY: `take_heap` made this thread the owner.
+            if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
+                bump(&heap.stats.allocs, 1);
+                return Ok(p);
             }
+            return self.alloc_owned_slow(heap);
         }
         self.tier.alloc(self)
+    }
+
+    /// This thread's registry heap, made its own and cached in its context
+    /// (see [`PoolCore::acquire`]); `None` in teardown, past the heap
+    /// limit, or once the pool has closed.
+    #[cold]
+    fn take_heap(&self) -> Option<&Heap> {
+        if !thread::may_activate() {
+            return None;
+        }
+        // The registry slot first, then our exit hooks: see `thread`.
+        let heap = self.registry.get_or_create(self.key())?;
+        if !self.acquire(heap) {
+            return None;
+        }
+        thread::cache_heap(self.at, self.id, heap);
+        Some(heap)
     }
 
     /// This pool as the registry's key.
@@ -310,7 +316,6 @@ impl PoolCore {
     /// Releases every empty slab this thread's heap, the tier and the orphans
     /// hold, then unmaps what the page source no longer needs.
     pub(crate) fn trim(&self) -> u64 {
-        flush_batches();
         let me = thread::serial();
         let mut mine = None;
         if me != 0 {
@@ -343,10 +348,8 @@ impl PoolCore {
         self.source.inject_map_failures(n);
     }
 
-    /// Sums the per-thread counters, after publishing the calling thread's
-    /// batches (so that its own remote frees are counted).
+    /// Sums the per-thread counters.
     pub(crate) fn stats(&self) -> Stats {
-        flush_batches();
         let mut s = Stats::default();
         let mut frees = 0u64;
         self.registry.for_each(|h| {
@@ -456,16 +459,10 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> 
     Some(got)
 }
 
-/// Publishes this thread's remote-free batches (all pools).
-pub(crate) fn flush_batches() {
-    let _ = free::with_batches(|b| b.flush());
-}
-
-/// Sends home what this thread's magazines hold, then its batches (all
-/// pools).
+/// Sends home what this thread's magazines hold (all pools), and gives up
+/// its heaps of pools that have closed.
 pub(crate) fn flush_thread() {
     thread::flush_hooks();
-    flush_batches();
 }
 
 impl SlabSource for PoolCore {

@@ -2,7 +2,7 @@
 //! through them.
 //!
 //! [`RemoteStack`] is a slab's MPSC list of freed blocks: any thread pushes a
-//! chain of blocks (one, or a batch gathered by [`crate::batch`]) with one CAS
+//! chain of blocks (one, or those of the slab a magazine sent home) with one CAS
 //! (Release), the owner takes everything with one `swap(0, Acquire)`. Because
 //! the consumer only ever takes the whole list, there is no ABA problem and no
 //! bounded queue to spin on; because the head also counts the blocks, the

@@ -3,8 +3,8 @@
 //! use), on the same core as [`Pool`](crate::Pool).
 //!
 //! Each size class ([`crate::class`]) is a pool core of its own — owner
-//! heaps found through the thread context, batched remote frees that go
-//! home, the overflow tier, hardening, refusals, trim, idle release — and
+//! heaps found through the thread context, remote frees held in magazines
+//! and sent home grouped by slab, the overflow tier, hardening, refusals, trim, idle release — and
 //! all of them charge one byte budget. Large blocks ([`crate::large`]) get
 //! mappings of their own.
 

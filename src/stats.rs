@@ -20,14 +20,14 @@ pub struct Stats {
     pub reserved_bytes: u64,
     /// Bytes handed back to the OS so far (`MADV_DONTNEED` or unmapped).
     pub released_bytes: u64,
-    /// Threads currently owning a heap in this pool.
+    /// Threads currently owning a heap in this pool: those that allocated
+    /// from it, and those that freed other threads' blocks into it (the
+    /// heap holds their magazine; not in a pool built with `magazine(0)`).
     pub thread_heaps: u64,
     /// Frees made by a thread other than the block's owner. Counted (and
-    /// counted in `frees`, so no longer in `live_blocks`) when the freeing
-    /// thread holds the block in its magazine, or else when it publishes
-    /// its batch, which also makes the blocks reusable: when a batch entry
-    /// fills or is evicted, on [`crate::flush_remote_frees`], and at the
-    /// latest at thread exit.
+    /// counted in `frees`, so no longer in `live_blocks`) at the free: the
+    /// freeing thread holds the block in its magazine (see `held_blocks`),
+    /// or sends it home at once.
     pub remote_frees: u64,
     /// Freed blocks that threads' magazines hold for their next
     /// allocations: counted as freed (not in `live_blocks`), still in use

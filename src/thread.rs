@@ -25,8 +25,7 @@
 //! `pthread_setspecific` when the thread first needs it; glibc runs key
 //! destructors after the thread's `thread_local!` destructors, so those
 //! may still allocate and free through the thread's heaps), or under loom
-//! from a loom thread-local's destructor. It first runs the flush handed
-//! to [`activate`] (the remote-free batches), then each hook, then clears
+//! from a loom thread-local's destructor. It runs each hook, then clears
 //! the context and gives the thread's registry id ([`registry_id`]) back
 //! for reuse — the next new thread takes the smallest free id and, with
 //! it, the exited thread's heaps (adoption).
@@ -69,9 +68,6 @@ struct Ctx {
     state: Cell<u8>,
     /// Pool index → the heap this thread owns there.
     table: [Cell<Entry>; TABLE],
-    /// The registry heap (owned or not) last used to count this thread's
-    /// remote frees in a pool whose table entry does not hold it.
-    slot: Cell<Entry>,
     /// This thread's registry id plus one (0: none).
     id: Cell<usize>,
     /// True once the exit destructor is armed.
@@ -86,7 +82,6 @@ impl Ctx {
             serial: Cell::new(0),
             state: Cell::new(FRESH),
             table: [E; TABLE],
-            slot: E,
             id: Cell::new(0),
             armed: Cell::new(false),
         }
@@ -97,7 +92,6 @@ impl Ctx {
         for e in &self.table {
             e.set(NONE);
         }
-        self.slot.set(NONE);
     }
 }
 
@@ -126,8 +120,6 @@ pub(crate) struct Hook {
 /// What the exit runs: its own thread-local (under loom the one whose
 /// destructor runs the exit, so that it is still there when it does).
 struct Exit {
-    /// The exit flush handed to [`activate`].
-    flush: Cell<Option<fn()>>,
     /// The exit hooks: `hooks_len` records at `hooks` (meta memory, room
     /// for `hooks_cap`).
     hooks: Cell<*mut Hook>,
@@ -138,7 +130,6 @@ struct Exit {
 impl Exit {
     const fn new() -> Self {
         Self {
-            flush: Cell::new(None),
             hooks: Cell::new(core::ptr::null_mut()),
             hooks_len: Cell::new(0),
             hooks_cap: Cell::new(0),
@@ -159,16 +150,12 @@ fn with_exit<R>(f: impl FnOnce(&Exit) -> R) -> Option<R> {
     return exit::EXIT.try_with(|a| f(&a.0)).ok();
 }
 
-/// The exit of the current thread: flush, hooks, clear, id back.
+/// The exit of the current thread: hooks, clear, id back.
 fn run_exit(e: &Exit) {
     let _ = CTX.try_with(|c| c.state.set(DEAD));
-    let flush = e.flush.get();
     let hooks = e.hooks.replace(core::ptr::null_mut());
     let len = e.hooks_len.replace(0);
     let cap = e.hooks_cap.replace(0);
-    if let Some(flush) = flush {
-        flush();
-    }
     for i in 0..len {
         // SAFETY: the first `len` records were written by `on_exit`, and
         // each is run (and its reference consumed) once, here.
@@ -413,56 +400,21 @@ pub(crate) fn uncache_heap(at: EntryAt, id: u64) {
     });
 }
 
-/// The registry heap cached for counting remote frees in the pool with
-/// `id` and entry `at`: the owned heap of the table, else the one-entry
-/// slot cache.
-#[inline]
-pub(crate) fn counting_heap(at: EntryAt, id: u64) -> Option<*const Heap> {
-    let (t, s) = CTX
-        .try_with(|c| (at.of(&c.table).get(), c.slot.get()))
-        .unwrap_or((NONE, NONE));
-    if t.pool == id {
-        Some(t.heap)
-    } else {
-        (s.pool == id).then_some(s.heap)
-    }
-}
-
-/// Caches `slot` as this thread's registry heap of the pool with `id`, for
-/// counting remote frees.
-pub(crate) fn cache_slot(id: u64, slot: *const Heap) {
-    let _ = CTX.try_with(|c| {
-        if c.serial.get() != 0 {
-            c.slot.set(Entry {
-                pool: id,
-                heap: slot,
-            });
-        }
-    });
-}
-
 /// True unless the thread is being torn down.
 pub(crate) fn may_activate() -> bool {
     CTX.try_with(|c| c.state.get() != DEAD).unwrap_or(false)
 }
 
-/// True while the thread is active: it has a serial and its exit hooks
-/// are armed (not before, not in teardown).
-#[inline(always)]
-pub(crate) fn is_active() -> bool {
-    matches!(CTX.try_with(|c| c.state.get()), Ok(ACTIVE))
-}
-
-/// Gives the thread a serial and arms its exit hooks, which first run
-/// `flush`. Call only after the thread's registry slot exists (see the
-/// module docs). False during teardown.
-pub(crate) fn activate(flush: fn()) -> bool {
+/// Gives the thread a serial and arms its exit hooks. Call only after the
+/// thread's registry slot exists (see the module docs). False during
+/// teardown.
+pub(crate) fn activate() -> bool {
     match CTX.try_with(|c| c.state.get()) {
         Ok(ACTIVE) => return true,
         Ok(FRESH) => {}
         _ => return false,
     }
-    if !arm() || with_exit(|e| e.flush.set(Some(flush))).is_none() {
+    if !arm() {
         return false;
     }
     let serial = unmodelled::next_serial();

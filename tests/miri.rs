@@ -166,7 +166,8 @@ fn remote_frees_race_owner_drains() {
     assert_eq!(consumer.join().unwrap(), 2 * per);
     let s = pool.stats();
     assert_clean(&pool);
-    assert_eq!(s.remote_frees, 2 * per, "{s:?}");
+    // Remote unless the consumer adopted an exited producer's heap.
+    assert!(s.remote_frees <= 2 * per, "{s:?}");
 }
 
 /// Full slabs with remote frees: the owner detaches a dry slab and a remote

@@ -96,8 +96,9 @@ fn ten_thousand_short_lived_threads_stay_bounded_body() {
             "mapped {} > bound {bound}: {s:?}",
             s.mapped_bytes
         );
-        // Only the freer is alive, and it owns no heap (it never allocates).
-        assert_eq!(s.thread_heaps, 0, "{s:?}");
+        // Only the freer is alive: it owns the heap it took to hold its
+        // frees.
+        assert_eq!(s.thread_heaps, 1, "{s:?}");
     }
     drop(tx);
     freer.join().unwrap();
@@ -112,7 +113,9 @@ fn ten_thousand_short_lived_threads_stay_bounded_body() {
     assert!(s.peak_mapped_bytes <= bound);
     assert_eq!(s.live_blocks, 0);
     assert_eq!(s.allocs, (THREADS * PER_THREAD) as u64);
-    assert_eq!(s.remote_frees, (THREADS * PER_THREAD) as u64);
+    // Every free was remote unless the freer, taking a heap at its first
+    // free, adopted an exited owner's orphan (its registry slot's heap).
+    assert!(s.remote_frees <= s.allocs, "{s:?}");
     assert_eq!(s.thread_heaps, 0);
     assert_eq!(s.double_frees + s.foreign_frees + s.corruption_events, 0);
     pool.trim();
@@ -172,7 +175,9 @@ fn owner_exits_before_frees(rounds: usize, n: usize, freers: usize, wait: bool) 
     let s = pool.stats();
     assert_eq!(s.live_blocks, 0, "{s:?}");
     assert_eq!(s.allocs, (rounds * n) as u64);
-    assert_eq!(s.remote_frees, (rounds * n) as u64, "{s:?}");
+    // A freer that takes a heap may adopt an exited owner's orphan (its
+    // registry slot's heap) and free into it as the owner.
+    assert!(s.remote_frees <= s.allocs, "{s:?}");
     assert_eq!(s.thread_heaps, 0);
     assert_eq!(s.double_frees + s.foreign_frees + s.corruption_events, 0);
     let released = pool.trim();
@@ -408,7 +413,8 @@ fn teardown_case(order: Order) -> homeslab::Stats {
     ledger.assert_clean();
     let s = pool.stats();
     assert_eq!(s.live_blocks, 0, "{s:?}");
-    assert_eq!(s.thread_heaps, 0, "{s:?}");
+    // This thread freed the blocks: it took a heap to hold them.
+    assert_eq!(s.thread_heaps, 1, "{s:?}");
     assert_eq!(s.double_frees + s.foreign_frees + s.corruption_events, 0);
     pool.trim();
     assert_eq!(pool.stats().mapped_bytes, 0, "{:?}", pool.stats());

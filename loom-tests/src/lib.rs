@@ -72,23 +72,24 @@ pub fn alloc(pool: &Pool<Stamp>, id: u64) -> PoolBox<Stamp> {
     b
 }
 
-/// Verifies `b` carries `id`, then drops (frees) it and publishes this
-/// thread's remote-free batch ([`homeslab::flush_remote_frees`]).
+/// Verifies `b` carries `id`, then drops (frees) it and sends home what
+/// this thread holds ([`homeslab::flush_remote_frees`]).
 ///
-/// Why the explicit flush: a thread's batch is also published by its
-/// thread-local destructor at exit, and `std`'s `JoinHandle::join` returns
-/// only after those destructors ran. loom's `join` does not wait for them,
-/// so in a model a joined thread's exit flush may still be in flight. Models
-/// therefore publish explicitly where a free must be home; the gathering of
-/// several blocks into one chain is modelled with [`free_held`].
+/// Why the explicit flush: a thread's magazines are also sent home by its
+/// exit hooks, and `std`'s `JoinHandle::join` returns only after those ran.
+/// loom's `join` does not wait for them, so in a model a joined thread's
+/// exit may still be in flight. Models therefore flush explicitly where a
+/// free must be home; holding several blocks and sending them home as one
+/// chain is modelled with [`free_held`] (and a pool with a magazine: off by
+/// default under loom).
 #[track_caller]
 pub fn free(b: PoolBox<Stamp>, id: u64) {
     free_held(b, id);
     homeslab::flush_remote_frees();
 }
 
-/// Verifies `b` carries `id`, then drops (frees) it, leaving a remote free in
-/// this thread's batch until the thread flushes.
+/// Verifies `b` carries `id`, then drops (frees) it: a remote free stays in
+/// this thread's magazine, if the pool has one, until the thread flushes.
 #[track_caller]
 pub fn free_held(b: PoolBox<Stamp>, id: u64) {
     b.verify(id);

@@ -221,21 +221,22 @@ fn two_returned_slabs_race_owner_take() {
     SEEN.assert_seen(&["d_home", "d_tier"]);
 }
 
-/// A remote freer gathers two blocks of one slab in its batch and publishes
-/// them as one chain (one CAS) while the owner allocates through its slab
-/// and runs dry. The owner either splices the whole chain (both blocks come
+/// A remote freer holds two blocks of one slab in its magazine and sends
+/// them home as one chain (one CAS) while the owner allocates through its
+/// slab and runs dry. The owner either splices the whole chain (both blocks come
 /// back, in either order) or finds nothing yet and uses the overflow tier;
 /// never half a chain. Hardened, so every link of the spliced chain is
 /// decoded and checked as it is popped: a link seen before its publication
 /// would count as corruption.
 #[test]
-fn batched_chain_races_owner_drain() {
+fn held_chain_races_owner_drain() {
     static SEEN: Outcomes = Outcomes::new();
     loom::model(|| {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(3)
             .max_thread_slabs(1)
             .hardened(true)
+            .magazine(2)
             .build()
             .unwrap();
         let a = alloc(&pool, 1);

@@ -1,8 +1,7 @@
 //! The heap's side of its magazine: blocks its owner holds for reuse (see
-//! [`crate::magazine`]) — handing them out, holding freed ones, and the
-//! owner's flush that puts them back on a slab.
+//! [`crate::magazine`]) — handing them out and holding freed ones.
 
-use super::{Heap, Held, LocalFree};
+use super::{Heap, Held};
 use crate::slab::{DoubleFree, Popped, Shape, Slab};
 use crate::sync::bump;
 
@@ -46,24 +45,5 @@ impl Heap {
         }
         bump(&self.stats.remote_frees, 1);
         Held::Yes
-    }
-
-    /// The owner's flush of a block its magazine held, of one of its own
-    /// slabs: onto the slab's freelist, as [`Heap::free_local`] (the free
-    /// was counted when the block was held).
-    ///
-    /// # Safety
-    /// The caller is the owner and held slot `idx` of `slab`, a slab of
-    /// this heap.
-    pub(crate) unsafe fn free_held(&self, slab: *mut Slab, idx: usize) -> LocalFree {
-        // SAFETY: per the contract.
-        unsafe {
-            let s = &*slab;
-            if !s.free_held(idx) {
-                return LocalFree::Done;
-            }
-            let (list, used) = s.local(|l| (l.list(), l.used()));
-            LocalFree::Upkeep(list, used)
-        }
     }
 }

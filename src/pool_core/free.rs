@@ -1,39 +1,17 @@
 //! The untyped free routing: an owner's free into its own slab (and the
-//! list upkeep it may need), a remote free into this thread's batch, the
-//! publication of a batch on its slab's remote list, and the counts of
+//! list upkeep it may need), a free of another heap's block into this
+//! thread's magazine (or, when the thread can hold nothing, straight home),
+//! the publication of a chain on its slab's remote list, and the counts of
 //! refused frees. A block's slab names its pool, so nothing here needs a
 //! pool handle.
 
-use crate::batch::Batches;
 use crate::heap::{owner, Heap, Held, LocalFree};
 use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
-use crate::sync::{bump, fence, thread_local_facade, Ordering};
+use crate::sync::{bump, fence, Ordering};
 use crate::thread;
 
-use super::PoolCore;
-
-thread_local_facade! {
-    /// This thread's remote-free batches, for every pool.
-    static BATCHES: Batches = Batches::new(PoolCore::publish);
-}
-
-/// Runs `f` on this thread's remote-free batches. `None` unless the thread
-/// is active: before, no exit hook would publish them; once it is being
-/// torn down, they were published and must not take more.
-#[inline(always)]
-pub(super) fn with_batches<R>(f: impl FnOnce(&Batches) -> R) -> Option<R> {
-    if !thread::is_active() {
-        return None;
-    }
-    BATCHES.try_with(|b| f(b)).ok()
-}
-
-/// The thread's exit flush (handed to [`thread::activate`]): publishes the
-/// batches although the thread is no longer active.
-pub(super) fn flush_at_exit() {
-    let _ = BATCHES.try_with(|b| b.flush());
-}
+use super::{home, PoolCore};
 
 impl PoolCore {
     /// Frees slot `idx` of `slab`; `mark` is [`CONSTRUCTED`](crate::slab::CONSTRUCTED) if the slot
@@ -81,10 +59,12 @@ impl PoolCore {
         }
     }
 
-    /// A free of a block this thread does not own: into its magazine of the
-    /// pool if it has a heap there with room, else the remote path. If
-    /// the block is of this thread's own heap and the pool has closed
-    /// (`closing`), the heap is abandoned first.
+    /// A free of a block this thread does not own: held in this thread's
+    /// magazine of the pool (taking a heap there first if it has none; a
+    /// full magazine sends its older half home), or, if the thread can hold
+    /// nothing (or the pool has no magazines), published at once. If the block is of this thread's own
+    /// heap and the pool has closed (`closing`), the heap is abandoned
+    /// first.
     ///
     /// # Safety
     /// As [`PoolCore::free_block`].
@@ -97,20 +77,83 @@ impl PoolCore {
             // the block (not yet freed) keeps the pool alive.
             sh.abandon(unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) });
         }
-        if let Some(mine) = thread::owned_heap(sh.at, sh.id) {
+        let mine = match thread::owned_heap(sh.at, sh.id) {
             // SAFETY: an entry with this pool's id holds a heap this thread
             // owns, of this (live: the slab holds it) pool.
-            let mine = unsafe { &*mine };
-            // SAFETY: as above.
+            Some(h) => unsafe { &*h },
+            // SAFETY: per the contract.
+            None => match unsafe { sh.holder_for(slab) } {
+                Holder::Heap(h) => h,
+                // SAFETY: per the contract.
+                Holder::Owner(h) => unsafe {
+                    return Self::after_local_free(h, slab, h.free_local(slab, idx, mark));
+                },
+                // SAFETY: per the contract.
+                Holder::None => return unsafe { Self::free_at_once(slab, idx, mark, None) },
+            },
+        };
+        loop {
+            // SAFETY: this thread owns `mine`, a heap of the slab's pool.
             match unsafe { mine.hold(slab, idx, mark) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
-                // Off once the pool has closed.
-                Held::Full => sh.abandon_if_closing(mine),
+                // SAFETY: as above.
+                Held::Full if mine.mag.cap() != 0 => unsafe { home::send_oldest_home(mine) },
+                // Off: by the knob, or since the pool closed.
+                Held::Full => {
+                    sh.abandon_if_closing(mine);
+                    // SAFETY: per the contract.
+                    return unsafe { Self::free_at_once(slab, idx, mark, Some(mine)) };
+                }
             }
         }
+    }
+
+    /// A thread without a heap in `slab`'s pool frees one of its blocks:
+    /// the heap it can take (which may be the block's own: its registry
+    /// slot's orphan), or none (also when the pool has no magazines).
+    ///
+    /// # Safety
+    /// As [`PoolCore::free_block`].
+    #[cold]
+    unsafe fn holder_for(&self, slab: *mut Slab) -> Holder<'_> {
+        // Without magazines a heap would hold nothing.
+        if self.config.magazine == 0 {
+            return Holder::None;
+        }
+        let Some(h) = self.take_heap() else {
+            return Holder::None;
+        };
         // SAFETY: per the contract.
-        unsafe { Self::free_remote(slab, idx, mark) }
+        if core::ptr::eq(Heap::of_slab(unsafe { &*slab }, Ordering::Relaxed), h) {
+            Holder::Owner(h)
+        } else {
+            Holder::Heap(h)
+        }
+    }
+
+    /// A free that nothing holds: mark the block free (refusing a double
+    /// free), count it — in `mine`, this thread's heap, or as stray — and
+    /// publish it alone.
+    ///
+    /// # Safety
+    /// As [`PoolCore::free_block`].
+    #[cold]
+    unsafe fn free_at_once(slab: *mut Slab, idx: usize, mark: u16, mine: Option<&Heap>) {
+        // SAFETY: per the contract.
+        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
+        if s.mark_remote(idx, 0, mark).is_err() {
+            return sh.count_double_free();
+        }
+        // Counted before the publication, after which the pool may go.
+        match mine {
+            Some(h) => bump(&h.stats.remote_frees, 1),
+            None => {
+                sh.stray_frees.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // SAFETY: the mark made this thread the block's holder.
+        unsafe { Self::publish(slab, Chain::one(idx)) };
     }
 
     /// The pool of a slab that passed [`Slab::header_ok`]: the pointer
@@ -185,68 +228,8 @@ impl PoolCore {
         drop(keep);
     }
 
-    /// The remote path: mark the block free and linked (refusing double
-    /// frees at once) and hand it to this thread's batch for its slab, to be
-    /// counted when the batch publishes it; during teardown, publish it at
-    /// once.
-    ///
-    /// # Safety
-    /// As [`PoolCore::free_block`].
-    #[cold]
-    unsafe fn free_remote(slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx, mark) });
-        if batched.is_none() {
-            // SAFETY: per the contract.
-            unsafe { Self::free_unbatched(slab, idx, mark) }
-        }
-    }
-
-    /// [`PoolCore::free_remote`] into `b`. Nothing here touches the pool
-    /// after the batch may publish (see [`PoolCore::publish`]).
-    ///
-    /// # Safety
-    /// As [`PoolCore::free_block`].
-    #[inline(always)]
-    unsafe fn free_batched(b: &Batches, slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
-        let spot = b.find(slab);
-        if s.mark_remote(idx, spot.next(), mark).is_err() {
-            return sh.count_double_free();
-        }
-        // SAFETY: the mark made this thread the block's holder, linked as
-        // `spot` says, and the block (counted in use until published) keeps
-        // its slab live.
-        unsafe { b.put(slab, idx, spot) }
-    }
-
-    /// [`PoolCore::free_remote`] without a batch: a chain of one.
-    ///
-    /// # Safety
-    /// As [`PoolCore::free_block`].
-    #[cold]
-    unsafe fn free_unbatched(slab: *mut Slab, idx: usize, mark: u16) {
-        // SAFETY: per the contract.
-        let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
-        // A thread's first free (before it ever allocated) activates it,
-        // which arms the exit hook that publishes its batch.
-        if sh.this_heap().is_some() {
-            // SAFETY: per the contract.
-            let batched = with_batches(|b| unsafe { Self::free_batched(b, slab, idx, mark) });
-            if batched.is_some() {
-                return;
-            }
-        }
-        if s.mark_remote(idx, 0, mark).is_err() {
-            return sh.count_double_free();
-        }
-        // SAFETY: the mark made this thread the block's holder.
-        unsafe { Self::publish(slab, Chain::one(idx)) };
-    }
-
-    /// Publishes a chain of held blocks on `slab`'s remote list and counts
-    /// them as this thread's remote frees. After the push the owner may
+    /// Publishes a chain of held blocks on `slab`'s remote list (their
+    /// frees were counted when they were held). After the push the owner may
     /// drain and release the slab, and with it the pool's last reference,
     /// so the pool is kept alive across; then, after a SeqCst fence, if the
     /// heap is dead ([`owner::DEAD`]), the publisher collects its empty
@@ -258,34 +241,10 @@ impl PoolCore {
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
     pub(crate) unsafe fn publish(slab: *mut Slab, chain: Chain) {
-        // SAFETY: per the contract.
-        unsafe { Self::publish_chain(slab, chain, true) }
-    }
-
-    /// [`PoolCore::publish`] for blocks a magazine held: their frees were
-    /// counted when they were held.
-    ///
-    /// # Safety
-    /// As [`PoolCore::publish`].
-    pub(crate) unsafe fn publish_held(slab: *mut Slab, chain: Chain) {
-        // SAFETY: per the contract.
-        unsafe { Self::publish_chain(slab, chain, false) }
-    }
-
-    /// [`PoolCore::publish`], counting the frees if `count`.
-    ///
-    /// # Safety
-    /// As [`PoolCore::publish`].
-    unsafe fn publish_chain(slab: *mut Slab, chain: Chain, count: bool) {
         // SAFETY: a live slab's pool is live (the slab holds a reference).
         let s = unsafe { &*slab };
         let pool = s.pool as *const PoolCore;
-        // SAFETY: as above.
-        let sh = unsafe { &*pool };
         let heap = Heap::of_slab(s, Ordering::Acquire);
-        if count {
-            sh.count_remote(u64::from(chain.count));
-        }
         // SAFETY: the pool is alive (the block's slab holds it).
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: per the contract.
@@ -298,42 +257,6 @@ impl PoolCore {
         if unsafe { (*heap).owner.load(Ordering::Relaxed) } == owner::DEAD {
             keep.0.collect(heap);
         }
-    }
-
-    /// Counts `n` remote frees in this thread's heap of this pool (or, if
-    /// the thread can have none, as stray).
-    #[inline]
-    fn count_remote(&self, n: u64) {
-        if let Some(heap) = thread::counting_heap(self.at, self.id) {
-            // SAFETY: the cached heap is this thread's registry heap of this
-            // (live) pool; only this thread writes its counters.
-            return bump(unsafe { &(*heap).stats.remote_frees }, n);
-        }
-        self.count_remote_slow(n);
-    }
-
-    #[cold]
-    fn count_remote_slow(&self, n: u64) {
-        match self.this_heap() {
-            Some(heap) => bump(&heap.stats.remote_frees, n),
-            None => {
-                self.stray_frees.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// This thread's registry heap of this pool (created and the thread
-    /// activated if need be, and cached); `None` during teardown.
-    #[cold]
-    fn this_heap(&self) -> Option<&Heap> {
-        if thread::may_activate() {
-            let heap = self.registry.get_or_create(self.key())?;
-            if thread::activate(flush_at_exit) {
-                thread::cache_slot(self.id, heap);
-                return Some(heap);
-            }
-        }
-        None
     }
 
     #[cold]
@@ -367,4 +290,14 @@ unsafe fn keep_alive(pool: *const PoolCore) -> KeepAlive {
         Arc::increment_strong_count(pool);
         KeepAlive(Arc::from_raw(pool))
     }
+}
+
+/// Where a free by a thread without a heap in the pool goes.
+enum Holder<'a> {
+    /// The heap the thread took: it holds the block.
+    Heap(&'a Heap),
+    /// The heap the thread took is the block's own: an owner's free.
+    Owner(&'a Heap),
+    /// The thread can take none (teardown, the heap limit, the close).
+    None,
 }

@@ -1,6 +1,7 @@
-//! Sending magazine blocks home: the owner's flush of its own magazine, the
-//! steal of other threads' magazines (a trim, the close, the idle sweep),
-//! and the grouped publication of what either took.
+//! Sending held blocks home: the owner's flush of its own magazine (all of
+//! it, or its older half when it is full), the steal of other threads'
+//! magazines (a trim, the close, the idle sweep), and the grouped
+//! publication of what either took.
 
 use crate::heap::Heap;
 use crate::magazine::{Stolen, CAPACITY};
@@ -25,23 +26,23 @@ pub(crate) unsafe fn flush_magazine(heap: &Heap) {
     let mut out = [0; CAPACITY];
     // SAFETY: per the contract.
     let n = unsafe { heap.mag.take_all(&mut out) };
-    // Our own slabs' blocks go straight onto their freelists (with the list
-    // upkeep a free does, so empty slabs are cached or released); the
-    // others' go home in chains.
-    let mut foreign = 0;
-    for i in 0..n {
-        let (slab, idx) = Slab::of_entry(out[i]);
-        // SAFETY: a held block keeps its slab live.
-        if core::ptr::eq(Heap::of_slab(unsafe { &*slab }, Ordering::Relaxed), heap) {
-            // SAFETY: we own `heap` and hold the block of its slab.
-            unsafe { PoolCore::after_local_free(heap, slab, heap.free_held(slab, idx)) };
-        } else {
-            out[foreign] = out[i];
-            foreign += 1;
-        }
-    }
     // SAFETY: the magazine held these blocks and now we do.
-    unsafe { send_home(&mut out[..foreign]) };
+    unsafe { send_home(&mut out[..n]) };
+}
+
+/// Makes room in `heap`'s full magazine: sends its older half home (the
+/// newer half, likelier still in cache, stays for reuse).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn send_oldest_home(heap: &Heap) {
+    let mut out = [0; CAPACITY];
+    // SAFETY: per the contract.
+    let n = unsafe { heap.mag.take_oldest(heap.mag.cap().div_ceil(2), &mut out) };
+    // SAFETY: the magazine held these blocks and now we do.
+    unsafe { send_home(&mut out[..n]) };
 }
 
 /// Takes every block of `heap`'s magazine, whoever owns it, and sends it
@@ -91,7 +92,7 @@ pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
             i += 1;
         }
         // SAFETY: we hold the chain's blocks, linked above.
-        unsafe { PoolCore::publish_held(slab, chain) };
+        unsafe { PoolCore::publish(slab, chain) };
     }
 }
 

@@ -10,13 +10,13 @@ use crate::sync::{fence, Ordering};
 use crate::thread;
 
 use super::hook::exit_hook;
-use super::{flush_batches, PoolCore};
+use super::PoolCore;
 
 impl PoolCore {
-    /// Makes this thread the owner of `heap` if it is an orphan and the heap
-    /// limit allows it.
+    /// Makes this thread the owner of `heap` if it is an orphan, the heap
+    /// limit allows it and the pool is open.
     pub(super) fn acquire(&self, heap: &Heap) -> bool {
-        if !thread::activate(super::free::flush_at_exit) {
+        if !thread::activate() {
             return false;
         }
         let me = thread::serial();
@@ -24,8 +24,13 @@ impl PoolCore {
             return true;
         }
         let mut g = self.tier.lock();
+        // The close drops the last handle before it takes the lock to mark
+        // every heap: a heap taken under the lock before that is marked, and
+        // after it the count reads 0 (a thread that frees into a closed pool
+        // takes no heap there).
         if heap.owner.load(Ordering::Acquire) != owner::ORPHAN
             || self.live_heaps.load(Ordering::Relaxed) >= self.config.max_thread_heaps
+            || self.handles.load(Ordering::Relaxed) == 0
         {
             return false;
         }
@@ -118,7 +123,6 @@ impl PoolCore {
         // The index may serve a new pool; entries holding this id never
         // match it.
         thread::release_index(self.index);
-        flush_batches();
         let me = thread::serial();
         let mine = self
             .registry

@@ -25,17 +25,6 @@ impl Slab {
         Ok(unsafe { self.push_local(idx, mark) })
     }
 
-    /// Owner: [`Slab::free_local`] of a slot a magazine held (its word is
-    /// `HELD`, poisoned already), keeping its mark.
-    ///
-    /// # Safety
-    /// The caller is the owner and holds slot `idx`.
-    pub(crate) unsafe fn free_held(&self, idx: usize) -> bool {
-        let mark = self.read_link(idx) & CONSTRUCTED;
-        // SAFETY: per the contract.
-        unsafe { self.push_local(idx, mark) }
-    }
-
     /// Owner: links slot `idx` (which the caller frees) onto the local
     /// freelist. True: the slab is now empty or detached.
     ///

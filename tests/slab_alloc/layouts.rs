@@ -135,7 +135,7 @@ fn allocate_zeroed_reads_zero_on_reused_blocks() {
         (SlabAlloc::new(), true),
         (SlabAlloc::builder().hardened(true).build().unwrap(), true),
         // Every thread allocates from the shared tier, whose frees are all
-        // remote (batched) and whose slabs hand out their frontier first.
+        // remote and whose slabs hand out their frontier first.
         (
             SlabAlloc::builder().max_thread_heaps(0).build().unwrap(),
             false,

@@ -1,5 +1,5 @@
 //! Frees the allocator refuses and counts, never acting on them: double
-//! frees (local, still batched, published, from a third thread), blocks of
+//! frees (local, still held, sent home, from a third thread), blocks of
 //! other allocators, pools and classes, interior and header pointers, and
 //! large-block double frees and bogus pointers.
 
@@ -86,8 +86,8 @@ fn double_free_of_a_class_block_is_refused() {
 }
 
 /// Double frees on another thread: the second free of a block still held
-/// in that thread's batch, again after the batch is published, and again
-/// from a third thread. All refused; the block comes back once.
+/// in that thread's magazine, again after it went home, and again from a
+/// third thread. All refused; the block comes back once.
 #[test]
 fn remote_double_free_is_refused() {
     for hardened in [false, true] {
@@ -101,10 +101,10 @@ fn remote_double_free_is_refused() {
             b.free(&freer);
             let p = NonNull::new(p as *mut u8).unwrap();
             // SAFETY: `p` was just freed on this thread and is held in its
-            // batch (its slab lives: `keep`): a double free, refused.
+            // magazine (its slab lives: `keep`): a double free, refused.
             unsafe { freer.deallocate(p, bl) };
             flush_remote_frees();
-            // SAFETY: as above, after the batch went home.
+            // SAFETY: as above, after the block went home.
             unsafe { freer.deallocate(p, bl) };
         })
         .join()

@@ -1,0 +1,278 @@
+//! The holding contract (src/magazine.rs, src/pool_core/home.rs): a free
+//! of another thread's block is refused at once if double, else counted as
+//! freed and held in the freeing thread's magazine of the pool (a thread
+//! that never allocated there takes a heap for it). A full magazine sends
+//! its older half home, grouped by slab; the rest comes home on
+//! `flush_remote_frees()`, `trim()`, or thread exit. A thread never holds
+//! more than its magazine's cap. Every block is stamped and checked.
+
+use std::sync::mpsc;
+use std::thread;
+
+use homeslab::{flush_remote_frees, Pool, PoolBox};
+
+/// Blocks a magazine holds by default.
+const CAP: usize = 32;
+/// What a full magazine sends home: its older half.
+const HALF: usize = CAP / 2;
+
+fn stamp(id: u64) -> [u64; 8] {
+    let mut v = [0u64; 8];
+    for (i, w) in v.iter_mut().enumerate() {
+        *w = id.rotate_left(i as u32 * 8) ^ 0xa5a5_5a5a_0f0f_f0f0;
+    }
+    v
+}
+
+fn addrs(v: &[PoolBox<[u64; 8]>]) -> Vec<usize> {
+    let mut a: Vec<usize> = v.iter().map(|b| &**b as *const _ as usize).collect();
+    a.sort_unstable();
+    a
+}
+
+/// One slab of `cap` slots per heap, so that any allocation the home slab
+/// cannot serve shows up as an overflow allocation.
+fn one_slab_pool(cap: usize) -> Pool<[u64; 8]> {
+    Pool::builder()
+        .slab_capacity(cap)
+        .max_thread_slabs(1)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_full_magazine_sends_its_older_half_home_and_the_rest_on_flush() {
+    let n = CAP + 8;
+    let pool = one_slab_pool(n);
+    let blocks: Vec<_> = (0..n as u64)
+        .map(|i| pool.alloc(stamp(i)).unwrap())
+        .collect();
+    let older: Vec<usize> = blocks[..HALF]
+        .iter()
+        .map(|b| &**b as *const _ as usize)
+        .collect();
+    let home = addrs(&blocks);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let freer = thread::spawn(move || {
+        for (i, b) in blocks.into_iter().enumerate() {
+            assert_eq!(*b, stamp(i as u64), "block {i} corrupted");
+            drop(b);
+        }
+        done_tx.send(()).unwrap();
+        go_rx.recv().unwrap(); // stay alive, holding the rest
+        flush_remote_frees();
+        done_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    done_rx.recv().unwrap();
+    let s = pool.stats();
+    // Every free is counted at once; the freer holds what it did not send
+    // home: 40 frees, of which the 33rd found the magazine full.
+    assert_eq!(
+        (s.remote_frees, s.live_blocks, s.held_blocks),
+        (n as u64, 0, (n - HALF) as u64),
+        "{s:?}"
+    );
+    let first: Vec<_> = (0..HALF as u64)
+        .map(|i| pool.alloc(stamp(100 + i)).unwrap())
+        .collect();
+    assert_eq!(pool.stats().overflow_allocs, 0, "the older half is home");
+    let mut got = addrs(&first);
+    let mut want = older.clone();
+    want.sort_unstable();
+    assert_eq!(got, want, "exactly the oldest frees came home");
+    let extra = pool.alloc(stamp(999)).unwrap();
+    assert_eq!(
+        pool.stats().overflow_allocs,
+        1,
+        "held blocks must not come home yet"
+    );
+    go_tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    assert_eq!(pool.stats().held_blocks, 0, "the flush sent everything");
+    let rest: Vec<_> = (0..(n - HALF) as u64)
+        .map(|i| pool.alloc(stamp(200 + i)).unwrap())
+        .collect();
+    assert_eq!(pool.stats().overflow_allocs, 1, "flushed frees are home");
+    let mut all: Vec<_> = first.into_iter().chain(rest).collect();
+    got = addrs(&all);
+    assert_eq!(got, home, "every home slot back, none twice");
+    for (i, b) in all.iter().enumerate() {
+        let id = if i < HALF { 100 + i } else { 200 + i - HALF };
+        assert_eq!(**b, stamp(id as u64));
+    }
+    all.clear();
+    // An overflow block freed here: this thread owns a heap of the pool, so
+    // it holds the block, counted as freed at once.
+    drop(extra);
+    let s = pool.stats();
+    assert_eq!((s.live_blocks, s.held_blocks), (0, 1), "{s:?}");
+    go_tx.send(()).unwrap();
+    freer.join().unwrap();
+    assert_eq!(pool.stats().live_blocks, 0);
+}
+
+#[test]
+fn a_thread_never_holds_more_than_its_magazine() {
+    for cap in [0, 1, 5, CAP, 64] {
+        let pool: Pool<[u64; 8]> = Pool::builder()
+            .slab_capacity(16)
+            .magazine(cap)
+            .build()
+            .unwrap();
+        let n = 16 * 12;
+        let blocks: Vec<_> = (0..n as u64)
+            .map(|i| pool.alloc(stamp(i)).unwrap())
+            .collect();
+        let p = pool.clone();
+        thread::spawn(move || {
+            // Interleaving the slabs, so what goes home spans several.
+            let mut order: Vec<_> = blocks.into_iter().enumerate().collect();
+            order.sort_by_key(|(i, _)| (i % 16, *i));
+            for (k, (i, b)) in order.into_iter().enumerate() {
+                assert_eq!(*b, stamp(i as u64));
+                drop(b);
+                let s = p.stats();
+                assert!(s.held_blocks as usize <= cap, "cap {cap}: {s:?}");
+                assert_eq!(s.remote_frees, k as u64 + 1, "cap {cap}: {s:?}");
+            }
+            flush_remote_frees();
+            assert_eq!(p.stats().held_blocks, 0);
+        })
+        .join()
+        .unwrap();
+        let s = pool.stats();
+        assert_eq!((s.live_blocks, s.held_blocks), (0, 0), "cap {cap}: {s:?}");
+        // All home: as many blocks fit again in what is mapped.
+        let mapped = s.mapped_bytes;
+        let again: Vec<_> = (0..n as u64)
+            .map(|i| pool.alloc(stamp(i)).unwrap())
+            .collect();
+        let got = addrs(&again);
+        let mut distinct = got.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), n, "cap {cap}: a slot was handed out twice");
+        assert_eq!(
+            pool.stats().mapped_bytes,
+            mapped,
+            "cap {cap}: blocks were stranded"
+        );
+    }
+}
+
+#[test]
+fn held_frees_come_home_at_thread_exit() {
+    let pool = one_slab_pool(5);
+    let blocks: Vec<_> = (0..5u64).map(|i| pool.alloc(stamp(i)).unwrap()).collect();
+    let home = addrs(&blocks);
+    thread::spawn(move || drop(blocks)).join().unwrap();
+    let again: Vec<_> = (0..5u64).map(|i| pool.alloc(stamp(i)).unwrap()).collect();
+    assert_eq!(pool.stats().overflow_allocs, 0, "the exit sent them home");
+    assert_eq!(addrs(&again), home);
+}
+
+#[test]
+fn trim_sends_home_what_the_calling_thread_holds() {
+    let pool: Pool<[u64; 8]> = Pool::builder().slab_capacity(CAP).build().unwrap();
+    // This thread takes its heap first (else, its registry slot being the
+    // exited worker's, it would adopt the worker's heap and free as owner).
+    let warm = pool.alloc(stamp(u64::MAX)).unwrap();
+    // A worker allocates less than a magazine's worth (so nothing is sent
+    // home on the way) and exits: its heap is orphaned with one slab in use.
+    let p = pool.clone();
+    let blocks = thread::spawn(move || {
+        (0..CAP as u64 - 1)
+            .map(|i| p.alloc(stamp(i)).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    for (i, b) in blocks.into_iter().enumerate() {
+        assert_eq!(*b, stamp(i as u64));
+        drop(b); // remote, held in this thread's magazine
+    }
+    let s = pool.stats();
+    assert_eq!(
+        (s.remote_frees, s.live_blocks, s.held_blocks),
+        (CAP as u64 - 1, 1, CAP as u64 - 1),
+        "counted as freed, held: {s:?}"
+    );
+    assert_eq!(s.mapped_bytes, 2 * s.slab_bytes, "{s:?}");
+    pool.trim();
+    let s = pool.stats();
+    assert_eq!(
+        (s.mapped_bytes, s.live_blocks, s.held_blocks),
+        (s.slab_bytes, 1, 0),
+        "trim sent them home, then released the orphan's slab: {s:?}"
+    );
+    assert_eq!(*warm, stamp(u64::MAX));
+    drop(warm);
+    pool.trim();
+    assert_eq!(pool.stats().mapped_bytes, 0);
+}
+
+#[test]
+fn frees_across_many_slabs_and_double_free_while_held() {
+    // More slabs and more blocks than a magazine holds: every block comes
+    // back exactly once; a double free of a held block is refused.
+    let pool: Pool<[u64; 8]> = Pool::builder().slab_capacity(16).build().unwrap();
+    let n = 16 * 20; // 20 slabs
+    let blocks: Vec<_> = (0..n as u64)
+        .map(|i| pool.alloc(stamp(i)).unwrap())
+        .collect();
+    let raw: Vec<usize> = blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            assert_eq!(*b, stamp(i as u64));
+            PoolBox::into_raw(b).as_ptr() as usize
+        })
+        .collect();
+    let free = |a: usize| {
+        let p = std::ptr::NonNull::new(a as *mut [u64; 8]).unwrap();
+        // SAFETY: `a` came from `into_raw` of this pool; the one deliberate
+        // second free below is what the test checks is refused.
+        drop(unsafe { PoolBox::from_raw(p) });
+    };
+    // `thread::scope` returns when the closures return, before the threads'
+    // thread-local destructors (which send their magazines home) have run,
+    // so scoped threads flush explicitly.
+    thread::scope(|sc| {
+        // Every other block, interleaving the 20 slabs.
+        sc.spawn(|| {
+            raw.iter().step_by(2).for_each(|&a| free(a));
+            flush_remote_frees();
+        });
+    });
+    let s = pool.stats();
+    assert_eq!(
+        (s.remote_frees, s.live_blocks),
+        (n as u64 / 2, n as u64 / 2)
+    );
+    thread::scope(|sc| {
+        sc.spawn(|| {
+            free(raw[1]);
+            free(raw[1]); // still held in this thread's magazine: refused
+            raw.iter().skip(3).step_by(2).for_each(|&a| free(a));
+            flush_remote_frees();
+        });
+    });
+    let s = pool.stats();
+    assert_eq!((s.live_blocks, s.double_frees), (0, 1), "{s:?}");
+    // Everything is home: the same number of blocks fits in what is mapped,
+    // and no slot is handed out twice (a double free that got through would
+    // put one slot on a freelist twice).
+    let mapped = s.mapped_bytes;
+    let again: Vec<_> = (0..n as u64)
+        .map(|i| pool.alloc(stamp(i)).unwrap())
+        .collect();
+    let got = addrs(&again);
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), n, "a slot was handed out twice");
+    assert_eq!(pool.stats().mapped_bytes, mapped, "blocks were stranded");
+    for (i, b) in again.iter().enumerate() {
+        assert_eq!(**b, stamp(i as u64));
+    }
+}
