@@ -11,52 +11,55 @@
 //! the thread context ([`crate::thread`]) caches the heap a thread owns.
 
 use crate::heap::Heap;
-
-#[cfg(not(loom))]
 use crate::meta;
-#[cfg(not(loom))]
-use crate::sync::{AtomicBool, AtomicPtr, Ordering};
-#[cfg(not(loom))]
+use crate::sync::{self, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use crate::thread;
 
 /// Buckets: ids below 2^32.
-#[cfg(not(loom))]
 const BUCKETS: usize = 32;
 
 /// One thread's slot: its heap, once created.
-#[cfg(not(loom))]
 struct Entry {
     present: AtomicBool,
     heap: core::mem::MaybeUninit<Heap>,
 }
 
-/// The per-pool set of thread heaps.
-#[cfg(not(loom))]
-pub(crate) struct Registry {
-    buckets: [AtomicPtr<Entry>; BUCKETS],
+impl Entry {
+    /// An entry without a heap: what a zeroed one is ([`sync::init_zeroed`]).
+    fn vacant() -> Self {
+        Self {
+            present: AtomicBool::new(false),
+            heap: core::mem::MaybeUninit::uninit(),
+        }
+    }
 }
 
-#[cfg(not(loom))]
+/// The per-pool set of thread heaps.
+pub(crate) struct Registry {
+    buckets: [AtomicPtr<Entry>; BUCKETS],
+    /// One past the highest bucket that may be published: raised before a
+    /// bucket is, so whoever sees a heap sees its bucket below `top`, and
+    /// [`Registry::for_each`] reads no bucket above.
+    top: AtomicUsize,
+}
+
 fn bucket_layout(b: usize) -> core::alloc::Layout {
     // At most 2^31 entries of a few hundred bytes: the layout fits.
     core::alloc::Layout::array::<Entry>(1 << b).unwrap_or(core::alloc::Layout::new::<Entry>())
 }
 
 /// The bucket and index of registry id `id`.
-#[cfg(not(loom))]
 fn place(id: usize) -> (usize, usize) {
     let n = id + 1;
     let b = (usize::BITS - 1 - n.leading_zeros()) as usize;
     (b, n - (1 << b))
 }
 
-#[cfg(not(loom))]
 impl Registry {
     pub(crate) fn new() -> Self {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const NULL: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
         Self {
-            buckets: [NULL; BUCKETS],
+            buckets: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            top: AtomicUsize::new(0),
         }
     }
 
@@ -64,13 +67,13 @@ impl Registry {
     fn entry(&self, id: usize) -> Option<&Entry> {
         let (b, i) = place(id);
         let bucket = self.buckets.get(b)?.load(Ordering::Acquire);
-        // SAFETY: a published bucket holds `2^b` zero-initialised entries
-        // (`present` false) and lives as long as the registry.
+        // SAFETY: a published bucket holds `2^b` entries, made vacant before
+        // it was published, and lives as long as the registry.
         (!bucket.is_null()).then(|| unsafe { &*bucket.add(i) })
     }
 
-    /// This thread's heap, if it has one. Only on an active thread.
-    /// `_pool` keys the loom variant.
+    /// This thread's heap, if it has one. Only on an active thread. The
+    /// registry is the pool's own, so `_pool` (the pool) selects nothing.
     #[inline(always)]
     pub(crate) fn get(&self, _pool: *const ()) -> Option<&Heap> {
         let e = self.entry(thread::registry_id_if_any()?)?;
@@ -91,9 +94,13 @@ impl Registry {
         let slot = self.buckets.get(b)?;
         let mut bucket = slot.load(Ordering::Acquire);
         if bucket.is_null() {
+            self.top.fetch_max(b + 1, Ordering::Release);
             let fresh = meta::alloc(bucket_layout(b), true)?
                 .as_ptr()
                 .cast::<Entry>();
+            // SAFETY: fresh zeroed memory for `2^b` entries; zero bytes are a
+            // vacant entry (`present` false, the heap unwritten).
+            unsafe { sync::init_zeroed(fresh, 1 << b, Entry::vacant) };
             match slot.compare_exchange(
                 core::ptr::null_mut(),
                 fresh,
@@ -130,7 +137,8 @@ impl Registry {
 
     /// Every heap ever created for this pool.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
-        for (b, slot) in self.buckets.iter().enumerate() {
+        let top = self.top.load(Ordering::Acquire);
+        for (b, slot) in self.buckets.iter().enumerate().take(top) {
             let bucket = slot.load(Ordering::Acquire);
             if bucket.is_null() {
                 continue;
@@ -147,10 +155,10 @@ impl Registry {
     }
 }
 
-#[cfg(not(loom))]
 impl Drop for Registry {
     fn drop(&mut self) {
-        for (b, slot) in self.buckets.iter().enumerate() {
+        let top = self.top.load(Ordering::Relaxed);
+        for (b, slot) in self.buckets.iter().enumerate().take(top) {
             let bucket = slot.load(Ordering::Acquire);
             if bucket.is_null() {
                 continue;
@@ -160,7 +168,7 @@ impl Drop for Registry {
                 // entries; each present heap is dropped once.
                 unsafe {
                     let e = &mut *bucket.add(i);
-                    if *e.present.get_mut() {
+                    if e.present.load(Ordering::Relaxed) {
                         e.heap.assume_init_drop();
                     }
                 }
@@ -172,66 +180,6 @@ impl Drop for Registry {
                     bucket_layout(b),
                 )
             };
-        }
-    }
-}
-
-/// Under loom: heaps are boxed in a mutex-guarded list, found through a loom
-/// thread-local cache (so the lookup adds no modelled operations).
-#[cfg(loom)]
-pub(crate) struct Registry {
-    // Boxed: heaps must not move when the list grows.
-    #[allow(clippy::vec_box)]
-    heaps: crate::sync::Mutex<Vec<Box<Heap>>>,
-}
-
-#[cfg(loom)]
-crate::sync::thread_local_facade! {
-    static CACHE: core::cell::RefCell<Vec<(usize, usize)>> =
-        core::cell::RefCell::new(Vec::new());
-}
-
-#[cfg(loom)]
-impl Registry {
-    pub(crate) fn new() -> Self {
-        Self {
-            heaps: crate::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    pub(crate) fn get(&self, pool: *const ()) -> Option<&Heap> {
-        let key = pool as usize;
-        let found = CACHE
-            .try_with(|c| c.borrow().iter().find(|e| e.0 == key).map(|e| e.1))
-            .ok()
-            .flatten();
-        // SAFETY: cached pointers are boxes owned by `self.heaps`, which never
-        // drops a heap before the registry itself.
-        found.map(|p| unsafe { &*(p as *const Heap) })
-    }
-
-    pub(crate) fn get_or_create(&self, pool: *const ()) -> Option<&Heap> {
-        if let Some(h) = self.get(pool) {
-            return Some(h);
-        }
-        let heap = Box::new(Heap::new());
-        let ptr = &*heap as *const Heap;
-        self.heaps.lock().push(heap);
-        let _ = CACHE.try_with(|c| c.borrow_mut().push((pool as usize, ptr as usize)));
-        // SAFETY: the box lives in `self.heaps` until the registry drops.
-        Some(unsafe { &*ptr })
-    }
-
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Heap)) {
-        let ptrs: Vec<*const Heap> = self
-            .heaps
-            .lock()
-            .iter()
-            .map(|b| &**b as *const Heap)
-            .collect();
-        for p in ptrs {
-            // SAFETY: as in `get_or_create`.
-            f(unsafe { &*p })
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The synchronisation facade: every atomic, `UnsafeCell`, lock, spin hint and
-//! thread-local used by the crate comes from here.
+//! The synchronisation facade: every atomic, `UnsafeCell`, lock, spin hint,
+//! thread-local and thread-exit hook used by the crate comes from here.
 //!
 //! Normally these are `core`/`std` atomics, the crate's futex `Mutex`
-//! ([`lock`], which never allocates) and `std::thread_local!`. Compiled with `RUSTFLAGS="--cfg loom"` they are loom's,
-//! so loom model-checks the production code rather than a copy of it.
+//! ([`lock`], which never allocates; [`StaticMutex`] for a `static`),
+//! `std::thread_local!` and a `pthread` key destructor ([`exit`]). Compiled
+//! with `RUSTFLAGS="--cfg loom"` they are loom's, so loom model-checks the
+//! production code rather than a copy of it.
 //! `tests/facade.rs` fails if another module imports `std::sync::atomic` or
 //! `core::cell::UnsafeCell` directly.
 
@@ -18,8 +20,32 @@ pub(crate) use loom::sync::atomic::{
 
 pub(crate) use core::sync::atomic::Ordering;
 
-#[cfg(not(loom))]
+pub(crate) mod exit;
 pub(crate) mod lock;
+pub(crate) mod static_mutex;
+
+pub(crate) use static_mutex::{static_mutex, StaticMutex};
+
+/// Makes each of `n` values at `p`, in freshly zeroed memory, equal to
+/// `fresh()`. Normally that is already so (all-zero bytes are the facade's
+/// atomics at 0, `false` or null) and nothing is written, so no page is
+/// touched; loom's atomics exist only once made, so under loom each value
+/// is written.
+///
+/// # Safety
+/// `p` is valid for writes of `n` `T`s and zeroed, and outside loom all-zero
+/// bytes are a valid `T` equal to `fresh()`.
+#[inline]
+pub(crate) unsafe fn init_zeroed<T>(p: *mut T, n: usize, fresh: impl Fn() -> T) {
+    #[cfg(loom)]
+    for i in 0..n {
+        // SAFETY: in bounds per the contract; the zeroed value is
+        // overwritten, not dropped.
+        unsafe { p.add(i).write(fresh()) };
+    }
+    #[cfg(not(loom))]
+    let _ = (p, n, fresh);
+}
 
 /// Bumps a counter that only one thread writes: a load and a store, never an
 /// atomic read-modify-write. Readers on other threads see a value that is

@@ -19,22 +19,22 @@
 //! the id, in front of the registry lookup.
 //!
 //! **Exit.** Nothing here allocates from the global allocator, so that
-//! homeslab can be it. The exit hooks are plain records ([`Hook`]) in an
-//! array of meta memory ([`crate::meta`]) that the context points
-//! to. Exit runs from a `pthread` key destructor (armed with
-//! `pthread_setspecific` when the thread first needs it; glibc runs key
-//! destructors after the thread's `thread_local!` destructors, so those
-//! may still allocate and free through the thread's heaps), or under loom
-//! from a loom thread-local's destructor. It runs each hook, then clears
-//! the context and gives the thread's registry id ([`registry_id`]) back
-//! for reuse — the next new thread takes the smallest free id and, with
-//! it, the exited thread's heaps (adoption).
+//! homeslab can be it. The exit state — the exit hooks, plain records
+//! ([`Hook`]) in an array of meta memory ([`crate::meta`]), and the
+//! thread's registry id — is a thread-local of its own whose exit runs
+//! through [`crate::sync::exit`] (a `pthread` key destructor, armed when the
+//! thread first needs it, after the thread's `thread_local!` destructors,
+//! which may still allocate and free through the thread's heaps). It runs
+//! each hook, then clears the context and gives the registry id
+//! ([`registry_id`]) back for reuse — the next new thread takes the
+//! smallest free id and, with it, the exited thread's heaps (adoption).
 
 use core::alloc::Layout;
 use core::cell::Cell;
 
 use crate::heap::Heap;
 use crate::meta;
+use crate::sync::exit::{exit_local, OnExit};
 use crate::sync::{thread_local_facade, unmodelled};
 
 /// Lifecycle of the current thread, as homeslab sees it.
@@ -68,9 +68,7 @@ struct Ctx {
     state: Cell<u8>,
     /// Pool index → the heap this thread owns there.
     table: [Cell<Entry>; TABLE],
-    /// This thread's registry id plus one (0: none).
-    id: Cell<usize>,
-    /// True once the exit destructor is armed.
+    /// True once the exit is armed.
     armed: Cell<bool>,
 }
 
@@ -82,7 +80,6 @@ impl Ctx {
             serial: Cell::new(0),
             state: Cell::new(FRESH),
             table: [E; TABLE],
-            id: Cell::new(0),
             armed: Cell::new(false),
         }
     }
@@ -117,14 +114,15 @@ pub(crate) struct Hook {
     pub(crate) flush: unsafe fn(*const (), *const Heap),
 }
 
-/// What the exit runs: its own thread-local (under loom the one whose
-/// destructor runs the exit, so that it is still there when it does).
+/// The exit state, handed to the exit as it runs ([`run_exit`]).
 struct Exit {
     /// The exit hooks: `hooks_len` records at `hooks` (meta memory, room
     /// for `hooks_cap`).
     hooks: Cell<*mut Hook>,
     hooks_len: Cell<usize>,
     hooks_cap: Cell<usize>,
+    /// This thread's registry id plus one (0: none).
+    id: Cell<usize>,
 }
 
 impl Exit {
@@ -133,21 +131,25 @@ impl Exit {
             hooks: Cell::new(core::ptr::null_mut()),
             hooks_len: Cell::new(0),
             hooks_cap: Cell::new(0),
+            id: Cell::new(0),
         }
     }
 }
 
-#[cfg(not(loom))]
-thread_local_facade! {
+impl OnExit for Exit {
+    fn on_exit(&self) {
+        run_exit(self);
+    }
+}
+
+exit_local! {
     static EXIT: Exit = Exit::new();
 }
 
 /// Runs `f` on this thread's exit state; `None` once it is gone.
+#[inline(always)]
 fn with_exit<R>(f: impl FnOnce(&Exit) -> R) -> Option<R> {
-    #[cfg(not(loom))]
-    return EXIT.try_with(f).ok();
-    #[cfg(loom)]
-    return exit::EXIT.try_with(|a| f(&a.0)).ok();
+    EXIT.try_with(f)
 }
 
 /// The exit of the current thread: hooks, clear, id back.
@@ -173,18 +175,11 @@ fn run_exit(e: &Exit) {
             )
         };
     }
-    let id = CTX.try_with(|c| {
-        c.clear();
-        c.id.replace(0)
-    });
-    #[cfg(not(loom))]
-    if let Ok(id) = id {
-        if id != 0 {
-            ids::release(id - 1);
-        }
+    let _ = CTX.try_with(Ctx::clear);
+    let id = e.id.replace(0);
+    if id != 0 {
+        ids::release(id - 1);
     }
-    #[cfg(loom)]
-    let _ = id;
 }
 
 fn hooks_layout(cap: usize) -> Layout {
@@ -192,7 +187,7 @@ fn hooks_layout(cap: usize) -> Layout {
     Layout::array::<Hook>(cap).unwrap_or(Layout::new::<Hook>())
 }
 
-/// Arms the exit destructor of this thread (once). False if it cannot be.
+/// Arms the exit of this thread (once). False if it cannot be.
 fn arm() -> bool {
     match CTX.try_with(|c| c.armed.get()) {
         Ok(true) => return true,
@@ -205,137 +200,68 @@ fn arm() -> bool {
     if CTX.try_with(|c| c.armed.set(true)).is_err() {
         return false;
     }
-    if !exit::arm() {
+    if !EXIT.arm() {
         let _ = CTX.try_with(|c| c.armed.set(false));
         return false;
     }
     true
 }
 
-#[cfg(not(loom))]
-mod exit {
-    //! Thread exit through a `pthread` key destructor: creating the key
-    //! and setting a value allocate nothing from the global allocator
-    //! (glibc keeps the first 32 keys' values inside the thread).
-
-    use crate::sync::{AtomicUsize, Ordering};
-
-    /// The key plus one (0: not created yet; `usize::MAX`: creation failed).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    extern "C" fn destructor(_: *mut libc::c_void) {
-        let _ = super::EXIT.try_with(super::run_exit);
-    }
-
-    fn key() -> Option<libc::pthread_key_t> {
-        match KEY.load(Ordering::Acquire) {
-            0 => {}
-            usize::MAX => return None,
-            k => return Some((k - 1) as libc::pthread_key_t),
-        }
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: `key` is a valid out-pointer; the destructor is a plain
-        // `extern "C"` function that lives as long as the process.
-        if unsafe { libc::pthread_key_create(&mut key, Some(destructor)) } != 0 {
-            let _ = KEY.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Acquire);
-            return None;
-        }
-        match KEY.compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(key),
-            Err(other) => {
-                // Another thread created one first: use that one.
-                // SAFETY: our key was never set on any thread.
-                unsafe { libc::pthread_key_delete(key) };
-                (other != usize::MAX).then(|| (other - 1) as libc::pthread_key_t)
-            }
-        }
-    }
-
-    /// Makes the destructor run when this thread exits.
-    pub(super) fn arm() -> bool {
-        let Some(key) = key() else {
-            return false;
-        };
-        // SAFETY: a valid key; the value is a non-null marker, never read.
-        unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) == 0 }
-    }
-}
-
-#[cfg(loom)]
-mod exit {
-    //! Under loom: a loom thread-local whose destructor runs the exit.
-
-    pub(super) struct Armed(pub(super) super::Exit);
-
-    impl Drop for Armed {
-        fn drop(&mut self) {
-            super::run_exit(&self.0);
-        }
-    }
-
-    loom::thread_local! {
-        pub(super) static EXIT: Armed = Armed(super::Exit::new());
-    }
-
-    pub(super) fn arm() -> bool {
-        EXIT.try_with(|_| ()).is_ok()
-    }
-}
-
-#[cfg(not(loom))]
 mod ids {
     //! Registry ids: dense, reused smallest first (a bitmap under a lock
     //! taken once per thread start and exit), so a new thread takes an
     //! exited thread's id and with it its heaps.
 
-    use crate::sync::Mutex;
+    use crate::sync::static_mutex;
 
     const WORDS: usize = 1024; // 65 536 live threads with a reusable id
-    pub(crate) static IDS: Mutex<[u64; WORDS]> = Mutex::new([0; WORDS]);
+
+    static_mutex! {
+        pub(super) static IDS: [u64; WORDS] = [0; WORDS];
+    }
 
     pub(super) fn claim() -> Option<usize> {
-        let mut bits = IDS.lock();
-        let w = bits.iter().position(|&w| w != u64::MAX)?;
-        let b = (!bits[w]).trailing_zeros() as usize;
-        bits[w] |= 1 << b;
-        Some(w * 64 + b)
+        IDS.with(|bits| {
+            let w = bits.iter().position(|&w| w != u64::MAX)?;
+            let b = (!bits[w]).trailing_zeros() as usize;
+            bits[w] |= 1 << b;
+            Some(w * 64 + b)
+        })
     }
 
     pub(super) fn release(id: usize) {
-        let mut bits = IDS.lock();
-        bits[id / 64] &= !(1 << (id % 64));
+        IDS.with(|bits| bits[id / 64] &= !(1 << (id % 64)));
     }
 }
 
 /// The `fork` handlers' access to the registry-id lock.
-#[cfg(not(loom))]
+#[allow(dead_code)] // called by the fork handlers (`crate::global`), which loom builds leave out
 pub(crate) fn ids_lock() -> &'static crate::sync::lock::RawLock {
     ids::IDS.raw()
 }
 
 /// This thread's registry id (dense, reused after the thread exits),
 /// claimed now if need be; `None` in teardown or when none is free.
-#[cfg(not(loom))]
 pub(crate) fn registry_id() -> Option<usize> {
-    match CTX.try_with(|c| (c.id.get(), c.state.get())) {
-        Ok((0, DEAD)) | Err(_) => return None,
-        Ok((0, _)) => {}
-        Ok((id, _)) => return Some(id - 1),
+    match with_exit(|e| e.id.get())? {
+        0 => {}
+        id => return Some(id - 1),
     }
-    if !arm() {
+    if !may_activate() || !arm() {
         return None;
     }
     let id = ids::claim()?;
-    let _ = CTX.try_with(|c| c.id.set(id + 1));
+    if with_exit(|e| e.id.set(id + 1)).is_none() {
+        ids::release(id);
+        return None;
+    }
     Some(id)
 }
 
 /// This thread's registry id if it has one.
-#[cfg(not(loom))]
 #[inline]
 pub(crate) fn registry_id_if_any() -> Option<usize> {
-    let id = CTX.try_with(|c| c.id.get()).unwrap_or(0);
-    id.checked_sub(1)
+    with_exit(|e| e.id.get()).unwrap_or(0).checked_sub(1)
 }
 
 /// This thread's serial; 0 if it has none (fresh or torn down).

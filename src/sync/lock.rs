@@ -1,11 +1,17 @@
-//! The lock behind the facade's [`Mutex`](super::Mutex) outside loom: a
-//! three-state futex word (0 free, 1 held, 2 held with waiters), spinning
-//! a little before it sleeps. Unlike `parking_lot` it never allocates (no
-//! parking table, no thread-local with a destructor), so it may sit on the
-//! global allocator's paths, and it can be released by a thread that never
-//! took it — what the `fork` handlers need ([`RawLock::force_unlock`]).
+//! The futex lock: a three-state futex word (0 free, 1 held, 2 held with
+//! waiters), spinning a little before it sleeps. Unlike `parking_lot` it
+//! never allocates (no parking table, no thread-local with a destructor),
+//! so it may sit on the global allocator's paths, and it can be released by
+//! a thread that never took it — what the `fork` handlers need
+//! ([`RawLock::force_unlock`]). It backs the facade's
+//! [`Mutex`](super::Mutex) and [`StaticMutex`](super::StaticMutex) outside
+//! loom; its word is a `core` atomic, so loom never models it.
+//!
+//! Under loom it is only named ([`StaticMutex::raw`](super::StaticMutex)):
+//! loom's mutexes stand in for it, and the `fork` handlers are not built.
+#![cfg_attr(loom, allow(dead_code))]
 
-use super::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A mutual-exclusion word.
 #[derive(Debug)]
