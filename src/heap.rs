@@ -152,6 +152,8 @@ struct Core {
     slabs: usize,
     /// Slow paths taken (for periodic work: see [`Heap::tick`]).
     ticks: u32,
+    /// `stats.allocs` when the magazine last made room ([`Heap::reusing`]).
+    allocs_at_room: u64,
 }
 
 /// What an owner's free did.
@@ -215,6 +217,7 @@ impl Heap {
                 empty: List::new(),
                 slabs: 0,
                 ticks: 0,
+                allocs_at_room: 0,
             }),
             stats: HeapStats::default(),
             mag: Magazine::new(),
@@ -469,6 +472,18 @@ impl Heap {
                 c.ticks % TICK == 0
             })
         }
+    }
+
+    /// True if the owner allocated since the last call: its magazine
+    /// serves reuse, so a full one keeps its newer half. A thread that only
+    /// frees (a consumer) sends all of it home at once instead.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    pub(crate) unsafe fn reusing(&self) -> bool {
+        let now = self.stats.allocs.load(Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { self.core(|c| core::mem::replace(&mut c.allocs_at_room, now) != now) }
     }
 
     /// Slabs this heap owns.

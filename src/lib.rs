@@ -82,7 +82,8 @@ pub use allocator_api2;
 /// A free on a thread that does not own the block's slab is held in the
 /// thread's magazine of the pool: up to [`PoolBuilder::magazine`] blocks
 /// (default 32), reused LIFO by its next allocations there. A full magazine
-/// sends its older half home, one atomic push per slab. Held blocks count
+/// sends its older half home (all of it on a thread that only frees), one
+/// atomic push per slab. Held blocks count
 /// as freed in [`Pool::stats`] (`held_blocks` says how many) but pin their
 /// slabs until reused or sent home: by this call, [`Pool::trim`], the idle
 /// sweep (every `release_after`), the pool's close, or the thread's exit.

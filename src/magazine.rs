@@ -8,7 +8,8 @@
 //! free is refused) and pushes its [`Entry`]; an allocation pops the newest
 //! entry first, the block freed last and still hot in cache. Its own blocks
 //! go straight onto their slabs' freelists, which serve the same reuse
-//! without the extra step. A full magazine sends its older half home
+//! without the extra step. A full magazine sends its older half home —
+//! all of it if its thread allocated nothing since it last made room —
 //! ([`Magazine::take_oldest`]; the pool groups it by slab, one publication
 //! per slab) and takes the block. So a thread holds back at most `cap`
 //! blocks per pool, and they pin at most `cap` slabs.
@@ -152,13 +153,6 @@ impl Magazine {
         }
     }
 
-    /// Owner: whether a push may fit (a fast refusal; [`Magazine::push`]
-    /// checks again). A stale answer only sends a free the other way.
-    #[inline(always)]
-    pub(crate) fn has_room(&self) -> bool {
-        self.maybe_on() && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed)
-    }
-
     /// Owner: if there is room, runs `hold` (which takes the block, or
     /// refuses it) and pushes the entry it returns. `Ok(false)`: full (or
     /// off: see [`Magazine::turn_off`]), `hold` not run.
@@ -170,6 +164,9 @@ impl Magazine {
         &self,
         hold: impl FnOnce() -> Result<Entry, E>,
     ) -> Result<bool, E> {
+        if !self.maybe_on() {
+            return Ok(false);
+        }
         self.enter();
         let n = self.len.load(Ordering::Relaxed);
         let got = if n < self.cap.load(Ordering::Relaxed) {

@@ -2,7 +2,8 @@
 //! of another thread's block is refused at once if double, else counted as
 //! freed and held in the freeing thread's magazine of the pool (a thread
 //! that never allocated there takes a heap for it). A full magazine sends
-//! its older half home, grouped by slab; the rest comes home on
+//! home, grouped by slab, its older half — or all of it if the thread
+//! allocated nothing since it last made room; the rest comes home on
 //! `flush_remote_frees()`, `trim()`, or thread exit. A thread never holds
 //! more than its magazine's cap. Every block is stamped and checked.
 
@@ -13,8 +14,8 @@ use homeslab::{flush_remote_frees, Pool, PoolBox};
 
 /// Blocks a magazine holds by default.
 const CAP: usize = 32;
-/// What a full magazine sends home: its older half.
-const HALF: usize = CAP / 2;
+/// What a full magazine of a thread that only frees sends home: all of it.
+const SENT: usize = CAP;
 
 fn stamp(id: u64) -> [u64; 8] {
     let mut v = [0u64; 8];
@@ -41,13 +42,13 @@ fn one_slab_pool(cap: usize) -> Pool<[u64; 8]> {
 }
 
 #[test]
-fn a_full_magazine_sends_its_older_half_home_and_the_rest_on_flush() {
+fn a_thread_that_only_frees_sends_its_full_magazine_home_and_the_rest_on_flush() {
     let n = CAP + 8;
     let pool = one_slab_pool(n);
     let blocks: Vec<_> = (0..n as u64)
         .map(|i| pool.alloc(stamp(i)).unwrap())
         .collect();
-    let older: Vec<usize> = blocks[..HALF]
+    let older: Vec<usize> = blocks[..SENT]
         .iter()
         .map(|b| &**b as *const _ as usize)
         .collect();
@@ -68,16 +69,17 @@ fn a_full_magazine_sends_its_older_half_home_and_the_rest_on_flush() {
     done_rx.recv().unwrap();
     let s = pool.stats();
     // Every free is counted at once; the freer holds what it did not send
-    // home: 40 frees, of which the 33rd found the magazine full.
+    // home: 40 frees, of which the 33rd found the magazine full and, the
+    // thread having allocated nothing, sent all 32 home.
     assert_eq!(
         (s.remote_frees, s.live_blocks, s.held_blocks),
-        (n as u64, 0, (n - HALF) as u64),
+        (n as u64, 0, (n - SENT) as u64),
         "{s:?}"
     );
-    let first: Vec<_> = (0..HALF as u64)
+    let first: Vec<_> = (0..SENT as u64)
         .map(|i| pool.alloc(stamp(100 + i)).unwrap())
         .collect();
-    assert_eq!(pool.stats().overflow_allocs, 0, "the older half is home");
+    assert_eq!(pool.stats().overflow_allocs, 0, "the first 32 are home");
     let mut got = addrs(&first);
     let mut want = older.clone();
     want.sort_unstable();
@@ -91,7 +93,7 @@ fn a_full_magazine_sends_its_older_half_home_and_the_rest_on_flush() {
     go_tx.send(()).unwrap();
     done_rx.recv().unwrap();
     assert_eq!(pool.stats().held_blocks, 0, "the flush sent everything");
-    let rest: Vec<_> = (0..(n - HALF) as u64)
+    let rest: Vec<_> = (0..(n - SENT) as u64)
         .map(|i| pool.alloc(stamp(200 + i)).unwrap())
         .collect();
     assert_eq!(pool.stats().overflow_allocs, 1, "flushed frees are home");
@@ -99,7 +101,7 @@ fn a_full_magazine_sends_its_older_half_home_and_the_rest_on_flush() {
     got = addrs(&all);
     assert_eq!(got, home, "every home slot back, none twice");
     for (i, b) in all.iter().enumerate() {
-        let id = if i < HALF { 100 + i } else { 200 + i - HALF };
+        let id = if i < SENT { 100 + i } else { 200 + i - SENT };
         assert_eq!(**b, stamp(id as u64));
     }
     all.clear();

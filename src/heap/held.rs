@@ -32,9 +32,6 @@ impl Heap {
     /// and `idx` came from its [`Slab::slot_index`].
     #[inline(always)]
     pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16) -> Held {
-        if !self.mag.has_room() {
-            return Held::Full;
-        }
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.

@@ -1,5 +1,5 @@
 //! Sending held blocks home: the owner's flush of its own magazine (all of
-//! it, or its older half when it is full), the steal of other threads'
+//! it, or its older part when it is full), the steal of other threads'
 //! magazines (a trim, the close, the idle sweep), and the grouped
 //! publication of what either took.
 
@@ -31,7 +31,9 @@ pub(crate) unsafe fn flush_magazine(heap: &Heap) {
 }
 
 /// Makes room in `heap`'s full magazine: sends its older half home (the
-/// newer half, likelier still in cache, stays for reuse).
+/// newer half, likelier still in cache, stays for reuse), or all of it if
+/// the owner allocated nothing since it last made room (it only frees: no
+/// reuse to keep blocks for, and fewer, longer chains).
 ///
 /// # Safety
 /// The calling thread owns `heap`.
@@ -39,8 +41,15 @@ pub(crate) unsafe fn flush_magazine(heap: &Heap) {
 #[inline(never)]
 pub(crate) unsafe fn send_oldest_home(heap: &Heap) {
     let mut out = [0; CAPACITY];
+    let cap = heap.mag.cap();
     // SAFETY: per the contract.
-    let n = unsafe { heap.mag.take_oldest(heap.mag.cap().div_ceil(2), &mut out) };
+    let n = if unsafe { heap.reusing() } {
+        cap.div_ceil(2)
+    } else {
+        cap
+    };
+    // SAFETY: per the contract.
+    let n = unsafe { heap.mag.take_oldest(n, &mut out) };
     // SAFETY: the magazine held these blocks and now we do.
     unsafe { send_home(&mut out[..n]) };
 }
@@ -72,7 +81,11 @@ fn steal_magazine(heap: &Heap, always: bool) -> bool {
 /// # Safety
 /// The caller holds every block named in `entries`.
 pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
-    entries.sort_unstable();
+    // Blocks freed in a run usually come grouped already; sort only if a
+    // slab comes back after another.
+    if !grouped(entries) {
+        entries.sort_unstable();
+    }
     let mut i = 0;
     while i < entries.len() {
         let (slab, first) = Slab::of_entry(entries[i]);
@@ -186,4 +199,25 @@ impl PoolCore {
         unsafe { flush_magazine(heap) };
         self.sweep_magazines(Some(heap));
     }
+}
+
+/// True if each slab's entries are contiguous in `entries` (checked for up
+/// to two slabs in turn, the common case; more count as not grouped).
+fn grouped(entries: &[Entry]) -> bool {
+    let mut seen = [core::ptr::null_mut(); 2];
+    let mut runs = 0;
+    let mut last = core::ptr::null_mut();
+    for &e in entries {
+        let (slab, _) = Slab::of_entry(e);
+        if slab == last {
+            continue;
+        }
+        if runs == seen.len() || seen[..runs].contains(&slab) {
+            return false;
+        }
+        seen[runs] = slab;
+        runs += 1;
+        last = slab;
+    }
+    true
 }
