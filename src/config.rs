@@ -8,11 +8,8 @@ use crate::error::ConfigError;
 use crate::magazine::CAPACITY as MAGAZINE_CAPACITY;
 use crate::slab::Geometry;
 
-/// Blocks a thread's magazine holds by default, per pool (or class). Off
-/// under loom: the magazine's handshake adds branch points to every
-/// operation, which would push users' models past loom's default branch
-/// limit; homeslab's own magazine models turn it on.
-const DEFAULT_MAGAZINE: usize = if cfg!(loom) { 0 } else { 32 };
+/// Blocks a thread's magazine holds by default, per pool (or class).
+const DEFAULT_MAGAZINE: usize = 32;
 
 /// Validated configuration of one pool core.
 #[derive(Debug, Clone)]
@@ -49,12 +46,8 @@ impl Knobs {
             max_thread_heaps: usize::MAX,
             max_thread_slabs: usize::MAX,
             max_bytes: None,
-            chunk_bytes: if cfg!(any(miri, loom)) { 0 } else { 1 << 20 },
-            release_after: if cfg!(loom) {
-                None
-            } else {
-                Some(Duration::from_secs(5))
-            },
+            chunk_bytes: crate::os::DEFAULT_CHUNK_BYTES,
+            release_after: Some(Duration::from_secs(5)),
             magazine: DEFAULT_MAGAZINE,
         }
     }
@@ -166,7 +159,7 @@ macro_rules! knob_setters {
         /// Blocks each thread keeps, per pool (per size class for a
         /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed that other
         /// threads allocated, for its next allocations: its magazine (0 to
-        /// 64; default 32, 0 under loom; 0 turns it off). Its own blocks go
+        /// 64; default 32; 0 turns it off). Its own blocks go
         /// straight back to their slabs.
         /// A thread holds back at most this many freed blocks, pinning at
         /// most as many slabs, until it allocates them again or its

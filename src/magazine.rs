@@ -59,11 +59,6 @@ pub(crate) struct Magazine {
     /// A thief wants the entries.
     steal: AtomicU32,
     slots: UnsafeCell<[Entry; CAPACITY]>,
-    /// Under loom only: the owner's plain copy of `cap != 0`, so that a
-    /// magazine that is off (the default there) costs users' models no
-    /// branch points (loom schedules at every atomic access).
-    #[cfg(loom)]
-    on: core::cell::Cell<bool>,
 }
 
 /// What a steal found.
@@ -85,8 +80,6 @@ impl Magazine {
             busy: AtomicU32::new(0),
             steal: AtomicU32::new(0),
             slots: UnsafeCell::new([0; CAPACITY]),
-            #[cfg(loom)]
-            on: core::cell::Cell::new(false),
         }
     }
 
@@ -108,18 +101,6 @@ impl Magazine {
     /// The caller is the owner.
     pub(crate) unsafe fn set_cap(&self, cap: usize) {
         self.cap.store(cap.min(CAPACITY) as u32, Ordering::Relaxed);
-        #[cfg(loom)]
-        self.on.set(cap != 0);
-    }
-
-    /// False if the owner's magazine is certainly off (under loom only; see
-    /// `on`).
-    #[inline(always)]
-    fn maybe_on(&self) -> bool {
-        #[cfg(loom)]
-        return self.on.get();
-        #[cfg(not(loom))]
-        return true;
     }
 
     /// Owner: the handshake that shuts thieves out; returns with `busy` set.
@@ -164,7 +145,9 @@ impl Magazine {
         &self,
         hold: impl FnOnce() -> Result<Entry, E>,
     ) -> Result<bool, E> {
-        if !self.maybe_on() {
+        // Off: no handshake (checked again inside it, where a thief that
+        // turned the magazine off is seen).
+        if self.cap.load(Ordering::Relaxed) == 0 {
             return Ok(false);
         }
         self.enter();
@@ -193,7 +176,7 @@ impl Magazine {
     pub(crate) unsafe fn pop(&self) -> Option<Entry> {
         // A stale non-zero length is checked again below; a stale zero only
         // sends this allocation to the slabs.
-        if !self.maybe_on() || self.len.load(Ordering::Relaxed) == 0 {
+        if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         self.enter();

@@ -10,6 +10,11 @@ use crate::error::AllocError;
 /// The page granularity mappings are rounded to.
 pub(crate) const PAGE: usize = 4096;
 
+/// Bytes a page source maps at a time by default, carving regions out of
+/// them (0: each region its own mapping, where memory comes from the heap
+/// under Miri and loom, so a chunk would only be a large allocation).
+pub(crate) const DEFAULT_CHUNK_BYTES: usize = if cfg!(any(miri, loom)) { 0 } else { 1 << 20 };
+
 /// Memory from the OS, owned: dropping it gives it back.
 pub(crate) enum Backing {
     #[cfg(not(any(miri, loom)))]

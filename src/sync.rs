@@ -343,10 +343,18 @@ pub(crate) mod unmodelled {
 
     /// Nanoseconds since the first call (a monotonic clock for periodic
     /// work; never 0).
+    #[cfg(not(loom))]
     pub(crate) fn now_nanos() -> u64 {
         static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let epoch = *EPOCH.get_or_init(std::time::Instant::now);
         epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Under loom time stands still: loom does not model the clock, and
+    /// periodic work that a real clock started would make executions differ.
+    #[cfg(loom)]
+    pub(crate) fn now_nanos() -> u64 {
+        1
     }
 
     /// Gives back an index from [`claim_index`].

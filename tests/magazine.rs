@@ -49,6 +49,143 @@ fn held_after(n: usize, cap: usize) -> usize {
     held
 }
 
+#[test]
+fn a_thread_holds_at_most_its_magazine_and_reuses_it_lifo() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let ledger = Ledger::new(&DROPS);
+    for cap in [0, 1, 8, 64] {
+        let p = pool(cap, false);
+        // An owner's own frees go straight back to their slab.
+        let own: Vec<_> = (0..100).map(|_| ledger.alloc(&p).unwrap()).collect();
+        own.into_iter().for_each(|m| ledger.retire(m));
+        assert_eq!(p.stats().held_blocks, 0, "{:?}", p.stats());
+        let blocks: Vec<_> = (0..500).map(|_| ledger.alloc(&p).unwrap()).collect();
+        let freed: Vec<usize> = blocks.iter().map(common::addr).collect();
+        thread::scope(|s| {
+            s.spawn(|| {
+                // A heap in the pool, so the frees below can be held.
+                let warm = ledger.alloc(&p).unwrap();
+                for m in blocks {
+                    ledger.retire(m);
+                }
+                let s = p.stats();
+                let held = held_after(500, cap);
+                assert!(held <= cap);
+                assert_eq!(s.held_blocks, held as u64, "{s:?}");
+                assert_eq!(s.live_blocks, 1, "held blocks count as freed: {s:?}");
+                // The magazine kept the newest frees (the older went home);
+                // the next allocations take them newest first.
+                let again: Vec<_> = (0..held).map(|_| ledger.alloc(&p).unwrap()).collect();
+                let want: Vec<usize> = freed[500 - held..].iter().rev().copied().collect();
+                assert_eq!(again.iter().map(common::addr).collect::<Vec<_>>(), want);
+                assert_eq!(p.stats().held_blocks, 0);
+                for m in again {
+                    ledger.retire(m);
+                }
+                ledger.retire(warm);
+                homeslab::flush_remote_frees();
+                let s = p.stats();
+                assert_eq!((s.held_blocks, s.live_blocks), (0, 0), "{s:?}");
+            });
+        });
+        p.trim();
+        // Every slab but this thread's current one went back: none stayed
+        // pinned by a held block.
+        let s = p.stats();
+        assert!(
+            s.mapped_bytes <= s.slab_bytes,
+            "flushed blocks went home: {s:?}"
+        );
+    }
+    ledger.assert_clean();
+}
+
+#[test]
+fn the_magazine_setting_is_checked() {
+    assert!(Pool::<u64>::builder().magazine(64).build().is_ok());
+    let err = Pool::<u64>::builder().magazine(65).build().unwrap_err();
+    assert!(err.to_string().contains("magazine"), "{err}");
+}
+
+/// A free of another thread's block lands in the freeing thread's magazine
+/// (counted as a remote free) and serves that thread's next allocation.
+#[test]
+fn a_remote_free_is_reused_by_the_thread_that_freed_it() {
+    let p = Arc::new(pool(8, false));
+    let mine: Vec<PoolBox<Item>> = (0..4)
+        .map(|i| p.alloc(Item::new(i, &NO_DROPS)).unwrap())
+        .collect();
+    let addrs: HashSet<usize> = mine.iter().map(addr).collect();
+    let p2 = Arc::clone(&p);
+    let reused = thread::spawn(move || {
+        // Own a heap first, so the frees below can be held.
+        let warm = p2.alloc(Item::new(99, &NO_DROPS)).unwrap();
+        drop(mine);
+        let s = p2.stats();
+        assert_eq!((s.held_blocks, s.remote_frees), (4, 4), "{s:?}");
+        let again: Vec<_> = (0..4)
+            .map(|i| p2.alloc(Item::new(10 + i, &NO_DROPS)).unwrap())
+            .collect();
+        let got: HashSet<usize> = again.iter().map(addr).collect();
+        drop((warm, again));
+        got
+    })
+    .join()
+    .unwrap();
+    assert_eq!(reused, addrs, "the freed blocks were reused where freed");
+    let s = p.stats();
+    assert_eq!(
+        (s.live_blocks, s.held_blocks),
+        (0, 0),
+        "exit flushed: {s:?}"
+    );
+}
+
+/// A block in a magazine is not free to be freed again: the second free is
+/// refused and counted whichever thread makes it, in both modes.
+#[test]
+fn a_held_block_cannot_be_freed_again() {
+    for hardened in [false, true] {
+        let p = Arc::new(Pool::<u64>::builder().hardened(hardened).build().unwrap());
+        let keep = p.alloc(1).unwrap();
+        for (first_remote, second_remote) in
+            [(false, false), (false, true), (true, false), (true, true)]
+        {
+            let raw = PoolBox::into_raw(p.alloc(7).unwrap()).as_ptr() as usize;
+            let free = |remote: bool| {
+                let p = Arc::clone(&p);
+                let f = move || {
+                    let _warm = p.alloc(0).unwrap(); // a heap, so a magazine
+                                                     // SAFETY: `u64` has no drop glue; the second free is the
+                                                     // double free under test, which must be refused.
+                    drop(unsafe { PoolBox::from_raw(NonNull::new(raw as *mut u64).unwrap()) });
+                    homeslab::flush_remote_frees();
+                };
+                if remote {
+                    thread::spawn(f).join().unwrap();
+                } else {
+                    f();
+                }
+            };
+            let before = p.stats().double_frees;
+            free(first_remote);
+            free(second_remote);
+            let s = p.stats();
+            assert_eq!(
+                s.double_frees,
+                before + 1,
+                "{hardened} {first_remote} {second_remote}: {s:?}"
+            );
+            assert_eq!(s.live_blocks, 1, "{s:?}");
+            // And the pool still hands out distinct blocks.
+            let blocks: Vec<_> = (0..200).map(|i| p.alloc(i).unwrap()).collect();
+            let set: HashSet<usize> = blocks.iter().map(addr).collect();
+            assert_eq!(set.len(), blocks.len());
+        }
+        assert_eq!(*keep, 1);
+    }
+}
+
 /// An idle thread's magazine is taken by another thread's `trim`; the idle
 /// thread then carries on with a consistent magazine.
 #[test]

@@ -10,6 +10,11 @@
 //!     cargo test -p loom-tests --release
 //! ```
 //!
+//! A pool's defaults are the same under loom. Models that are not about
+//! magazines build their pools with `.magazine(0)`: the magazine's
+//! handshake adds branch points to every operation, and `tests/magazine.rs`
+//! (with `remote::held_chain_races_owner_drain`) models it on its own.
+//!
 //! This library builds without `cfg(loom)` as well: its helpers are plain
 //! Rust and do not depend on loom.
 

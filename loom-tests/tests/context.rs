@@ -14,6 +14,7 @@ fn small_pool() -> Pool<Stamp> {
     Pool::builder()
         .slab_capacity(2)
         .max_thread_slabs(1)
+        .magazine(0)
         .build()
         .unwrap()
 }

@@ -20,6 +20,7 @@ fn one_slab_pool(slots: usize) -> Pool<Stamp> {
     Pool::builder()
         .slab_capacity(slots)
         .max_thread_slabs(1)
+        .magazine(0)
         .build()
         .unwrap()
 }

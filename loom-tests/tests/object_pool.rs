@@ -40,6 +40,7 @@ fn remote_release_races_owner_reuse() {
         .reset(|o: &mut Obj| o.dirty = false)
         .slab_capacity(2)
         .max_thread_slabs(1)
+        .magazine(0)
         .build()
         .unwrap();
         let mut a = pool.get().unwrap();
@@ -102,6 +103,7 @@ fn close_races_a_live_owners_own_frees() {
         })
         .slab_capacity(2)
         .max_thread_slabs(1)
+        .magazine(0)
         .build()
         .unwrap();
         let p = pool.clone();

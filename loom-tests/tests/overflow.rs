@@ -17,6 +17,7 @@ fn tier_growth_with_two_racers() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(2)
             .max_thread_heaps(0)
+            .magazine(0)
             .build()
             .unwrap();
         let p = pool.clone();
@@ -58,6 +59,7 @@ fn free_routed_to_tier_while_it_grows() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(1)
             .max_thread_heaps(0)
+            .magazine(0)
             .build()
             .unwrap();
         let a = alloc(&pool, 1);
@@ -105,6 +107,7 @@ fn trim_races_alloc() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(1)
             .max_thread_heaps(0)
+            .magazine(0)
             .build()
             .unwrap();
         // One empty tier segment for trim to release.

@@ -23,6 +23,7 @@ fn remote_free_races_drain() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(2)
             .max_thread_slabs(1)
+            .magazine(0)
             .build()
             .unwrap();
         let a = alloc(&pool, 1);
@@ -74,6 +75,7 @@ fn remote_free_to_full_slab_races_owner_running_dry() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(1)
             .max_thread_slabs(1)
+            .magazine(0)
             .build()
             .unwrap();
         let a = alloc(&pool, 1);
@@ -123,6 +125,7 @@ fn two_remote_freers_race_owner_alloc() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(2)
             .max_thread_slabs(1)
+            .magazine(0)
             .hardened(true)
             .build()
             .unwrap();
@@ -179,6 +182,7 @@ fn two_returned_slabs_race_owner_take() {
         let pool = Pool::<Stamp>::builder()
             .slab_capacity(1)
             .max_thread_slabs(2)
+            .magazine(0)
             .build()
             .unwrap();
         let a = alloc(&pool, 1); // slab 1

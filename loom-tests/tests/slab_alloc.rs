@@ -18,7 +18,11 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn allocator() -> SlabAlloc {
-    SlabAlloc::builder().max_thread_slabs(1).build().unwrap()
+    SlabAlloc::builder()
+        .max_thread_slabs(1)
+        .magazine(0)
+        .build()
+        .unwrap()
 }
 
 /// Allocates `layout`, fills it with `tag`, returns its address.

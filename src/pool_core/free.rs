@@ -62,9 +62,9 @@ impl PoolCore {
     /// A free of a block this thread does not own: held in this thread's
     /// magazine of the pool (taking a heap there first if it has none; a
     /// full magazine sends older blocks home), or, if the thread can hold
-    /// nothing (or the pool has no magazines), published at once. If the block is of this thread's own
-    /// heap and the pool has closed (`closing`), the heap is abandoned
-    /// first.
+    /// nothing (or the pool has no magazines), published at once. If the
+    /// block is of this thread's own heap and the pool has closed
+    /// (`closing`), the heap is abandoned first.
     ///
     /// # Safety
     /// As [`PoolCore::free_block`].
