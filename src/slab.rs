@@ -321,16 +321,14 @@ impl Slab {
         // SAFETY: per the contract the header is intact and unused.
         let s = unsafe { slab.as_ref() };
         asan::mark(s.slot(0), s.span as usize, false);
-        #[cfg(loom)]
-        // SAFETY: per the contract nobody uses the slab; each object that
-        // `init` wrote is dropped exactly once.
+        let capacity = s.capacity as usize;
+        let s = slab.as_ptr();
+        let words = (s as usize + geometry::WORDS_OFF) as *mut SlotWord;
+        // SAFETY: per the contract nobody uses the slab: its slot words and
+        // header, which `init` wrote, end here, once.
         unsafe {
-            let s = slab.as_ptr();
-            let words = (s as usize + geometry::WORDS_OFF) as *mut SlotWord;
-            for i in 0..(*s).capacity as usize {
-                core::ptr::drop_in_place(words.add(i));
-            }
-            core::ptr::drop_in_place(s);
+            crate::sync::forget_in_place(words, capacity);
+            crate::sync::forget_in_place(s, 1);
         }
     }
 

@@ -47,6 +47,24 @@ pub(crate) unsafe fn init_zeroed<T>(p: *mut T, n: usize, fresh: impl Fn() -> T) 
     let _ = (p, n, fresh);
 }
 
+/// Ends the life of the `n` values at `p` before their memory is reused
+/// raw, the converse of [`init_zeroed`]: the facade's atomics and cells
+/// need no drop, so normally nothing happens; loom tracks each of its own
+/// until it is dropped, so under loom each is dropped in place.
+///
+/// # Safety
+/// `p` is valid for `n` `T`s that nobody uses any more; none is used after.
+#[inline]
+pub(crate) unsafe fn forget_in_place<T>(p: *mut T, n: usize) {
+    #[cfg(loom)]
+    for i in 0..n {
+        // SAFETY: per the contract: in bounds, unused, dropped once.
+        unsafe { core::ptr::drop_in_place(p.add(i)) };
+    }
+    #[cfg(not(loom))]
+    let _ = (p, n);
+}
+
 /// Bumps a counter that only one thread writes: a load and a store, never an
 /// atomic read-modify-write. Readers on other threads see a value that is
 /// exact once the writer is quiescent.
