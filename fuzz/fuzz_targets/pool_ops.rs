@@ -99,7 +99,10 @@ impl Model {
         }
         let s = self.pool.stats();
         let live = self.live.len() as u64;
-        assert_eq!(s.live_blocks, live, "live blocks: the pool against the model");
+        assert_eq!(
+            s.live_blocks, live,
+            "live blocks: the pool against the model"
+        );
         assert_eq!(s.double_frees, self.double_frees);
         assert_eq!(s.foreign_frees, self.foreign_frees);
         assert_eq!(s.corruption_events, 0);
