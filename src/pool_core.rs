@@ -168,7 +168,7 @@ impl PoolCore {
     #[cold]
     fn alloc_uncached(&self, me: u64) -> Result<Popped, AllocError> {
         if me != 0 {
-            if let Some(heap) = self.registry.get(self.key()) {
+            if let Some(heap) = self.registry.get() {
                 if heap.owner.load(Ordering::Relaxed) == me {
                     thread::cache_heap(self.at, self.id, heap);
                     // SAFETY: this thread owns `heap`.
@@ -230,17 +230,12 @@ impl PoolCore {
             return None;
         }
         // The registry slot first, then our exit hooks: see `thread`.
-        let heap = self.registry.get_or_create(self.key())?;
+        let heap = self.registry.get_or_create()?;
         if !self.acquire(heap) {
             return None;
         }
         thread::cache_heap(self.at, self.id, heap);
         Some(heap)
-    }
-
-    /// This pool as the registry's key.
-    pub(super) fn key(&self) -> *const () {
-        self.as_ptr().cast()
     }
 
     fn pool_ref(&self) -> PoolRef {
@@ -319,7 +314,7 @@ impl PoolCore {
         let me = thread::serial();
         let mut mine = None;
         if me != 0 {
-            if let Some(h) = self.registry.get(self.key()) {
+            if let Some(h) = self.registry.get() {
                 if h.owner.load(Ordering::Relaxed) == me {
                     mine = Some(h);
                     // SAFETY: this thread owns `h`.

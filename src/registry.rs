@@ -72,10 +72,9 @@ impl Registry {
         (!bucket.is_null()).then(|| unsafe { &*bucket.add(i) })
     }
 
-    /// This thread's heap, if it has one. Only on an active thread. The
-    /// registry is the pool's own, so `_pool` (the pool) selects nothing.
+    /// This thread's heap, if it has one. Only on an active thread.
     #[inline(always)]
-    pub(crate) fn get(&self, _pool: *const ()) -> Option<&Heap> {
+    pub(crate) fn get(&self) -> Option<&Heap> {
         let e = self.entry(thread::registry_id_if_any()?)?;
         // SAFETY: `present` is set (Release) after the heap was written.
         e.present
@@ -85,8 +84,8 @@ impl Registry {
 
     /// This thread's heap, created if needed; `None` on a torn-down thread
     /// or if no memory is left for the bucket.
-    pub(crate) fn get_or_create(&self, pool: *const ()) -> Option<&Heap> {
-        if let Some(h) = self.get(pool) {
+    pub(crate) fn get_or_create(&self) -> Option<&Heap> {
+        if let Some(h) = self.get() {
             return Some(h);
         }
         let id = thread::registry_id()?;

@@ -126,7 +126,7 @@ impl PoolCore {
         let me = thread::serial();
         let mine = self
             .registry
-            .get(self.key())
+            .get()
             .filter(|h| me != 0 && h.owner.load(Ordering::Relaxed) == me);
         {
             let mut g = self.tier.lock();
