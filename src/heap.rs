@@ -3,10 +3,10 @@
 //! freers hand back slabs that were full.
 //!
 //! Who owns a heap is its `owner` word ([`owner`]): a thread, or whoever
-//! holds the pool's tier lock. Only the owner touches [`Core`]. Full slabs are on no list: they are *detached*
-//! (tagged in their remote list) and come back either when the owner frees
-//! into one or when a remote freer claims the tag and pushes the slab onto
-//! `returned`.
+//! holds the pool's tier lock. Only the owner touches [`Core`]. Full slabs
+//! are on no list: they are *detached* (tagged in their remote list) and
+//! come back either when the owner frees into one or when a remote freer
+//! claims the tag and pushes the slab onto `returned`.
 
 use core::ptr::{self, NonNull};
 

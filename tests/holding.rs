@@ -31,6 +31,27 @@ fn addrs(v: &[PoolBox<[u64; 8]>]) -> Vec<usize> {
     a
 }
 
+/// Checks that every freed block of `pool` is home: `n` blocks fit again in
+/// what is mapped (none stranded), no slot is handed out twice, and each
+/// keeps what it was given.
+fn assert_all_home(pool: &Pool<[u64; 8]>, n: usize, what: &str) {
+    let mapped = pool.stats().mapped_bytes;
+    let again: Vec<_> = (0..n as u64)
+        .map(|i| pool.alloc(stamp(i)).unwrap())
+        .collect();
+    let mut distinct = addrs(&again);
+    distinct.dedup();
+    assert_eq!(distinct.len(), n, "{what}a slot was handed out twice");
+    assert_eq!(
+        pool.stats().mapped_bytes,
+        mapped,
+        "{what}blocks were stranded"
+    );
+    for (i, b) in again.iter().enumerate() {
+        assert_eq!(**b, stamp(i as u64), "{what}block {i}");
+    }
+}
+
 /// One slab of `cap` slots per heap, so that any allocation the home slab
 /// cannot serve shows up as an overflow allocation.
 fn one_slab_pool(cap: usize) -> Pool<[u64; 8]> {
@@ -146,20 +167,7 @@ fn a_thread_never_holds_more_than_its_magazine() {
         .unwrap();
         let s = pool.stats();
         assert_eq!((s.live_blocks, s.held_blocks), (0, 0), "cap {cap}: {s:?}");
-        // All home: as many blocks fit again in what is mapped.
-        let mapped = s.mapped_bytes;
-        let again: Vec<_> = (0..n as u64)
-            .map(|i| pool.alloc(stamp(i)).unwrap())
-            .collect();
-        let got = addrs(&again);
-        let mut distinct = got.clone();
-        distinct.dedup();
-        assert_eq!(distinct.len(), n, "cap {cap}: a slot was handed out twice");
-        assert_eq!(
-            pool.stats().mapped_bytes,
-            mapped,
-            "cap {cap}: blocks were stranded"
-        );
+        assert_all_home(&pool, n, &format!("cap {cap}: "));
     }
 }
 
@@ -262,19 +270,6 @@ fn frees_across_many_slabs_and_double_free_while_held() {
     });
     let s = pool.stats();
     assert_eq!((s.live_blocks, s.double_frees), (0, 1), "{s:?}");
-    // Everything is home: the same number of blocks fits in what is mapped,
-    // and no slot is handed out twice (a double free that got through would
-    // put one slot on a freelist twice).
-    let mapped = s.mapped_bytes;
-    let again: Vec<_> = (0..n as u64)
-        .map(|i| pool.alloc(stamp(i)).unwrap())
-        .collect();
-    let got = addrs(&again);
-    let mut distinct = got.clone();
-    distinct.dedup();
-    assert_eq!(distinct.len(), n, "a slot was handed out twice");
-    assert_eq!(pool.stats().mapped_bytes, mapped, "blocks were stranded");
-    for (i, b) in again.iter().enumerate() {
-        assert_eq!(**b, stamp(i as u64));
-    }
+    // A double free that got through would put one slot on a freelist twice.
+    assert_all_home(&pool, n, "");
 }

@@ -5,7 +5,7 @@
 //! handed out twice, and after close constructions equal drops.
 #![cfg(loom)]
 
-use homeslab::ObjectPool;
+use homeslab::{ObjectPool, ObjectPoolBuilder};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -23,26 +23,32 @@ impl Drop for Obj {
     }
 }
 
+/// A pool of `Obj`s whose constructions count in `made` and drops in
+/// `drops`.
+fn counted(made: &Arc<AtomicUsize>, drops: &Arc<AtomicUsize>) -> ObjectPoolBuilder<Obj> {
+    let (m, d) = (made.clone(), drops.clone());
+    ObjectPool::builder(move || {
+        m.fetch_add(1, Ordering::Relaxed);
+        Obj {
+            dirty: false,
+            drops: d.clone(),
+        }
+    })
+}
+
 #[test]
 fn remote_release_races_owner_reuse() {
     static SEEN: Outcomes = Outcomes::new();
     loom::model(|| {
         let made = Arc::new(AtomicUsize::new(0));
         let drops = Arc::new(AtomicUsize::new(0));
-        let (m, d) = (made.clone(), drops.clone());
-        let pool: ObjectPool<Obj> = ObjectPool::builder(move || {
-            m.fetch_add(1, Ordering::Relaxed);
-            Obj {
-                dirty: false,
-                drops: d.clone(),
-            }
-        })
-        .reset(|o: &mut Obj| o.dirty = false)
-        .slab_capacity(2)
-        .max_thread_slabs(1)
-        .magazine(0)
-        .build()
-        .unwrap();
+        let pool: ObjectPool<Obj> = counted(&made, &drops)
+            .reset(|o: &mut Obj| o.dirty = false)
+            .slab_capacity(2)
+            .max_thread_slabs(1)
+            .magazine(0)
+            .build()
+            .unwrap();
         let mut a = pool.get().unwrap();
         a.dirty = true;
         let a_at = &*a as *const Obj as usize;
@@ -93,19 +99,12 @@ fn close_races_a_live_owners_own_frees() {
     loom::model(|| {
         let made = Arc::new(AtomicUsize::new(0));
         let drops = Arc::new(AtomicUsize::new(0));
-        let (m, d) = (made.clone(), drops.clone());
-        let pool: ObjectPool<Obj> = ObjectPool::builder(move || {
-            m.fetch_add(1, Ordering::Relaxed);
-            Obj {
-                dirty: false,
-                drops: d.clone(),
-            }
-        })
-        .slab_capacity(2)
-        .max_thread_slabs(1)
-        .magazine(0)
-        .build()
-        .unwrap();
+        let pool: ObjectPool<Obj> = counted(&made, &drops)
+            .slab_capacity(2)
+            .max_thread_slabs(1)
+            .magazine(0)
+            .build()
+            .unwrap();
         let p = pool.clone();
         let closed = Arc::new(AtomicUsize::new(0));
         let c = closed.clone();

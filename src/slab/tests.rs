@@ -394,7 +394,7 @@ fn remote_chain_is_pushed_once_and_spliced() {
     let blocks: Vec<usize> = (0..6)
         .map(|_| pop(s, &c).unwrap().as_ptr() as usize)
         .collect();
-    // One single push, then a chain of five gathered as a batch does.
+    // One single push, then a chain of five, as a magazine sends home.
     assert_eq!(s.free_remote(blocks[5]), Freed::Ok { claimed: false });
     let mut chain: Option<Chain> = None;
     for &b in &blocks[..5] {
