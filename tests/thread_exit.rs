@@ -96,9 +96,9 @@ fn ten_thousand_short_lived_threads_stay_bounded_body() {
             "mapped {} > bound {bound}: {s:?}",
             s.mapped_bytes
         );
-        // Only the freer is alive: it owns the heap it took to hold its
-        // frees.
-        assert_eq!(s.thread_heaps, 1, "{s:?}");
+        // Only the freer is alive: at most the heap it takes, at its first
+        // free, to hold its frees.
+        assert!(s.thread_heaps <= 1, "{s:?}");
     }
     drop(tx);
     freer.join().unwrap();
