@@ -8,11 +8,12 @@
 //! come back either when the owner frees into one or when a remote freer
 //! claims the tag and pushes the slab onto `returned`.
 
-use core::ptr::{self, NonNull};
+use core::ptr;
 
 use crossbeam_utils::CachePadded;
 
 use crate::error::AllocError;
+use crate::factory::SlabFactory;
 use crate::magazine::Magazine;
 use crate::remote::SlabQueue;
 use crate::slab::{ListState, Popped, Shape, Slab};
@@ -20,22 +21,6 @@ use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
 
 /// Slow paths per tick ([`Heap::tick`]).
 pub(crate) const TICK: u32 = 8;
-
-/// What a heap needs from the pool above it, handed down to the calls that
-/// need it: new slabs and their release, and the pool's limits. The pool's
-/// shared state implements it; the heap never names the pool.
-pub(crate) trait SlabSource {
-    /// The shape every slab of this pool has.
-    fn shape(&self) -> Shape;
-    /// A fresh slab for `heap` (which then adopts it).
-    fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError>;
-    /// Gives an empty slab, on no list and used by nobody, back.
-    fn release_slab(&self, slab: *mut Slab);
-    /// Empty slabs a heap keeps cached.
-    fn retained_empty(&self) -> usize;
-    /// Slabs a heap may own before it spills to the overflow tier.
-    fn max_thread_slabs(&self) -> usize;
-}
 
 /// Counters written only by the heap's thread (load + store, no RMW) and
 /// summed by `Pool::stats`.
@@ -256,9 +241,9 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn alloc_slow<S: SlabSource>(
+    pub(crate) unsafe fn alloc_slow(
         &self,
-        sh: &S,
+        f: &SlabFactory,
         grow: bool,
     ) -> Result<Option<Popped>, AllocError> {
         // SAFETY: the caller is the owner of this heap and so of its slabs.
@@ -289,10 +274,10 @@ impl Heap {
                     continue;
                 }
                 let slabs = self.core(|c| c.slabs);
-                if !grow || slabs >= sh.max_thread_slabs() {
+                if !grow || slabs >= f.max_thread_slabs() {
                     return Ok(None);
                 }
-                let s = sh.new_slab(self)?;
+                let s = f.make((self as *const Heap).cast())?;
                 self.adopt(s.as_ptr());
             }
         }
@@ -357,9 +342,9 @@ impl Heap {
     /// # Safety
     /// The caller is the owner.
     #[cold]
-    pub(crate) unsafe fn after_free<S: SlabSource>(
+    pub(crate) unsafe fn after_free(
         &self,
-        sh: &S,
+        f: &SlabFactory,
         slab: *mut Slab,
         list: ListState,
         used: usize,
@@ -384,11 +369,11 @@ impl Heap {
             }
             self.core(|c| c.partial.remove(slab));
             let cache = self.core(|c| c.empty.len);
-            if cache < sh.retained_empty() {
+            if cache < f.retained_empty() {
                 self.core(|c| c.empty.push(slab, ListState::Empty));
             } else {
                 self.core(|c| c.slabs -= 1);
-                sh.release_slab(slab);
+                f.retire(slab);
             }
         }
     }
@@ -399,16 +384,16 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn release_empty<S: SlabSource>(&self, sh: &S) {
+    pub(crate) unsafe fn release_empty(&self, f: &SlabFactory) {
         // SAFETY: forwarded.
-        unsafe { self.release_empty_but(sh, 0) }
+        unsafe { self.release_empty_but(f, 0) }
     }
 
     /// [`Heap::release_empty`], keeping up to `keep` empty slabs cached.
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn release_empty_but<S: SlabSource>(&self, sh: &S, keep: usize) {
+    pub(crate) unsafe fn release_empty_but(&self, f: &SlabFactory, keep: usize) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
             self.take_returned();
@@ -431,7 +416,7 @@ impl Heap {
                     self.core(|c| c.empty.push(s, ListState::Empty));
                 } else if (*s).used() == 0 {
                     self.core(|c| c.slabs -= 1);
-                    sh.release_slab(s);
+                    f.retire(s);
                 } else if self.core(|c| c.current.is_null()) {
                     self.core(|c| c.current = s);
                 } else {

@@ -41,6 +41,7 @@ mod sync;
 
 mod class;
 mod config;
+mod factory;
 mod heap;
 mod large;
 mod magazine;

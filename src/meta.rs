@@ -20,7 +20,7 @@ use core::ptr::NonNull;
 use allocator_api2::alloc::{AllocError, Allocator};
 
 mod arc;
-pub(crate) use arc::{Arc, Weak};
+pub(crate) use arc::{Arc, StrongCount, Weak};
 
 /// The meta allocator (a unit: all state is process-wide).
 #[derive(Debug, Clone, Copy, Default)]

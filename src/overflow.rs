@@ -21,7 +21,8 @@
 //! never touches the tier.
 
 use crate::error::AllocError;
-use crate::heap::{owner, Heap, SlabSource};
+use crate::factory::SlabFactory;
+use crate::heap::{owner, Heap};
 use crate::meta::{mvec, MVec};
 use crate::slab::Popped;
 use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
@@ -93,15 +94,15 @@ impl OverflowTier {
 
     /// Allocates from the tier: its own segments, then orphans' free slots,
     /// then a new segment mapped outside the lock.
-    pub(crate) fn alloc<S: SlabSource>(&self, sh: &S) -> Result<Popped, AllocError> {
+    pub(crate) fn alloc(&self, f: &SlabFactory) -> Result<Popped, AllocError> {
         let mut g = self.lock();
         loop {
-            if let Some(p) = g.try_alloc(sh)? {
+            if let Some(p) = g.try_alloc(f)? {
                 bump(&self.allocs, 1);
                 return Ok(p);
             }
             drop(g);
-            let slab = sh.new_slab(&self.heap);
+            let slab = f.make((&self.heap as *const Heap).cast());
             g = self.lock();
             let slab = slab?;
             // SAFETY: the lock is held, so we stand for the tier heap's owner.
@@ -113,14 +114,14 @@ impl OverflowTier {
 
 impl TierGuard<'_> {
     /// Without growing: the tier's segments, then each orphan's.
-    fn try_alloc<S: SlabSource>(&mut self, sh: &S) -> Result<Option<Popped>, AllocError> {
+    fn try_alloc(&mut self, f: &SlabFactory) -> Result<Option<Popped>, AllocError> {
         let heap = &self.tier.heap;
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe {
-            if let Some(p) = heap.alloc_fast(sh.shape()) {
+            if let Some(p) = heap.alloc_fast(f.shape()) {
                 return Ok(Some(p));
             }
-            if let Some(p) = heap.alloc_slow(sh, false)? {
+            if let Some(p) = heap.alloc_slow(f, false)? {
                 return Ok(Some(p));
             }
         }
@@ -129,7 +130,7 @@ impl TierGuard<'_> {
             let orphan = self.state.orphans[i];
             let got = self.borrow(orphan, |h| {
                 // SAFETY: `borrow` made us the orphan's owner.
-                unsafe { h.alloc_slow(sh, false) }
+                unsafe { h.alloc_slow(f, false) }
             })?;
             if got.is_some() {
                 return Ok(got);
@@ -164,14 +165,14 @@ impl TierGuard<'_> {
 
     /// Releases the empty segments of the tier and of every orphan; drops
     /// orphans left with nothing.
-    pub(crate) fn release_empty<S: SlabSource>(&mut self, sh: &S) {
+    pub(crate) fn release_empty(&mut self, f: &SlabFactory) {
         // SAFETY: the lock is held: we are the tier heap's owner.
-        unsafe { self.tier.heap.release_empty(sh) };
+        unsafe { self.tier.heap.release_empty(f) };
         let orphans = core::mem::replace(&mut self.state.orphans, mvec());
         for o in orphans {
             // SAFETY: `borrow` makes us the owner.
             let left = self.borrow(o, |h| unsafe {
-                h.release_empty(sh);
+                h.release_empty(f);
                 h.slab_count()
             });
             if left > 0 {

@@ -3,23 +3,23 @@
 //! free routing is in [`free`]).
 //!
 //! Lifetime: `PoolCore` sits in an `Arc`. Each `Pool` handle holds a strong
-//! reference and so does every slab in use, so a block keeps its pool alive
+//! reference and so does every slab in use (the [`SlabFactory`] takes it
+//! when it makes the slab), so a block keeps its pool alive
 //! without touching any counter per allocation. When the last handle goes the
 //! pool *closes* ([`lifecycle`]): every heap is abandoned, empty slabs are
 //! released as they are found, and the `Arc` drops once the last slab is
 //! gone.
 
-use core::ptr::NonNull;
-
 use crate::config::Config;
 use crate::error::AllocError;
-use crate::heap::{Heap, SlabSource};
+use crate::factory::SlabFactory;
+use crate::heap::Heap;
 use crate::meta::Arc;
 use crate::objects::Objects;
 use crate::overflow::OverflowTier;
 use crate::registry::Registry;
-use crate::slab::{Mode, Popped, Shape, Slab};
-use crate::source::{Budget, PageSource};
+use crate::slab::{Popped, Shape};
+use crate::source::Budget;
 use crate::stats::Stats;
 use crate::sync::{bump, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::thread::{self, EntryAt};
@@ -51,10 +51,8 @@ pub(crate) struct PoolCore {
     at: EntryAt,
     /// Its index (given back at close).
     index: u8,
-    /// The shape of its slabs (with the caching mark for an object pool).
-    shape: Shape,
-    seed: u64,
-    source: PageSource,
+    /// Makes and retires the slabs; the heaps are handed it.
+    factory: SlabFactory,
     registry: Registry,
     tier: OverflowTier,
     live_heaps: AtomicUsize,
@@ -63,7 +61,6 @@ pub(crate) struct PoolCore {
     /// Held by the thread stealing this pool's magazines.
     sweeping: Mutex<()>,
     handles: AtomicUsize,
-    slabs_created: AtomicU64,
     double_frees: AtomicU64,
     foreign_frees: AtomicU64,
     /// Remote frees by threads without a heap to count them in (in
@@ -72,8 +69,6 @@ pub(crate) struct PoolCore {
     stray_frees: AtomicU64,
     /// `Arc::as_ptr` of the `Arc` this lives in (see [`PoolCore::set_this`]).
     this: AtomicPtr<PoolCore>,
-    /// Constructed-object caching (an object pool's core only).
-    objects: Option<Objects>,
 }
 
 impl PoolCore {
@@ -82,38 +77,23 @@ impl PoolCore {
     fn new(config: Config, budget: Arc<Budget>, objects: Option<Objects>) -> Self {
         use std::hash::BuildHasher;
         let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
-        let source = PageSource::with_budget(
-            config.geometry.region,
-            config.chunk_bytes,
-            budget,
-            config.release_after,
-        );
+        let factory = SlabFactory::new(&config, budget, objects, seed);
         let index = thread::claim_index();
-        let plain = config.geometry.shape();
-        let shape = if objects.is_some() {
-            plain.caching()
-        } else {
-            plain
-        };
         Self {
-            shape,
+            factory,
             id: next_serial(),
             at: EntryAt::new(index),
             index,
-            seed,
-            source,
             registry: Registry::new(),
             tier: OverflowTier::new(),
             live_heaps: AtomicUsize::new(0),
             last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
             sweeping: Mutex::new(()),
             handles: AtomicUsize::new(1),
-            slabs_created: AtomicU64::new(0),
             double_frees: AtomicU64::new(0),
             foreign_frees: AtomicU64::new(0),
             stray_frees: AtomicU64::new(0),
             this: AtomicPtr::new(core::ptr::null_mut()),
-            objects,
             config,
         }
     }
@@ -138,6 +118,7 @@ impl PoolCore {
         shared
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
+        shared.factory.bind(Arc::as_ptr(shared), shared);
     }
 
     /// This pool, as the pointer `Arc::as_ptr` gave (see [`PoolCore::set_this`]).
@@ -172,7 +153,7 @@ impl PoolCore {
                 if heap.owner.load(Ordering::Relaxed) == me {
                     thread::cache_heap(self.at, self.id, heap);
                     // SAFETY: this thread owns `heap`.
-                    if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
+                    if let Some(p) = unsafe { heap.alloc_fast(self.factory.shape()) } {
                         bump(&heap.stats.allocs, 1);
                         return Ok(p);
                     }
@@ -186,23 +167,23 @@ impl PoolCore {
     #[cold]
     fn alloc_owned_slow(&self, heap: &Heap) -> Result<Popped, AllocError> {
         // SAFETY: the caller checked that this thread owns `heap`.
-        if let Some(p) = unsafe { heap.alloc_held(self.shape) } {
+        if let Some(p) = unsafe { heap.alloc_held(self.factory.shape()) } {
             bump(&heap.stats.allocs, 1);
             return Ok(p);
         }
         self.sweep_if_due(heap);
         // SAFETY: as above.
-        let got = match unsafe { heap.alloc_slow(self, false) }? {
+        let got = match unsafe { heap.alloc_slow(&self.factory, false) }? {
             Some(p) => Some(p),
             // SAFETY: as above.
-            None => unsafe { heap.alloc_slow(self, true) }?,
+            None => unsafe { heap.alloc_slow(&self.factory, true) }?,
         };
         match got {
             Some(p) => {
                 bump(&heap.stats.allocs, 1);
                 Ok(p)
             }
-            None => self.tier.alloc(self),
+            None => self.tier.alloc(&self.factory),
         }
     }
 
@@ -212,13 +193,13 @@ impl PoolCore {
     fn alloc_cold(&self) -> Result<Popped, AllocError> {
         if let Some(heap) = self.take_heap() {
             // SAFETY: `take_heap` made this thread the owner.
-            if let Some(p) = unsafe { heap.alloc_fast(self.shape) } {
+            if let Some(p) = unsafe { heap.alloc_fast(self.factory.shape()) } {
                 bump(&heap.stats.allocs, 1);
                 return Ok(p);
             }
             return self.alloc_owned_slow(heap);
         }
-        self.tier.alloc(self)
+        self.tier.alloc(&self.factory)
     }
 
     /// This thread's registry heap, made its own and cached in its context
@@ -248,52 +229,9 @@ impl PoolCore {
         Arc::downgrade(&arc)
     }
 
-    /// A fresh slab for `heap`, counted as a strong reference to the pool.
-    fn fresh_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
-        let (region, zeroed) = self.source.acquire_region()?;
-        let n = self.slabs_created.fetch_add(1, Ordering::Relaxed);
-        let key = splitmix(self.seed ^ region as u64 ^ n.rotate_left(32)) as usize;
-        // SAFETY: the source handed us this region exclusively, aligned to its
-        // size, which is `geometry.region`.
-        let slab = unsafe {
-            Slab::init(
-                region,
-                &self.config.geometry,
-                self.as_ptr().cast(),
-                (heap as *const Heap).cast(),
-                Mode {
-                    key,
-                    hardened: self.config.hardened,
-                    zeroed,
-                    caching: self.objects.is_some(),
-                },
-            )
-        };
-        // SAFETY: `self` lives in an `Arc` (see `pool_ref`).
-        unsafe { Arc::increment_strong_count(self.as_ptr()) };
-        Ok(slab)
-    }
-
-    /// Gives an empty slab's region back and drops its pool reference. The
-    /// caller keeps the pool alive across this call (see `free_block`).
-    fn retire_slab(&self, slab: *mut Slab) {
-        if let Some(objects) = &self.objects {
-            // SAFETY: the slab is empty and on no list: its free slots'
-            // objects are nobody's; each is taken (and dropped) once.
-            unsafe { (*slab).take_constructed(|p| objects.destroy(p)) };
-        }
-        // SAFETY: the slab is empty and on no list: nobody uses it.
-        unsafe { Slab::destroy(NonNull::new_unchecked(slab)) };
-        self.source.release(slab as usize);
-        // SAFETY: balances the increment in `fresh_slab`; not the last
-        // reference, since every caller holds one (a handle, a hook's upgrade,
-        // or `free_block`'s keep-alive).
-        unsafe { Arc::decrement_strong_count(self.as_ptr()) };
-    }
-
     /// True if `addr` lies in memory this pool mapped.
     pub(crate) fn owns_address(&self, addr: usize) -> bool {
-        self.source.contains(addr)
+        self.factory.source().contains(addr)
     }
 
     /// A new handle.
@@ -325,22 +263,22 @@ impl PoolCore {
         self.sweep_magazines(mine);
         if let Some(h) = mine {
             // SAFETY: this thread owns `h`.
-            unsafe { h.release_empty(self) };
+            unsafe { h.release_empty(&self.factory) };
         }
         // What the heaps release becomes warm free regions in the source,
         // which its trim hands to the OS and counts.
-        self.tier.lock().release_empty(self);
-        self.source.trim()
+        self.tier.lock().release_empty(&self.factory);
+        self.factory.source().trim()
     }
 
     /// The object caching state (object pools only).
     pub(crate) fn objects(&self) -> Option<&Objects> {
-        self.objects.as_ref()
+        self.factory.objects()
     }
 
     /// Makes the next `n` OS mappings fail.
     pub(crate) fn inject_map_failures(&self, n: usize) {
-        self.source.inject_map_failures(n);
+        self.factory.source().inject_map_failures(n);
     }
 
     /// Sums the per-thread counters.
@@ -367,13 +305,13 @@ impl PoolCore {
         s.thread_heaps = self.live_heaps.load(Ordering::Relaxed) as u64;
         s.double_frees = self.double_frees.load(Ordering::Relaxed);
         s.foreign_frees = self.foreign_frees.load(Ordering::Relaxed);
-        s.mapped_bytes = self.source.mapped_bytes();
-        s.peak_mapped_bytes = self.source.peak_mapped_bytes();
-        s.reserved_bytes = self.source.reserved_bytes();
-        s.released_bytes = self.source.released_bytes();
+        s.mapped_bytes = self.factory.source().mapped_bytes();
+        s.peak_mapped_bytes = self.factory.source().peak_mapped_bytes();
+        s.reserved_bytes = self.factory.source().reserved_bytes();
+        s.released_bytes = self.factory.source().released_bytes();
         s.slab_bytes = self.config.geometry.region as u64;
         s.slab_capacity = self.config.geometry.capacity as u64;
-        if let Some(o) = &self.objects {
+        if let Some(o) = self.factory.objects() {
             o.add_counts(&mut s);
         }
         s
@@ -458,34 +396,4 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> 
 /// its heaps of pools that have closed.
 pub(crate) fn flush_thread() {
     thread::flush_hooks();
-}
-
-impl SlabSource for PoolCore {
-    #[inline(always)]
-    fn shape(&self) -> Shape {
-        self.shape
-    }
-
-    fn new_slab(&self, heap: &Heap) -> Result<NonNull<Slab>, AllocError> {
-        self.fresh_slab(heap)
-    }
-
-    fn release_slab(&self, slab: *mut Slab) {
-        self.retire_slab(slab)
-    }
-
-    fn retained_empty(&self) -> usize {
-        self.config.retained_empty
-    }
-
-    fn max_thread_slabs(&self) -> usize {
-        self.config.max_thread_slabs
-    }
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }

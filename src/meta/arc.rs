@@ -12,7 +12,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 
 use crate::meta;
-use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicPtr, AtomicUsize, Ordering};
 
 #[repr(C)]
 struct Inner<T> {
@@ -116,15 +116,6 @@ impl<T> Arc<T> {
         inner.strong.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Drops a strong reference to the value at `p`.
-    ///
-    /// # Safety
-    /// As [`Arc::from_raw`].
-    pub(crate) unsafe fn decrement_strong_count(p: *const T) {
-        // SAFETY: per the contract.
-        drop(unsafe { Arc::from_raw(p) });
-    }
-
     /// A weak reference.
     #[allow(dead_code)] // loom has no `Weak`; used outside it
     pub(crate) fn downgrade(this: &Arc<T>) -> Weak<T> {
@@ -180,6 +171,54 @@ impl<T> Weak<T> {
             // SAFETY: per the contract.
             ptr: unsafe { NonNull::new_unchecked(p.cast_mut().cast()) },
         }
+    }
+}
+
+/// One `Arc`'s strong count, for a part that keeps the value alive without
+/// naming its type (the slab factory, for its pool): it takes references
+/// and gives back all but the last, so it never drops the value.
+pub(crate) struct StrongCount(AtomicPtr<AtomicUsize>);
+
+impl StrongCount {
+    /// Not yet bound to an `Arc`.
+    pub(crate) fn unbound() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Binds to `arc`'s count; called once, before anyone counts.
+    pub(crate) fn bind<T>(&self, arc: &Arc<T>) {
+        // SAFETY: `arc` keeps the allocation alive; the place is projected
+        // from the allocation's own pointer (no reference), so its
+        // provenance covers the count.
+        let count = unsafe { core::ptr::addr_of!((*arc.ptr.as_ptr()).strong) };
+        self.0.store(count.cast_mut(), Ordering::Relaxed);
+    }
+
+    /// Adds a strong reference.
+    ///
+    /// # Safety
+    /// Bound, and the value is alive (the caller holds a reference).
+    pub(crate) unsafe fn retain(&self) {
+        // SAFETY: per the contract, the count is bound and alive.
+        unsafe { &*self.0.load(Ordering::Relaxed) }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives back a reference taken with [`StrongCount::retain`].
+    ///
+    /// # Safety
+    /// Bound, and the caller holds another strong reference, so this one is
+    /// not the last. (Were it the last, the value would leak, never be
+    /// used after free.)
+    pub(crate) unsafe fn release(&self) {
+        // SAFETY: per the contract, the count is alive past this call.
+        let count = unsafe { &*self.0.load(Ordering::Relaxed) };
+        // Release, as `Arc::drop`: whoever drops the last reference (with
+        // its acquire fence) sees what was done before this one went.
+        let was = count.fetch_sub(1, Ordering::Release);
+        debug_assert!(
+            was > 1,
+            "the slab factory gave back its pool's last reference"
+        );
     }
 }
 

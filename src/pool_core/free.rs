@@ -218,13 +218,13 @@ impl PoolCore {
         if used != 0 {
             // Nothing is released: the slab keeps the pool alive throughout.
             // SAFETY: this thread owns `heap`; the slab is its.
-            return unsafe { (*heap).after_free(&*pool, slab, list, used) };
+            return unsafe { (*heap).after_free(&(*pool).factory, slab, list, used) };
         }
         // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: this thread owns `heap`; the slab is its. The reference
         // made for the call ends with it, before the drop.
-        unsafe { (*heap).after_free(&*keep.0, slab, list, used) };
+        unsafe { (*heap).after_free(&keep.0.factory, slab, list, used) };
         drop(keep);
     }
 
@@ -269,7 +269,7 @@ impl PoolCore {
         let _g = self.tier.lock();
         // SAFETY: a heap of this pool (alive); dead for good, so the tier
         // lock's holder owns it.
-        unsafe { (*heap).release_empty(self) };
+        unsafe { (*heap).release_empty(&self.factory) };
     }
 
     /// Counts a refused free of a pointer that claims this pool.

@@ -9,7 +9,7 @@ impl PoolCore {
     /// [`crate::pagemap`]) with `tag`, from now on. Call before first use.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_page_tag(&self, tag: u8) {
-        self.source.set_tag(tag);
+        self.factory.source().set_tag(tag);
     }
 
     /// Runs `f` on each lock of this core, in lock order (magazine
@@ -23,6 +23,6 @@ impl PoolCore {
         // the child waits for a thief that does not exist there.
         f(self.sweeping.raw());
         f(self.tier.raw_lock());
-        f(self.source.raw_lock());
+        f(self.factory.source().raw_lock());
     }
 }

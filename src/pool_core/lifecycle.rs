@@ -78,12 +78,12 @@ impl PoolCore {
         let next = if dead { owner::DEAD } else { owner::ORPHAN };
         heap.owner.store(next, Ordering::Release);
         fence(Ordering::SeqCst);
-        let keep = match &self.objects {
+        let keep = match self.factory.objects() {
             Some(_) if !dead => self.config.retained_empty,
             _ => 0,
         };
         // SAFETY: the tier lock is held and no thread owns the heap.
-        unsafe { heap.release_empty_but(self, keep) };
+        unsafe { heap.release_empty_but(&self.factory, keep) };
         self.live_heaps.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: as above, read under the lock.
         if !dead && unsafe { heap.slab_count() } > 0 {
@@ -143,12 +143,12 @@ impl PoolCore {
             // the tier or an orphan sees it dead and collects it, or this
             // release sees its push.
             fence(Ordering::SeqCst);
-            g.release_empty(self);
+            g.release_empty(&self.factory);
         }
         if let Some(h) = mine {
             self.abandon(h);
         }
         self.close_magazines(mine);
-        self.source.trim();
+        self.factory.source().trim();
     }
 }
