@@ -313,19 +313,19 @@ impl Heap {
             .push(slab, |s| unsafe { &(*s).next_returned as *const _ });
     }
 
-    /// A free by the owner into one of its slabs (`mark` as in
-    /// [`Slab::free_local`]). `Upkeep` means the slab was detached (full)
-    /// or is now empty: call [`Heap::after_free`].
+    /// A free by the owner into one of its slabs ([`Slab::free_local`]).
+    /// `Upkeep` means the slab was detached (full) or is now empty: call
+    /// [`Heap::after_free`].
     ///
     /// # Safety
     /// The caller is the owner, `slab` belongs to this heap and `idx` came
     /// from its [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize, mark: u16) -> LocalFree {
+    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize) -> LocalFree {
         // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
-            let Ok(upkeep) = s.free_local(idx, mark) else {
+            let Ok(upkeep) = s.free_local(idx) else {
                 return LocalFree::DoubleFree;
             };
             bump(&self.stats.local_frees, 1);

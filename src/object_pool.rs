@@ -6,14 +6,16 @@
 //! It is a [`Pool`](crate::Pool) core whose free slots may keep their
 //! object: a slot's word carries a *constructed* mark beside its freelist
 //! link (outside the object, so hardening, double-free and foreign-pointer
-//! checks work unchanged). `get` pops a slot; if the mark was set the
-//! object is handed out as it is, else `init` constructs one into the slot
-//! (lazily: never a whole slab up front). Release runs `reset` then
-//! `keep_if` on the releasing thread, then frees the slot with the mark —
-//! locally or remotely, held like any free — or, refused, drops the
-//! object and frees the slot unmarked. When a slab's memory is reclaimed
-//! (beyond `retained_empty_slabs`, the idle policy, `trim()`, the pool's
-//! close) the objects in its marked slots are dropped there.
+//! checks work unchanged). `get` pops a slot; if its free word had the
+//! mark the object is handed out as it is, else `init` constructs one into
+//! the slot (lazily: never a whole slab up front). While an [`ObjectBox`]
+//! holds the slot its word keeps the mark. Release runs `reset` then
+//! `keep_if` on the releasing thread, then frees the slot — locally or
+//! remotely, held like any free — and the free carries the mark into the
+//! free word; refused, the object is dropped and the mark cleared
+//! ([`Slab::unconstruct`]) before the free. When a slab's memory is
+//! reclaimed (beyond `retained_empty_slabs`, the idle policy, `trim()`,
+//! the pool's close) the objects in its marked slots are dropped there.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -25,9 +27,9 @@ use crate::config::{knob_setters, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::meta::Arc;
 use crate::objects::Objects;
-use crate::pool::{free_slot, Layout};
+use crate::pool::{free_slot, resolve, Layout};
 use crate::pool_core::{Handle, PoolCore};
-use crate::slab::{Shape, Slab, CONSTRUCTED};
+use crate::slab::{Resolved, Shape, Slab, CONSTRUCTED};
 use crate::source::Budget;
 use crate::stats::Stats;
 
@@ -43,13 +45,33 @@ impl<T> Shaped<T> {
     const SHAPE: Shape = Layout::<T>::SHAPE.caching();
 }
 
-/// Frees the slot of `ptr`, a block of an object pool of `T`.
+/// Frees the slot of `ptr`, a block of an object pool of `T` handed out
+/// (its word says constructed): the slot keeps its object.
 ///
 /// # Safety
 /// As [`free_slot`].
-unsafe fn free<T>(ptr: NonNull<T>, mark: u16) {
+unsafe fn free<T>(ptr: NonNull<T>) {
     // SAFETY: forwarded.
-    unsafe { free_slot(ptr, mark, Shaped::<T>::SHAPE) }
+    unsafe { free_slot(ptr, Shaped::<T>::SHAPE) }
+}
+
+/// Frees the slot of `ptr`, a block of an object pool of `T` handed out,
+/// whose object is gone (dropped, or never constructed): its word loses
+/// the constructed mark first, so the slot goes back unconstructed.
+///
+/// # Safety
+/// As [`free_slot`], and the caller gives the slot up.
+unsafe fn free_unconstructed<T>(ptr: NonNull<T>) {
+    let addr = ptr.as_ptr() as usize;
+    // SAFETY: `ptr` is a block of a live pool, so its region header is
+    // mapped.
+    if let Resolved::Slot(slab, idx) = unsafe { resolve::<T>(addr, Shaped::<T>::SHAPE, None) } {
+        // SAFETY: the header is a live slab (the block keeps it); the
+        // caller holds slot `idx`, handed out.
+        unsafe { (*slab).unconstruct(idx) };
+    }
+    // SAFETY: forwarded.
+    unsafe { free(ptr) }
 }
 type Reset<T> = dyn Fn(&mut T) + Send + Sync;
 type KeepIf<T> = dyn Fn(&T) -> bool + Send + Sync;
@@ -168,8 +190,9 @@ impl<T: Send + 'static> ObjectPool<T> {
         })
     }
 
-    /// Constructs into the fresh slot at `ptr`; if `init` panics, the slot
-    /// goes back unconstructed.
+    /// Constructs into the fresh slot at `ptr` (its word already says
+    /// constructed: the pop's); if `init` panics, the slot goes back
+    /// unconstructed.
     #[cold]
     fn construct(&self, ptr: NonNull<T>) {
         struct FreeOnUnwind<'a, T>(NonNull<T>, &'a Objects);
@@ -177,7 +200,7 @@ impl<T: Send + 'static> ObjectPool<T> {
             fn drop(&mut self) {
                 self.1.failed();
                 // SAFETY: a fresh slot of this pool, holding nothing.
-                unsafe { free(self.0, 0) };
+                unsafe { free_unconstructed(self.0) };
             }
         }
         let objects = self.objects();
@@ -341,7 +364,7 @@ impl<T: Send + 'static> ObjectBox<T> {
         impl<T> Drop for FreeOnExit<T> {
             fn drop(&mut self) {
                 // SAFETY: the object is gone; the slot is ours.
-                unsafe { free(self.0, 0) };
+                unsafe { free_unconstructed(self.0) };
             }
         }
         // SAFETY: per the contract.
@@ -378,8 +401,9 @@ impl<T: Send + 'static> Drop for ObjectBox<T> {
         let keep = hooks.keep_if.as_ref().map_or(true, |k| k(obj));
         core::mem::forget(guard);
         if keep {
-            // SAFETY: the slot keeps its (reset) object; nobody else uses it.
-            unsafe { free(ptr, CONSTRUCTED) };
+            // SAFETY: the slot keeps its (reset) object, as its word says;
+            // nobody else uses it.
+            unsafe { free(ptr) };
         } else {
             // SAFETY: we give the object and slot up.
             unsafe { Self::destroy(ptr) };

@@ -344,18 +344,19 @@ impl<T> PoolBox<T> {
 #[inline(always)]
 unsafe fn free<T>(ptr: NonNull<T>) {
     // SAFETY: forwarded.
-    unsafe { free_slot(ptr, 0, Layout::<T>::SHAPE) }
+    unsafe { free_slot(ptr, Layout::<T>::SHAPE) }
 }
 
 /// Frees a block of a pool of `T` whose slabs have `shape` (`T`'s, or with
-/// the caching mark for an object pool); `mark` as in
-/// [`PoolCore::free_block`] (the slot keeps a constructed `T`, or holds none).
+/// the caching mark for an object pool). In an object pool the slot keeps
+/// its object unless its holder cleared the slot word's constructed mark
+/// first ([`Slab::unconstruct`]).
 ///
 /// # Safety
-/// `ptr` is a block of a live pool of `T`; with a mark, it holds a `T`
-/// that nobody else uses.
+/// `ptr` is a block of a live pool of `T`; if its slot word says
+/// constructed, it holds a `T` that nobody else uses.
 #[inline(always)]
-pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
+pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, shape: Shape) {
     if Layout::<T>::ZST {
         return;
     }
@@ -367,7 +368,7 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
         // SAFETY: the header is a live slab, which keeps its pool alive.
         Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
         // SAFETY: as above; `idx` is a slot of `slab`.
-        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, mark) },
+        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx) },
     }
 }
 
@@ -378,7 +379,7 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, mark: u16, shape: Shape) {
 /// # Safety
 /// As [`Slab::resolve`].
 #[inline(always)]
-unsafe fn resolve<T>(addr: usize, shape: Shape, pool: Option<*const ()>) -> Resolved {
+pub(crate) unsafe fn resolve<T>(addr: usize, shape: Shape, pool: Option<*const ()>) -> Resolved {
     let mask = !(Layout::<T>::GEOMETRY.region - 1);
     let stride = shape.stride as usize;
     let index = |off: usize| (off % stride == 0).then_some(off / stride);

@@ -11,14 +11,19 @@
 //! and the link, so a free — local or remote — reads and writes one cache
 //! line of metadata and never the block: a block freed on another thread
 //! stays in its owner's cache, and a use-after-free write cannot reach a
-//! link.
+//! link. In an object pool's slab ([`Shape::caching`]) the word also says
+//! whether the slot holds a constructed object ([`CONSTRUCTED`]): a
+//! handed-out slot's word is `ALLOCATED | CONSTRUCTED` until its holder
+//! gives the object up ([`Slab::unconstruct`]), and every free carries the
+//! mark from the word it checks into the link (or `HELD` word) it stores.
 //!
 //! Who touches what (see docs/ARCHITECTURE.md):
 //! - immutable after [`Slab::init`]: `magic`, `pool`, geometry, `key`;
 //! - owner only (plain memory in an `UnsafeCell`): [`Local`] — the local
 //!   freelist head, the bump frontier, the live count, list links;
 //! - any thread: `remote` (the MPSC list), `next_returned`, and the slot
-//!   words (the owner stores; a remote freer replaces `ALLOCATED` with a
+//!   words (the owner stores; the holder of a handed-out slot may clear its
+//!   constructed mark; a remote freer replaces the handed-out word with a
 //!   link and holds the slot until it publishes it).
 //!
 //! Hardening: links are stored as `next ^ key ^ slot` (14 bits) with a
@@ -39,12 +44,15 @@ use crossbeam_utils::CachePadded;
 use crate::remote::RemoteStack;
 use crate::sync::{bump, AtomicPtr, AtomicU16, AtomicU64, Ordering, UnsafeCell};
 
-/// The slot word of a handed-out slot. Every other value is a free slot's
-/// link (encoded when hardened), always below this bit.
+/// The top bit of a handed-out slot's word: the whole word, or with
+/// [`CONSTRUCTED`] in an object pool's slab. Every other value is a free
+/// slot's link (encoded when hardened) or `HELD`, always below this bit.
 pub(crate) const ALLOCATED: u16 = 0x8000;
-/// Set in a free slot's word while the slot holds a constructed object
-/// (an [`ObjectPool`](crate::ObjectPool)'s cache; never set by other pools).
-/// Also what [`Slab::pop_fresh`] reports for such a slot.
+/// Set in a slot's word while the slot holds a constructed object: in an
+/// [`ObjectPool`](crate::ObjectPool)'s slab, every handed-out slot until
+/// its holder gives the object up ([`Slab::unconstruct`]), and a free slot
+/// that keeps its object (the pool's cache). Never set by other pools.
+/// Also what [`Slab::pop_fresh`] reports for a slot that kept its object.
 pub(crate) const CONSTRUCTED: u16 = 0x4000;
 /// The link bits of a free slot's word.
 const LINK: u16 = CONSTRUCTED - 1;
@@ -52,7 +60,8 @@ const LINK: u16 = CONSTRUCTED - 1;
 pub(crate) const FRESH: u16 = 1;
 
 /// True if `word` marks a handed-out slot: its top bit is set (a sign test,
-/// one instruction fewer than comparing with [`ALLOCATED`]; no link has it).
+/// one instruction fewer than comparing with [`ALLOCATED`]; no link has it,
+/// and it covers the constructed mark).
 #[inline(always)]
 const fn handed_out(word: u16) -> bool {
     (word as i16) < 0
@@ -60,8 +69,9 @@ const fn handed_out(word: u16) -> bool {
 
 const MAGIC: usize = 0x686f_6d65_736c_6162; // "homeslab"
 
-/// One slot's word: [`ALLOCATED`], or the free slot's link (the next free
-/// slot's index + 1, 0: end; encoded when hardened).
+/// One slot's word: [`ALLOCATED`] (with [`CONSTRUCTED`] in an object
+/// pool), or the free slot's link (the next free slot's index + 1, 0: end;
+/// encoded when hardened; with `CONSTRUCTED` if it keeps its object).
 type SlotWord = AtomicU16;
 
 mod geometry;
@@ -373,7 +383,7 @@ impl Slab {
     }
 
     /// Stores the encoded link `raw` of slot `idx`, which the caller holds
-    /// as free (the word is not `ALLOCATED` again until the owner pops it).
+    /// as free (the word is not handed out again until the owner pops it).
     #[inline(always)]
     fn write_link(&self, idx: usize, raw: u16) {
         self.word(idx).store(raw, Ordering::Relaxed);
@@ -463,9 +473,11 @@ impl Slab {
     }
 
     /// [`Slab::pop`], also saying what the slot held: [`CONSTRUCTED`] if it
-    /// holds a cached object (its word had the mark), [`FRESH`] if it came
-    /// from the frontier of a slab whose region read zero (so it still
-    /// reads zero), else 0.
+    /// holds a cached object (its free word had the mark), [`FRESH`] if it
+    /// came from the frontier of a slab whose region read zero (so it still
+    /// reads zero), else 0. The slot's word becomes `shape`'s handed-out
+    /// word (with `CONSTRUCTED` in an object pool, whose caller constructs
+    /// into a slot that held no object, or gives it up unconstructed).
     ///
     /// # Safety
     /// The caller is the owner.
@@ -489,7 +501,8 @@ impl Slab {
                         Some(next) => {
                             // A (corrupt) link naming this very slot reads
                             // as handed out when the next pop reaches it.
-                            self.word(idx).store(ALLOCATED, Ordering::Relaxed);
+                            self.word(idx)
+                                .store(shape.handed_out_word(), Ordering::Relaxed);
                             l.free = next.unwrap_or_else(|| {
                                 bump(corruption, 1);
                                 0
@@ -508,7 +521,8 @@ impl Slab {
                             return None;
                         }
                         l.bump += 1;
-                        self.word(l.bump - 1).store(ALLOCATED, Ordering::Relaxed);
+                        self.word(l.bump - 1)
+                            .store(shape.handed_out_word(), Ordering::Relaxed);
                         (l.bump - 1, if self.zeroed { FRESH } else { 0 })
                     }
                     None => return None,

@@ -278,7 +278,7 @@ impl SlabAlloc {
             // SAFETY: the header is a live slab of this class's core.
             Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
             // SAFETY: as above; `idx` is a slot of `slab`.
-            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, 0) },
+            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx) },
         }
     }
 

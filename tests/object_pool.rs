@@ -367,3 +367,97 @@ fn an_exiting_thread_keeps_its_cached_objects_for_the_next() {
     assert_eq!((s.objects_destroyed, s.objects_cached), (100, 0), "{s:?}");
     assert_eq!(LIVES.made(), LIVES.dropped());
 }
+
+/// The slot word carries the constructed state: an object kept on release
+/// comes back as it was (reused, same address, no construction), one given
+/// up (`discard`, or refused by `keep_if`) comes back unconstructed (the
+/// next get constructs into the same slot) — released on the owner's
+/// thread, or on another thread through a magazine (held, then sent home)
+/// or, without magazines, straight home on the remote list.
+#[test]
+fn kept_objects_come_back_constructed_given_up_ones_unconstructed() {
+    /// `id` is its construction's number; `refuse` makes `keep_if` drop it.
+    struct Obj {
+        id: u64,
+        refuse: bool,
+    }
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    for magazine in [0, 32] {
+        // One slot per slab: every get of the owner takes that slot.
+        let p: ObjectPool<Obj> = ObjectPool::builder(|| Obj {
+            id: MADE.fetch_add(1, Ordering::SeqCst),
+            refuse: false,
+        })
+        .keep_if(|o: &Obj| !o.refuse)
+        .slab_capacity(1)
+        .magazine(magazine)
+        .build()
+        .unwrap();
+        /// Releases `o` on another thread; `give_up`: discards it there.
+        fn release_remotely(o: ObjectBox<Obj>, give_up: bool) {
+            thread::spawn(move || {
+                if give_up {
+                    ObjectBox::discard(o);
+                } else {
+                    drop(o);
+                }
+                homeslab::flush_remote_frees();
+            })
+            .join()
+            .unwrap();
+        }
+        let a = p.get().unwrap();
+        let (at, first) = (&*a as *const Obj, a.id);
+        let counts = |p: &ObjectPool<Obj>| {
+            let s = p.stats();
+            (s.objects_constructed, s.objects_reused, s.objects_destroyed)
+        };
+        // Kept locally: the same object again.
+        drop(a);
+        let a = p.get().unwrap();
+        assert_eq!(
+            (&*a as *const Obj, a.id),
+            (at, first),
+            "magazine={magazine}"
+        );
+        assert_eq!(counts(&p), (1, 1, 0), "magazine={magazine}");
+        // Discarded locally: the same slot, a new object.
+        ObjectBox::discard(a);
+        let a = p.get().unwrap();
+        assert_eq!(&*a as *const Obj, at);
+        assert_ne!(a.id, first, "constructed again");
+        assert_eq!(counts(&p), (2, 1, 1), "magazine={magazine}");
+        // Kept on another thread: the same object again.
+        let second = a.id;
+        release_remotely(a, false);
+        let a = p.get().unwrap();
+        assert_eq!(
+            (&*a as *const Obj, a.id),
+            (at, second),
+            "magazine={magazine}"
+        );
+        assert_eq!(counts(&p), (2, 2, 1), "magazine={magazine}");
+        // Discarded on another thread: constructed again.
+        release_remotely(a, true);
+        let mut a = p.get().unwrap();
+        assert_eq!(&*a as *const Obj, at);
+        assert_eq!(counts(&p), (3, 2, 2), "magazine={magazine}");
+        // Refused by `keep_if` on another thread: constructed again.
+        a.refuse = true;
+        let third = a.id;
+        release_remotely(a, false);
+        let mut a = p.get().unwrap();
+        assert_eq!(&*a as *const Obj, at);
+        assert_ne!(a.id, third, "constructed again");
+        assert_eq!(counts(&p), (4, 2, 3), "magazine={magazine}");
+        // Refused locally: constructed again.
+        a.refuse = true;
+        drop(a);
+        let a = p.get().unwrap();
+        assert_eq!(&*a as *const Obj, at);
+        assert_eq!(counts(&p), (5, 2, 4), "magazine={magazine}");
+        drop(a);
+        let s = p.stats();
+        assert_eq!((s.live_blocks, s.objects_cached), (0, 1), "{s:?}");
+    }
+}

@@ -31,11 +31,11 @@ impl Heap {
     /// The caller is the owner, `slab` is a live slab of this heap's pool
     /// and `idx` came from its [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, mark: u16) -> Held {
+    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize) -> Held {
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.
-        match unsafe { self.mag.push(|| s.hold(idx, mark).map(|()| s.entry(idx))) } {
+        match unsafe { self.mag.push(|| s.hold(idx).map(|()| s.entry(idx))) } {
             Ok(true) => {}
             Ok(false) => return Held::Full,
             Err(DoubleFree) => return Held::DoubleFree,

@@ -14,17 +14,16 @@ use crate::thread;
 use super::{home, PoolCore};
 
 impl PoolCore {
-    /// Frees slot `idx` of `slab`; `mark` is [`CONSTRUCTED`](crate::slab::CONSTRUCTED) if the slot
-    /// keeps its object (an object pool's cache), else 0. Counts and
-    /// refuses double frees. The pool is read from the slab only on the
-    /// cold paths.
+    /// Frees slot `idx` of `slab` (in an object pool, keeping its object
+    /// if the slot's word says it holds one). Counts and refuses double
+    /// frees. The pool is read from the slab only on the cold paths.
     ///
     /// # Safety
     /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
     /// block's slab holds a reference to it); `idx` came from
     /// [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize, mark: u16) {
+    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner word is 0, the serial of a thread that has none.
@@ -32,10 +31,10 @@ impl PoolCore {
         let word = heap.owner.load(Ordering::Relaxed);
         if word == me {
             // SAFETY: this thread owns the heap and the slab is its.
-            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx, mark)) };
+            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx)) };
         }
         // SAFETY: as above.
-        unsafe { Self::free_foreign(slab, idx, mark, word == owner::closing(me)) }
+        unsafe { Self::free_foreign(slab, idx, word == owner::closing(me)) }
     }
 
     /// What an owner's free into its own slab leaves to do. `heap` is a
@@ -69,7 +68,7 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`].
     #[inline(never)]
-    unsafe fn free_foreign(slab: *mut Slab, idx: usize, mark: u16, closing: bool) {
+    unsafe fn free_foreign(slab: *mut Slab, idx: usize, closing: bool) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
         if closing {
@@ -86,15 +85,15 @@ impl PoolCore {
                 Holder::Heap(h) => h,
                 // SAFETY: per the contract.
                 Holder::Owner(h) => unsafe {
-                    return Self::after_local_free(h, slab, h.free_local(slab, idx, mark));
+                    return Self::after_local_free(h, slab, h.free_local(slab, idx));
                 },
                 // SAFETY: per the contract.
-                Holder::None => return unsafe { Self::free_at_once(slab, idx, mark, None) },
+                Holder::None => return unsafe { Self::free_at_once(slab, idx, None) },
             },
         };
         loop {
             // SAFETY: this thread owns `mine`, a heap of the slab's pool.
-            match unsafe { mine.hold(slab, idx, mark) } {
+            match unsafe { mine.hold(slab, idx) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
                 // SAFETY: as above.
@@ -103,7 +102,7 @@ impl PoolCore {
                 Held::Full => {
                     sh.abandon_if_closing(mine);
                     // SAFETY: per the contract.
-                    return unsafe { Self::free_at_once(slab, idx, mark, Some(mine)) };
+                    return unsafe { Self::free_at_once(slab, idx, Some(mine)) };
                 }
             }
         }
@@ -139,10 +138,10 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`].
     #[cold]
-    unsafe fn free_at_once(slab: *mut Slab, idx: usize, mark: u16, mine: Option<&Heap>) {
+    unsafe fn free_at_once(slab: *mut Slab, idx: usize, mine: Option<&Heap>) {
         // SAFETY: per the contract.
         let (sh, s) = unsafe { (Self::of_slab(slab), &*slab) };
-        if s.mark_remote(idx, 0, mark).is_err() {
+        if s.mark_remote(idx, 0).is_err() {
             return sh.count_double_free();
         }
         // Counted before the publication, after which the pool may go.

@@ -9,39 +9,40 @@ use crate::sync::{bump, AtomicU64, Ordering};
 
 impl Slab {
     /// Owner: frees slot `idx` onto the local freelist, dropping `used` by
-    /// one; `mark` is [`CONSTRUCTED`] if the slot keeps its object, else 0.
-    /// `Ok(true)`: the slab is now empty or is detached, so its list needs
-    /// upkeep.
+    /// one. The slot keeps its object if its word says so ([`CONSTRUCTED`],
+    /// carried into the link). `Ok(true)`: the slab is now empty or is
+    /// detached, so its list needs upkeep.
     ///
     /// # Safety
     /// The caller is the owner; `idx` came from [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, idx: usize, mark: u16) -> Result<bool, DoubleFree> {
-        if !handed_out(self.word(idx).load(Ordering::Relaxed)) {
+    pub(crate) unsafe fn free_local(&self, idx: usize) -> Result<bool, DoubleFree> {
+        let w = self.word(idx).load(Ordering::Relaxed);
+        if !handed_out(w) {
             return Err(DoubleFree);
         }
         super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         // SAFETY: the caller is the owner; the block is ours and now free.
-        Ok(unsafe { self.push_local(idx, mark) })
-    }
-
-    /// Owner: links slot `idx` (which the caller frees) onto the local
-    /// freelist. True: the slab is now empty or detached.
-    ///
-    /// # Safety
-    /// The caller is the owner and holds slot `idx`.
-    #[inline(always)]
-    unsafe fn push_local(&self, idx: usize, mark: u16) -> bool {
-        // SAFETY: per the contract.
-        unsafe {
+        Ok(unsafe {
             self.local(|l| {
-                self.write_link(idx, self.encode(idx, l.free) | mark);
+                self.write_link(idx, self.encode(idx, l.free) | (w & CONSTRUCTED));
                 l.free = idx + 1;
                 l.count = l.count.wrapping_sub(1);
                 // Empty (0) or detached (negative).
                 l.count as isize <= 0
             })
-        }
+        })
+    }
+
+    /// The holder of handed-out slot `idx` (below the capacity) of an
+    /// object pool's slab: the slot holds no object any more (dropped, or
+    /// never constructed), so its word loses the constructed mark and the
+    /// free that follows, on any thread, leaves the slot unconstructed.
+    #[inline]
+    pub(crate) fn unconstruct(&self, idx: usize) {
+        let word = self.word(idx);
+        debug_assert!(self.shape.caching && handed_out(word.load(Ordering::Relaxed)));
+        word.store(ALLOCATED, Ordering::Relaxed);
     }
 
     /// Any thread: frees `addr` onto the remote list (a chain of one).
@@ -50,7 +51,7 @@ impl Slab {
         let idx = self
             .slot_index(addr, self.shape)
             .expect("a slot of this slab");
-        match self.mark_remote(idx, 0, 0) {
+        match self.mark_remote(idx, 0) {
             Ok(()) => {
                 // SAFETY: the mark made this thread the holder of the block.
                 let claimed = unsafe { self.push_chain(Chain::one(idx)) };
@@ -61,34 +62,52 @@ impl Slab {
     }
 
     /// Any thread: the first half of a remote free. Replaces slot `idx`'s
-    /// (from [`Slab::slot_index`]) `ALLOCATED` word with its link in the
+    /// (from [`Slab::slot_index`]) handed-out word with its link in the
     /// chain the caller is gathering — `next` is the following slot's
     /// index plus one, 0 for the end — which makes the caller the holder
     /// of the block until it pushes the chain with [`Slab::push_chain`].
-    /// One store (or, hardened, one CAS) checks and links. `mark` as in
-    /// [`Slab::free_local`].
+    /// One store (or, hardened, one CAS) checks and links, keeping the
+    /// word's constructed mark ([`Slab::release_word`]).
     #[inline]
-    pub(crate) fn mark_remote(&self, idx: usize, next: usize, mark: u16) -> Result<(), DoubleFree> {
+    pub(crate) fn mark_remote(&self, idx: usize, next: usize) -> Result<(), DoubleFree> {
+        self.release_word(idx, self.encode(idx, next))
+    }
+
+    /// Any thread that does not own the slab: replaces slot `idx`'s
+    /// handed-out word with `free` (a link or `HELD`, below
+    /// [`CONSTRUCTED`]) plus the word's constructed mark, refusing a slot
+    /// that is not handed out, and poisons the block (the caller holds it
+    /// now). Plain: a load and a store — catches every double free that
+    /// does not race with another free of the same block (that race is a
+    /// data race in the caller). Hardened: a CAS from the handed-out word,
+    /// which catches even two threads freeing the block at once.
+    #[inline(always)]
+    pub(super) fn release_word(&self, idx: usize, free: u16) -> Result<(), DoubleFree> {
+        debug_assert!(free < CONSTRUCTED);
         let word = self.word(idx);
-        let link = self.encode(idx, next) | mark;
         if self.hardened {
-            // Catches even two threads freeing the same block at once.
-            if word
-                .compare_exchange(ALLOCATED, link, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                return Err(DoubleFree);
+            // Outside object pools a handed-out word is a bare `ALLOCATED`:
+            // the CAS expects it, with no load before it. A failed CAS
+            // returns the word it found; in a caching slab, a handed-out
+            // word with the constructed mark is swapped from that.
+            let relaxed = Ordering::Relaxed;
+            if let Err(w) = word.compare_exchange(ALLOCATED, free, relaxed, relaxed) {
+                if w != ALLOCATED | CONSTRUCTED
+                    || !self.shape.caching
+                    || word
+                        .compare_exchange(w, free | CONSTRUCTED, relaxed, relaxed)
+                        .is_err()
+                {
+                    return Err(DoubleFree);
+                }
             }
         } else {
-            // A load and a store: catches every double free that does not
-            // race with another free of the same block (that race is a data
-            // race in the caller; hardened mode catches it too).
-            if !handed_out(word.load(Ordering::Relaxed)) {
+            let w = word.load(Ordering::Relaxed);
+            if !handed_out(w) {
                 return Err(DoubleFree);
             }
-            word.store(link, Ordering::Relaxed);
+            word.store(free | (w & CONSTRUCTED), Ordering::Relaxed);
         }
-        // The caller holds the block now: nobody can pop it before the push.
         super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         Ok(())
     }

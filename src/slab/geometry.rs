@@ -65,6 +65,19 @@ impl Shape {
             ..self
         }
     }
+
+    /// The word a pop stores in a slot of this shape: [`ALLOCATED`], with
+    /// [`CONSTRUCTED`] in an object pool's slab, which hands out only
+    /// constructed objects (the pop's caller constructs into a slot that
+    /// held none). A constant where the shape is one.
+    #[inline(always)]
+    pub(super) const fn handed_out_word(self) -> u16 {
+        if self.caching {
+            ALLOCATED | CONSTRUCTED
+        } else {
+            ALLOCATED
+        }
+    }
 }
 
 /// Geometry of a slab for one (size, align).

@@ -2,7 +2,7 @@
 //! kept off every freelist by the thread that freed them, for reuse.
 //!
 //! A held slot's word is [`HELD`] (with the constructed mark if the slot
-//! keeps its object): not `ALLOCATED`, so a second free of the block is
+//! keeps its object): not handed out, so a second free of the block is
 //! refused as a double free, and no freelist ever names it. The slot still
 //! counts as in use in its slab, so the slab (and its pool) stays alive
 //! while a magazine holds it. A held slot leaves the state either by
@@ -11,7 +11,7 @@
 
 use core::ptr::NonNull;
 
-use super::{geometry, handed_out, DoubleFree, Popped, Shape, Slab, ALLOCATED, CONSTRUCTED, LINK};
+use super::{geometry, handed_out, DoubleFree, Popped, Shape, Slab, CONSTRUCTED, LINK};
 use crate::sync::{bump, AtomicU64, Ordering};
 
 /// The word of a held slot (plus [`CONSTRUCTED`] if it keeps its object).
@@ -40,32 +40,18 @@ impl Slab {
     }
 
     /// A thread that does not own the slab: the free of slot `idx` (from
-    /// [`Slab::slot_index`]) into its magazine. Replaces the `ALLOCATED`
-    /// word with [`HELD`] (and `mark`, as in [`Slab::free_local`]); refuses
-    /// a slot that is not handed out. A load and a store; hardened, a CAS
-    /// (as [`Slab::mark_remote`] does).
+    /// [`Slab::slot_index`]) into its magazine. Replaces the handed-out
+    /// word with [`HELD`], keeping its constructed mark; refuses a slot
+    /// that is not handed out. A load and a store; hardened, a CAS (as
+    /// [`Slab::mark_remote`] does: [`Slab::release_word`]).
     #[inline(always)]
-    pub(crate) fn hold(&self, idx: usize, mark: u16) -> Result<(), DoubleFree> {
-        let word = self.word(idx);
-        if self.hardened {
-            if word
-                .compare_exchange(ALLOCATED, HELD | mark, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                return Err(DoubleFree);
-            }
-        } else {
-            if !handed_out(word.load(Ordering::Relaxed)) {
-                return Err(DoubleFree);
-            }
-            word.store(HELD | mark, Ordering::Relaxed);
-        }
-        super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
-        Ok(())
+    pub(crate) fn hold(&self, idx: usize) -> Result<(), DoubleFree> {
+        self.release_word(idx, HELD)
     }
 
     /// The holder: hands held slot `idx` out again, saying what it holds
-    /// ([`CONSTRUCTED`] or 0, as [`Slab::pop_fresh`]). `shape` is the slab's.
+    /// ([`CONSTRUCTED`] or 0, as [`Slab::pop_fresh`], whose handed-out word
+    /// it stores). `shape` is the slab's.
     /// Hardened, a word that is no longer [`HELD`] (metadata corruption) is
     /// counted and the slot is left alone (`None`): it stays unusable until
     /// its region is initialised again.
@@ -89,7 +75,7 @@ impl Slab {
                 info = w & CONSTRUCTED;
             }
         }
-        word.store(ALLOCATED, Ordering::Relaxed);
+        word.store(shape.handed_out_word(), Ordering::Relaxed);
         let at = shape.slots_off as usize + idx * shape.stride as usize;
         let p = self.region().wrapping_add(at);
         super::asan::mark(p, shape.stride as usize, false);

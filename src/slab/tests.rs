@@ -28,6 +28,11 @@ impl Drop for Region {
 }
 
 fn slab(geo: &Geometry, region: &Region, hardened: bool) -> &'static Slab {
+    slab_mode(geo, region, hardened, false)
+}
+
+/// [`slab`], of an object pool (`caching`) or not.
+fn slab_mode(geo: &Geometry, region: &Region, hardened: bool, caching: bool) -> &'static Slab {
     // SAFETY: the region is ours, aligned and sized per `geo`.
     let s = unsafe {
         Slab::init(
@@ -39,7 +44,7 @@ fn slab(geo: &Geometry, region: &Region, hardened: bool) -> &'static Slab {
                 key: 0x5eed_1234_abcd_9876,
                 hardened,
                 zeroed: false,
-                caching: false,
+                caching,
             },
         )
     };
@@ -55,10 +60,19 @@ fn pop(s: &Slab, c: &AtomicU64) -> Option<NonNull<u8>> {
 fn free_local(s: &Slab, p: usize) -> Freed {
     let idx = s.slot_index(p, s.shape()).expect("a slot of this slab");
     // SAFETY: the test thread owns the slab; `idx` is one of its slots.
-    match unsafe { s.free_local(idx, 0) } {
+    match unsafe { s.free_local(idx) } {
         Ok(_) => Freed::Ok { claimed: false },
         Err(DoubleFree) => Freed::DoubleFree,
     }
+}
+/// A pop that also says what the slot held ([`Slab::pop_fresh`]).
+fn pop_info(s: &Slab, c: &AtomicU64) -> Option<(usize, u16)> {
+    // SAFETY: the test thread owns the slab.
+    unsafe { s.pop_fresh(s.shape(), c) }.map(|(p, info)| (p.as_ptr() as usize, info))
+}
+/// The word of the slot at `block`.
+fn word_of(s: &Slab, block: usize) -> u16 {
+    s.read_link(s.slot_index(block, s.shape()).unwrap())
 }
 fn used(s: &Slab) -> usize {
     // SAFETY: the test thread owns the slab.
@@ -401,11 +415,11 @@ fn remote_chain_is_pushed_once_and_spliced() {
         let idx = s.slot_index(b, s.shape()).unwrap();
         chain = Some(match chain {
             None => {
-                s.mark_remote(idx, 0, 0).unwrap();
+                s.mark_remote(idx, 0).unwrap();
                 Chain::one(idx)
             }
             Some(mut ch) => {
-                s.mark_remote(idx, ch.first as usize + 1, 0).unwrap();
+                s.mark_remote(idx, ch.first as usize + 1).unwrap();
                 ch.first = idx as u16;
                 ch.count += 1;
                 ch
@@ -413,7 +427,7 @@ fn remote_chain_is_pushed_once_and_spliced() {
         });
     }
     assert_eq!(
-        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap(), 0, 0),
+        s.mark_remote(s.slot_index(blocks[2], s.shape()).unwrap(), 0),
         Err(DoubleFree),
         "held is freed"
     );
@@ -549,4 +563,120 @@ fn fixed_header_fields_fit_one_line() {
         "fixed fields span {} bytes",
         last + 1 - base
     );
+}
+
+#[test]
+fn caching_slot_word_carries_the_constructed_state() {
+    use super::held::HELD;
+    for hardened in [false, true] {
+        let g = Geometry::of(64, 8);
+        let r = Region::new(&g);
+        let s = slab_mode(&g, &r, hardened, true);
+        let c = AtomicU64::new(0);
+        let handed = ALLOCATED | CONSTRUCTED;
+        // A frontier slot: handed out constructed (its getter constructs).
+        let (a, info) = pop_info(s, &c).unwrap();
+        assert_eq!((info, word_of(s, a)), (0, handed), "hardened={hardened}");
+        assert!(s.is_allocated(s.slot_index(a, s.shape()).unwrap()));
+        // Kept: the local free carries the mark from the word.
+        assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
+        assert_eq!(word_of(s, a) & (ALLOCATED | CONSTRUCTED), CONSTRUCTED);
+        assert_eq!(free_local(s, a), Freed::DoubleFree);
+        assert_eq!(pop_info(s, &c), Some((a, CONSTRUCTED)));
+        assert_eq!(word_of(s, a), handed);
+        // Given up: unconstructed, then freed without the mark.
+        s.unconstruct(s.slot_index(a, s.shape()).unwrap());
+        assert_eq!(word_of(s, a), ALLOCATED);
+        assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
+        assert_eq!(word_of(s, a) & (ALLOCATED | CONSTRUCTED), 0);
+        assert_eq!(pop_info(s, &c), Some((a, 0)));
+        assert_eq!(word_of(s, a), handed, "constructed again by its getter");
+        // The remote free and a chain's push keep the mark; the drain too.
+        let (b, _) = pop_info(s, &c).unwrap();
+        assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
+        assert_eq!(word_of(s, b) & CONSTRUCTED, CONSTRUCTED);
+        assert_eq!(s.free_remote(b), Freed::DoubleFree);
+        assert_eq!(drain(s, &c), 1);
+        assert_eq!(pop_info(s, &c), Some((b, CONSTRUCTED)));
+        s.unconstruct(s.slot_index(b, s.shape()).unwrap());
+        assert_eq!(s.free_remote(b), Freed::Ok { claimed: false });
+        assert_eq!(word_of(s, b) & CONSTRUCTED, 0);
+        assert_eq!(drain(s, &c), 1);
+        assert_eq!(pop_info(s, &c), Some((b, 0)));
+        // Held in a magazine: `HELD` plus the mark; refused as a double
+        // free; handed out again as it was.
+        let idx = s.slot_index(b, s.shape()).unwrap();
+        assert_eq!(s.hold(idx), Ok(()));
+        assert_eq!(word_of(s, b), HELD | CONSTRUCTED);
+        assert_eq!(s.hold(idx), Err(DoubleFree));
+        assert_eq!(s.mark_remote(idx, 0), Err(DoubleFree));
+        assert_eq!(free_local(s, b), Freed::DoubleFree);
+        let (p, info) = s.unhold(idx, s.shape(), &c).unwrap();
+        assert_eq!((p.as_ptr() as usize, info), (b, CONSTRUCTED));
+        assert_eq!(word_of(s, b), handed);
+        s.unconstruct(idx);
+        assert_eq!(s.hold(idx), Ok(()));
+        assert_eq!(word_of(s, b), HELD);
+        let (_, info) = s.unhold(idx, s.shape(), &c).unwrap();
+        assert_eq!((info, word_of(s, b)), (0, handed));
+        // Reclaim finds exactly the free slots that kept their objects.
+        let (d, _) = pop_info(s, &c).unwrap();
+        assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
+        s.unconstruct(s.slot_index(b, s.shape()).unwrap());
+        assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
+        assert_eq!(free_local(s, d), Freed::Ok { claimed: false });
+        let mut found = Vec::new();
+        // SAFETY: the test thread is the slab's only user.
+        unsafe { s.take_constructed(|p| found.push(p as usize)) };
+        found.sort_unstable();
+        let mut want = vec![a, d];
+        want.sort_unstable();
+        assert_eq!(found, want, "hardened={hardened}");
+        assert_eq!(c.load(Ordering::Relaxed), 0, "hardened={hardened}");
+    }
+}
+
+#[test]
+fn plain_slot_words_never_carry_the_mark() {
+    for hardened in [false, true] {
+        let g = Geometry::of(64, 8);
+        let r = Region::new(&g);
+        let s = slab(&g, &r, hardened);
+        let c = AtomicU64::new(0);
+        let (a, info) = pop_info(s, &c).unwrap();
+        assert_eq!((info, word_of(s, a)), (0, ALLOCATED));
+        assert_eq!(free_local(s, a), Freed::Ok { claimed: false });
+        assert_eq!(pop_info(s, &c), Some((a, 0)));
+        assert_eq!(word_of(s, a), ALLOCATED);
+        assert_eq!(s.free_remote(a), Freed::Ok { claimed: false });
+        assert_eq!(word_of(s, a) & CONSTRUCTED, 0);
+    }
+}
+
+#[test]
+fn hardened_remote_and_held_frees_take_only_a_handed_out_word() {
+    // Hardened, the remote mark and the hold swap the word only from what a
+    // slot of its slab holds while handed out: `ALLOCATED`, or with the
+    // constructed mark in an object pool's slab. A word forged to anything
+    // else with the top bit is refused as a double free.
+    for caching in [false, true] {
+        let g = Geometry::of(64, 8);
+        let r = Region::new(&g);
+        let s = slab_mode(&g, &r, true, caching);
+        let c = AtomicU64::new(0);
+        let (a, _) = pop_info(s, &c).unwrap();
+        let idx = s.slot_index(a, s.shape()).unwrap();
+        let mut forged = vec![ALLOCATED | 0x123, ALLOCATED | CONSTRUCTED | 1];
+        if !caching {
+            forged.push(ALLOCATED | CONSTRUCTED);
+        }
+        for w in forged {
+            s.write_link(idx, w);
+            assert_eq!(s.hold(idx), Err(DoubleFree), "{w:#x}, caching={caching}");
+            assert_eq!(s.mark_remote(idx, 0), Err(DoubleFree), "{w:#x}");
+            assert_eq!(s.read_link(idx), w, "a refused free leaves the word");
+        }
+        s.write_link(idx, s.shape().handed_out_word());
+        assert_eq!(s.hold(idx), Ok(()));
+    }
 }
