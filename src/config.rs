@@ -159,12 +159,14 @@ macro_rules! knob_setters {
         /// Blocks each thread keeps, per pool (per size class for a
         /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed that other
         /// threads allocated, for its next allocations: its magazine (0 to
-        /// 64; default 32; 0 turns it off). Its own blocks go
-        /// straight back to their slabs.
-        /// A thread holds back at most this many freed blocks, pinning at
-        /// most as many slabs, until it allocates them again or its
-        /// magazine is flushed (`trim`, [`crate::flush_remote_frees`],
-        /// thread exit, the pool's close, and every `release_after`).
+        /// 64; default 32; 0 turns holding off). Its own blocks go back
+        /// to their slabs, but for one: the last it freed, if it kept none,
+        /// waits for its next allocation (the hot slot; off with 0 too).
+        /// A thread holds back at most this many freed blocks of other
+        /// threads, pinning at most as many slabs, until it allocates them
+        /// again or its magazine is flushed (`trim`,
+        /// [`crate::flush_remote_frees`], thread exit, the pool's close,
+        /// and every `release_after`).
         pub fn magazine(mut self, blocks: usize) -> Self {
             self.knobs.magazine = blocks;
             self

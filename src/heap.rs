@@ -16,11 +16,19 @@ use crate::error::AllocError;
 use crate::factory::SlabFactory;
 use crate::magazine::Magazine;
 use crate::remote::SlabQueue;
-use crate::slab::{ListState, Popped, Shape, Slab};
-use crate::sync::{bump, AtomicU64, Ordering, UnsafeCell};
+use crate::slab::{Entry, ListState, Popped, Shape, Slab};
+use crate::sync::{bump, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 
 /// Slow paths per tick ([`Heap::tick`]).
 pub(crate) const TICK: u32 = 8;
+
+/// The hot slot holds no block and may take one. No entry is this small:
+/// an entry is a slab's (aligned, non-null) address with an index.
+const HOT_EMPTY: Entry = 0;
+/// The hot slot is off: the heap's holding is off (the `magazine` knob is
+/// 0, or the heap is not a thread's). A free sees it as taken, an
+/// allocation as empty.
+const HOT_OFF: Entry = 1;
 
 /// Counters written only by the heap's thread (load + store, no RMW) and
 /// summed by `Pool::stats`.
@@ -164,6 +172,10 @@ pub(crate) struct Heap {
     /// Slabs that were detached full and got a remote free.
     returned: CachePadded<SlabQueue<Slab>>,
     core: UnsafeCell<Core>,
+    /// The block of its own the owner freed last, kept for its next
+    /// allocation ([`HOT_EMPTY`], [`HOT_OFF`], or a held slot's [`Entry`]).
+    /// Written by the owner only; an atomic so that `stats` may read it.
+    hot: AtomicUsize,
     pub(crate) stats: HeapStats,
     /// Blocks the owner freed and keeps for reuse.
     pub(crate) mag: Magazine,
@@ -204,6 +216,7 @@ impl Heap {
                 ticks: 0,
                 allocs_at_room: 0,
             }),
+            hot: AtomicUsize::new(HOT_OFF),
             stats: HeapStats::default(),
             mag: Magazine::new(),
         }
@@ -313,8 +326,9 @@ impl Heap {
             .push(slab, |s| unsafe { &(*s).next_returned as *const _ });
     }
 
-    /// A free by the owner into one of its slabs ([`Slab::free_local`]).
-    /// `Upkeep` means the slab was detached (full) or is now empty: call
+    /// A free by the owner of a block of one of its slabs: into the hot
+    /// slot if that is empty (`heap/held.rs`), else onto the slab's
+    /// freelist ([`Slab::free_local`]). `Upkeep` means the slab was detached (full) or is now empty: call
     /// [`Heap::after_free`].
     ///
     /// # Safety
@@ -325,6 +339,14 @@ impl Heap {
         // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
+            if self.hot.load(Ordering::Relaxed) == HOT_EMPTY {
+                if s.hold(idx).is_err() {
+                    return LocalFree::DoubleFree;
+                }
+                self.hot.store(s.entry(idx), Ordering::Relaxed);
+                bump(&self.stats.local_frees, 1);
+                return LocalFree::Done;
+            }
             let Ok(upkeep) = s.free_local(idx) else {
                 return LocalFree::DoubleFree;
             };
@@ -396,6 +418,7 @@ impl Heap {
     pub(crate) unsafe fn release_empty_but(&self, f: &SlabFactory, keep: usize) {
         // SAFETY: the caller is the owner of this heap and its slabs.
         unsafe {
+            self.flush_hot(f);
             self.take_returned();
             let mut in_hand: crate::meta::MVec<*mut Slab> = crate::meta::mvec();
             self.core(|c| {

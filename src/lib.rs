@@ -78,7 +78,9 @@ pub use stats::Stats;
 /// and its collections through this path to get the same version.
 pub use allocator_api2;
 
-/// Sends home the freed blocks this thread still holds, for every pool.
+/// Sends home the freed blocks this thread still holds, for every pool
+/// (and puts its own last freed block, which it keeps for its next
+/// allocation, back on its slab).
 ///
 /// A free on a thread that does not own the block's slab is held in the
 /// thread's magazine of the pool: up to [`PoolBuilder::magazine`] blocks

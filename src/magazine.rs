@@ -7,8 +7,8 @@
 //! pool holds the block ([`Slab::hold`]: its word is `HELD`, so a second
 //! free is refused) and pushes its [`Entry`]; an allocation pops the newest
 //! entry first, the block freed last and still hot in cache. Its own blocks
-//! go straight onto their slabs' freelists, which serve the same reuse
-//! without the extra step. A full magazine sends its older half home —
+//! go onto their slabs' freelists, but for the one its heap's hot slot
+//! keeps (`heap/held.rs`: owner-only, no handshake). A full magazine sends its older half home —
 //! all of it if its thread allocated nothing since it last made room —
 //! ([`Magazine::take_oldest`]; the pool groups it by slab, one publication
 //! per slab) and takes the block. So a thread holds back at most `cap`

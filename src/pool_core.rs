@@ -291,7 +291,7 @@ impl PoolCore {
             frees += l(&h.stats.local_frees) + l(&h.stats.remote_frees);
             s.remote_frees += l(&h.stats.remote_frees);
             s.corruption_events += l(&h.stats.corruption);
-            s.held_blocks += h.mag.held() as u64;
+            s.held_blocks += (h.mag.held() + h.hot_held()) as u64;
         });
         let tier = self.tier.heap();
         s.corruption_events += tier.stats.corruption.load(Ordering::Relaxed);

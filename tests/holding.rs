@@ -126,11 +126,12 @@ fn a_thread_that_only_frees_sends_its_full_magazine_home_and_the_rest_on_flush()
         assert_eq!(**b, stamp(id as u64));
     }
     all.clear();
+    // The first of those (this thread's own) frees stays in its hot slot.
     // An overflow block freed here: this thread owns a heap of the pool, so
     // it holds the block, counted as freed at once.
     drop(extra);
     let s = pool.stats();
-    assert_eq!((s.live_blocks, s.held_blocks), (0, 1), "{s:?}");
+    assert_eq!((s.live_blocks, s.held_blocks), (0, 2), "{s:?}");
     go_tx.send(()).unwrap();
     freer.join().unwrap();
     assert_eq!(pool.stats().live_blocks, 0);
@@ -272,4 +273,86 @@ fn frees_across_many_slabs_and_double_free_while_held() {
     assert_eq!((s.live_blocks, s.double_frees), (0, 1), "{s:?}");
     // A double free that got through would put one slot on a freelist twice.
     assert_all_home(&pool, n, "");
+}
+
+/// The hot slot: a thread's own free that finds the slot empty is kept for
+/// its next allocation (before the magazine and the slabs); a second free
+/// of that block, on this thread or another, is refused; the flush, `trim`
+/// and the thread's exit put it back on its slab; a pool without holding
+/// (`magazine(0)`) has no hot slot.
+#[test]
+fn the_hot_slot_keeps_the_last_own_free_and_refuses_it_twice() {
+    let addr = |b: &PoolBox<[u64; 8]>| &**b as *const _ as usize;
+    for hardened in [false, true] {
+        let pool = Pool::<[u64; 8]>::builder()
+            .hardened(hardened)
+            .build()
+            .unwrap();
+        let a = pool.alloc(stamp(1)).unwrap();
+        let b = pool.alloc(stamp(2)).unwrap();
+        let at = addr(&a);
+        let raw = PoolBox::into_raw(a);
+        let free = |p: usize| {
+            let p = core::ptr::NonNull::new(p as *mut [u64; 8]).unwrap();
+            // SAFETY: a block of `pool`, given up by `into_raw`; frees after
+            // the first are the double frees under test, which are refused.
+            drop(unsafe { PoolBox::from_raw(p) });
+        };
+        free(raw.as_ptr() as usize);
+        let s = pool.stats();
+        assert_eq!((s.live_blocks, s.held_blocks), (1, 1), "{s:?}");
+        free(at);
+        thread::scope(|sc| {
+            sc.spawn(|| {
+                free(at);
+                flush_remote_frees();
+            });
+        });
+        let s = pool.stats();
+        assert_eq!(
+            (s.live_blocks, s.held_blocks, s.double_frees),
+            (1, 1, 2),
+            "{s:?}"
+        );
+        // The next allocation takes the hot block back.
+        let c = pool.alloc(stamp(3)).unwrap();
+        assert_eq!(addr(&c), at);
+        assert_eq!(*c, stamp(3));
+        assert_eq!(pool.stats().held_blocks, 0);
+        // The flush puts a hot block back on its slab: a slot is handed
+        // out once, whatever the order.
+        drop(b);
+        assert_eq!(pool.stats().held_blocks, 1);
+        flush_remote_frees();
+        assert_eq!(pool.stats().held_blocks, 0);
+        let again: Vec<_> = (0..500u64).map(|i| pool.alloc(stamp(i)).unwrap()).collect();
+        let mut all: Vec<usize> = again.iter().map(addr).chain([addr(&c)]).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 501, "a slot handed out twice");
+        drop(again);
+        drop(c);
+        // `trim` puts it back too, and then every slab can go.
+        assert_eq!(pool.stats().held_blocks, 1);
+        pool.trim();
+        let s = pool.stats();
+        assert_eq!(
+            (s.held_blocks, s.live_blocks, s.mapped_bytes),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        // A thread that exits with a hot block leaves nothing held (`join`
+        // waits for its exit, thread-local destructors included).
+        let p = pool.clone();
+        thread::spawn(move || drop(p.alloc(stamp(9)).unwrap()))
+            .join()
+            .unwrap();
+        let s = pool.stats();
+        assert_eq!((s.held_blocks, s.live_blocks), (0, 0), "{s:?}");
+        pool.trim();
+        assert_eq!(pool.stats().mapped_bytes, 0);
+    }
+    let off = Pool::<[u64; 8]>::builder().magazine(0).build().unwrap();
+    drop(off.alloc(stamp(1)).unwrap());
+    assert_eq!(off.stats().held_blocks, 0, "{:?}", off.stats());
 }

@@ -40,7 +40,7 @@ impl PoolCore {
         g.remove_orphan(heap);
         heap.owner.store(me, Ordering::Relaxed);
         // SAFETY: this thread owns the heap now.
-        unsafe { heap.mag.set_cap(self.config.magazine) };
+        unsafe { heap.set_holding(self.config.magazine) };
         self.live_heaps.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -65,7 +65,8 @@ impl PoolCore {
         // meanwhile; only this thread moves it on from there).
         unsafe {
             super::home::flush_magazine(heap);
-            heap.mag.set_cap(0);
+            heap.flush_hot(&self.factory);
+            heap.set_holding(0);
         }
         thread::uncache_heap(self.at, self.id);
         let mut g = self.tier.lock();
@@ -99,7 +100,10 @@ impl PoolCore {
         let word = heap.owner.load(Ordering::Relaxed);
         if me != 0 && word == me {
             // SAFETY: this thread owns `heap`.
-            unsafe { super::home::flush_magazine(heap) };
+            unsafe {
+                super::home::flush_magazine(heap);
+                heap.flush_hot(&self.factory);
+            }
         } else if me != 0 && word == owner::closing(me) {
             self.abandon(heap);
         }

@@ -23,15 +23,27 @@ impl Slab {
         }
         super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         // SAFETY: the caller is the owner; the block is ours and now free.
-        Ok(unsafe {
+        Ok(unsafe { self.push_local(idx, w & CONSTRUCTED) })
+    }
+
+    /// Owner: links slot `idx`, which the caller frees, onto the local
+    /// freelist with `mark` ([`CONSTRUCTED`] or 0). True: the slab is now
+    /// empty or detached.
+    ///
+    /// # Safety
+    /// The caller is the owner and holds slot `idx`.
+    #[inline(always)]
+    pub(super) unsafe fn push_local(&self, idx: usize, mark: u16) -> bool {
+        // SAFETY: per the contract.
+        unsafe {
             self.local(|l| {
-                self.write_link(idx, self.encode(idx, l.free) | (w & CONSTRUCTED));
+                self.write_link(idx, self.encode(idx, l.free) | mark);
                 l.free = idx + 1;
                 l.count = l.count.wrapping_sub(1);
                 // Empty (0) or detached (negative).
                 l.count as isize <= 0
             })
-        })
+        }
     }
 
     /// The holder of handed-out slot `idx` (below the capacity) of an

@@ -83,6 +83,28 @@ impl Slab {
         Some((unsafe { NonNull::new_unchecked(p) }, info))
     }
 
+    /// The owner, holding slot `idx` of its own slab: frees it onto the
+    /// local freelist, keeping its mark. `Some(true)`: the slab is now empty
+    /// or detached (as [`Slab::free_local`]). Hardened, a word that is no
+    /// longer [`HELD`] is counted and the slot left alone (`None`), as in
+    /// [`Slab::unhold`].
+    ///
+    /// # Safety
+    /// The caller is the owner and holds slot `idx`.
+    pub(crate) unsafe fn free_held_local(
+        &self,
+        idx: usize,
+        corruption: &AtomicU64,
+    ) -> Option<bool> {
+        let w = self.word(idx).load(Ordering::Relaxed);
+        if self.hardened && w & !CONSTRUCTED != HELD {
+            bump(corruption, 1);
+            return None;
+        }
+        // SAFETY: per the contract.
+        Some(unsafe { self.push_local(idx, w & CONSTRUCTED) })
+    }
+
     /// The holder: links held slot `idx` to `next` (index + 1, 0: end) in a
     /// chain it will publish with [`Slab::push_chain`], keeping its mark.
     #[inline]
