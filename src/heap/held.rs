@@ -28,8 +28,14 @@ impl Heap {
             self.hot.store(HOT_EMPTY, Ordering::Relaxed);
             let (slab, idx) = Slab::of_entry(hot);
             // SAFETY: the hot block is ours, held, of our live slab.
-            if let Some(p) = unsafe { (*slab).unhold(idx, shape, &self.stats.corruption) } {
-                return Some(p);
+            unsafe {
+                if let Some(p) = (*slab).unhold(idx, shape, &self.stats.corruption) {
+                    return Some(p);
+                }
+                // Corrupted (counted): the slot is given up so that it pins
+                // nothing. The list upkeep that may call for waits for the
+                // slab's next free or the heap's next release of empties.
+                (*slab).forsake(idx);
             }
         }
         loop {
@@ -95,7 +101,7 @@ impl Heap {
         unsafe {
             let (slab, idx) = Slab::of_entry(hot);
             let s = &*slab;
-            if s.free_held_local(idx, &self.stats.corruption) == Some(true) {
+            if s.free_held_local(idx, &self.stats.corruption) {
                 let (list, used) = s.local(|l| (l.list(), l.used()));
                 self.after_free(f, slab, list, used);
             }

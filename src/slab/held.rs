@@ -84,25 +84,42 @@ impl Slab {
     }
 
     /// The owner, holding slot `idx` of its own slab: frees it onto the
-    /// local freelist, keeping its mark. `Some(true)`: the slab is now empty
-    /// or detached (as [`Slab::free_local`]). Hardened, a word that is no
-    /// longer [`HELD`] is counted and the slot left alone (`None`), as in
-    /// [`Slab::unhold`].
+    /// local freelist, keeping its mark. True: the slab is now empty or
+    /// detached (as [`Slab::free_local`]). Hardened, a word that is no
+    /// longer [`HELD`] is counted and the slot given up ([`Slab::forsake`]).
     ///
     /// # Safety
     /// The caller is the owner and holds slot `idx`.
-    pub(crate) unsafe fn free_held_local(
-        &self,
-        idx: usize,
-        corruption: &AtomicU64,
-    ) -> Option<bool> {
+    pub(crate) unsafe fn free_held_local(&self, idx: usize, corruption: &AtomicU64) -> bool {
         let w = self.word(idx).load(Ordering::Relaxed);
         if self.hardened && w & !CONSTRUCTED != HELD {
             bump(corruption, 1);
-            return None;
+            // SAFETY: per the contract.
+            return unsafe { self.forsake(idx) };
         }
         // SAFETY: per the contract.
-        Some(unsafe { self.push_local(idx, w & CONSTRUCTED) })
+        unsafe { self.push_local(idx, w & CONSTRUCTED) }
+    }
+
+    /// The owner, holding slot `idx` of its own slab, whose word a stray
+    /// write changed (the caller's check counted it): gives the slot up.
+    /// Its word becomes [`HELD`] again, so no free takes it and no list
+    /// names it, and the slab stops counting it as used: the slot is lost
+    /// until the region is initialised again, but it pins nothing — the
+    /// slab can still empty and go. True: the slab is now empty or detached
+    /// (as [`Slab::free_local`]).
+    ///
+    /// # Safety
+    /// The caller is the owner and holds slot `idx`.
+    pub(crate) unsafe fn forsake(&self, idx: usize) -> bool {
+        self.write_link(idx, HELD);
+        // SAFETY: per the contract.
+        unsafe {
+            self.local(|l| {
+                l.count = l.count.wrapping_sub(1);
+                l.count as isize <= 0
+            })
+        }
     }
 
     /// The holder: links held slot `idx` to `next` (index + 1, 0: end) in a

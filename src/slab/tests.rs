@@ -680,3 +680,56 @@ fn hardened_remote_and_held_frees_take_only_a_handed_out_word() {
         assert_eq!(s.hold(idx), Ok(()));
     }
 }
+
+/// The owner's own held slot (a heap's hot slot) goes back on the local
+/// freelist with its mark; hardened, a word a stray write changed is
+/// counted and the slot given up: no list names it, no free takes it, and
+/// the slab no longer counts it, so it can empty.
+#[test]
+fn an_owners_held_slot_goes_back_or_is_given_up_when_corrupted() {
+    let geo = Geometry::of(64, 8);
+    for hardened in [false, true] {
+        let region = Region::new(&geo);
+        let s = slab(&geo, &region, hardened);
+        let c = AtomicU64::new(0);
+        let a = pop(s, &c).unwrap().as_ptr() as usize;
+        let b = pop(s, &c).unwrap().as_ptr() as usize;
+        let ia = s.slot_index(a, s.shape()).unwrap();
+        let ib = s.slot_index(b, s.shape()).unwrap();
+        s.hold(ia).unwrap();
+        assert_eq!(
+            free_local(s, a),
+            Freed::DoubleFree,
+            "a held slot is not handed out"
+        );
+        // SAFETY: the test thread owns the slab and holds slot `ia`.
+        assert!(!unsafe { s.free_held_local(ia, &c) }, "b is still used");
+        assert_eq!((used(s), c.load(Ordering::Relaxed)), (1, 0));
+        assert_eq!(
+            pop(s, &c).unwrap().as_ptr() as usize,
+            a,
+            "back on the freelist"
+        );
+        if !hardened {
+            continue;
+        }
+        // The hold, then a stray write over the held word.
+        s.hold(ia).unwrap();
+        forge_link(s, a, 0x0123);
+        // SAFETY: as above.
+        assert!(!unsafe { s.free_held_local(ia, &c) });
+        assert_eq!(
+            (used(s), c.load(Ordering::Relaxed)),
+            (1, 1),
+            "counted, given up"
+        );
+        assert_eq!(word_of(s, a), held::HELD);
+        assert_eq!(free_local(s, a), Freed::DoubleFree, "no free takes it");
+        assert_eq!(free_local(s, b), Freed::Ok { claimed: false });
+        assert_eq!(used(s), 0, "the slab can empty");
+        let again: Vec<usize> =
+            std::iter::from_fn(|| pop(s, &c).map(|p| p.as_ptr() as usize)).collect();
+        assert!(!again.contains(&a), "no list names the lost slot");
+        assert_eq!(again.len(), s.capacity as usize - 1);
+    }
+}
