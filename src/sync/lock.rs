@@ -186,37 +186,27 @@ mod tests {
 
     /// Counts under the lock from several threads: no update is lost, and
     /// no two holders overlap.
-    fn exclusive<P: Park + 'static>() {
+    fn exclusive<P: Park>() {
         const ROUNDS: u32 = if cfg!(miri) { 50 } else { 2000 };
-        struct Shared<P: Park> {
-            lock: RawLock<P>,
-            inside: AtomicU32,
-            count: AtomicU32,
-        }
-        let s: &'static Shared<P> = Box::leak(Box::new(Shared {
-            lock: RawLock::new(),
-            inside: AtomicU32::new(0),
-            count: AtomicU32::new(0),
-        }));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                std::thread::spawn(move || {
+        let lock = RawLock::<P>::new();
+        let inside = AtomicU32::new(0);
+        let count = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
                     for _ in 0..ROUNDS {
-                        s.lock.lock();
-                        assert_eq!(s.inside.fetch_add(1, Ordering::Relaxed), 0);
-                        let n = s.count.load(Ordering::Relaxed);
-                        s.count.store(n + 1, Ordering::Relaxed);
-                        s.inside.fetch_sub(1, Ordering::Relaxed);
+                        lock.lock();
+                        assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                        let n = count.load(Ordering::Relaxed);
+                        count.store(n + 1, Ordering::Relaxed);
+                        inside.fetch_sub(1, Ordering::Relaxed);
                         // SAFETY: taken just above.
-                        unsafe { s.lock.force_unlock() };
+                        unsafe { lock.force_unlock() };
                     }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(s.count.load(Ordering::Relaxed), 4 * ROUNDS);
+                });
+            }
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4 * ROUNDS);
     }
 
     #[test]
@@ -231,13 +221,11 @@ mod tests {
 
     #[test]
     fn another_thread_may_release() {
-        let lock: &'static RawLock<Yield> = Box::leak(Box::new(RawLock::new()));
+        let lock = RawLock::<Yield>::new();
         lock.lock();
         // SAFETY: stands for this thread, which holds it (as a fork handler
         // does).
-        std::thread::spawn(move || unsafe { lock.force_unlock() })
-            .join()
-            .unwrap();
+        std::thread::scope(|s| s.spawn(|| unsafe { lock.force_unlock() }).join().unwrap());
         lock.lock();
         // SAFETY: taken just above.
         unsafe { lock.force_unlock() };
