@@ -2,7 +2,8 @@
 //! Linux), raw `mmap` for the meta allocator. Giving pages back is
 //! `MADV_DONTNEED` on Linux, where it makes them read zero; elsewhere (macOS)
 //! `MADV_DONTNEED` keeps the contents, so fresh zero pages are mapped over
-//! the range instead (`MAP_FIXED`), or, if the OS refuses that, the range is
+//! the range instead (`MAP_FIXED`). Where the OS refuses either (a range
+//! not aligned to its pages, if they are larger than 4 KiB), the range is
 //! zeroed by hand.
 
 /// An anonymous private mapping, unmapped when dropped.
@@ -27,12 +28,20 @@ impl Pages {
     /// or writes it meanwhile.
     pub(crate) unsafe fn release(&self, offset: usize, len: usize) {
         #[cfg(target_os = "linux")]
-        // SAFETY: per the contract; DONTNEED only makes the pages read
-        // back as zeroes.
-        let _ = unsafe {
-            self.0
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
-        };
+        {
+            // SAFETY: per the contract; DONTNEED only makes the pages read
+            // back as zeroes.
+            let advised = unsafe {
+                self.0
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+            if advised.is_err() {
+                // A range the kernel takes no advice on (not aligned to
+                // larger pages than `PAGE`): zero it by hand.
+                // SAFETY: per the contract.
+                unsafe { core::ptr::write_bytes((self.addr() + offset) as *mut u8, 0, len) };
+            }
+        }
         #[cfg(not(target_os = "linux"))]
         // SAFETY: per the contract.
         unsafe {

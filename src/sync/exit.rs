@@ -15,7 +15,9 @@
 //! - Windows: an `FlsAlloc` callback, which the OS runs when the thread
 //!   exits (FLS slots live in the OS's own heap, not the global
 //!   allocator's). Its order against `thread_local!` destructors is the
-//!   OS's; an allocation after the exit ran goes to the shared tier.
+//!   OS's; an allocation after the exit ran goes to the shared tier. The
+//!   slot is per fiber: on a thread that runs fibers, the exit runs when
+//!   the fiber that armed it is deleted.
 //!
 //! Under loom the value is a loom thread-local whose `Drop` runs the exit:
 //! loom takes every thread-local of an exiting thread before it drops any,
