@@ -9,9 +9,9 @@
 //!
 //! - Unix: a `pthread` key destructor. Creating the key and setting a value
 //!   allocate nothing (glibc keeps the first 32 keys' values inside the
-//!   thread), and glibc runs key destructors after the thread's
-//!   `thread_local!` destructors, which may therefore still allocate and
-//!   free through homeslab.
+//!   thread, macOS all of them), and glibc runs key destructors after the
+//!   thread's `thread_local!` destructors, which may therefore still
+//!   allocate and free through homeslab.
 //! - Windows: an `FlsAlloc` callback, which the OS runs when the thread
 //!   exits (FLS slots live in the OS's own heap, not the global
 //!   allocator's). Its order against `thread_local!` destructors is the
