@@ -24,6 +24,10 @@
 //!
 //! The library's own Rust code allocates through the same core
 //! (`#[global_allocator]`), never through the C symbols it exports.
+//!
+//! Linux only (glibc's symbols and `LD_PRELOAD`); elsewhere the library
+//! builds empty.
+#![cfg(target_os = "linux")]
 
 use core::ffi::c_void;
 

@@ -13,10 +13,10 @@
 //!   the page map ([`crate::pagemap`]), not from the layout, so `realloc`
 //!   may keep a block in place when the new size is at least half of its
 //!   class, and C's `free(p)` needs no size.
-//! - **fork.** `pthread_atfork` handlers take every lock of the allocator
-//!   before the fork (each class's magazine-sweep lock, tier and page
-//!   source, the large table, the registry ids, the meta allocator, in lock
-//!   order) and release them
+//! - **fork** (Unix; [`fork`]). `pthread_atfork` handlers take every lock
+//!   of the allocator before the fork (each class's magazine-sweep lock,
+//!   tier and page source, the large table, the registry ids, the meta
+//!   allocator, in lock order) and release them
 //!   after it, in the parent and in the child: the child never inherits a
 //!   lock held by a thread that does not exist in it.
 //! - **Out of memory** is a null pointer, never a panic or an abort.
@@ -42,9 +42,10 @@ use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 ///
 /// Nothing on its paths calls the global allocator: thread contexts are
 /// `const` thread-locals without destructors, a thread's exit runs from a
-/// `pthread` key destructor, and all bookkeeping lives in memory mapped
-/// for it. Allocation works before `main`, in thread-local destructors,
-/// after `main` returns (`atexit`), and in a child after `fork`.
+/// `pthread` key destructor (an `FlsAlloc` callback on Windows), and all
+/// bookkeeping lives in memory mapped for it. Allocation works before
+/// `main`, in thread-local destructors, after `main` returns (`atexit`),
+/// and on Unix in a child after `fork`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Global;
 
@@ -52,7 +53,7 @@ pub struct Global;
 static CORE: AtomicPtr<SlabAlloc> = AtomicPtr::new(core::ptr::null_mut());
 /// 0: not built; 1: being built; 2: built; 3: could not be built.
 static STATE: AtomicUsize = AtomicUsize::new(0);
-/// `pthread_self` of the thread building the core.
+/// The thread building the core ([`crate::sync::exit::thread_id`]).
 static BUILDER: AtomicUsize = AtomicUsize::new(0);
 
 const UNBUILT: usize = 0;
@@ -61,8 +62,7 @@ const BUILT: usize = 2;
 const FAILED: usize = 3;
 
 fn me() -> usize {
-    // SAFETY: `pthread_self` has no preconditions.
-    unsafe { libc::pthread_self() as usize }
+    crate::sync::exit::thread_id()
 }
 
 /// The core: one load once built.
@@ -113,42 +113,7 @@ fn build() -> Option<&'static SlabAlloc> {
     Some(unsafe { &*at })
 }
 
-mod fork {
-    //! The `fork` handlers: every lock of the allocator, in lock order,
-    //! taken before the fork and released after it on both sides.
-
-    use super::CORE;
-    use crate::sync::Ordering;
-    use crate::thread;
-
-    fn each_lock(f: &mut dyn FnMut(&crate::sync::lock::RawLock)) {
-        let p = CORE.load(Ordering::Acquire);
-        if !p.is_null() {
-            // SAFETY: the core is never freed.
-            unsafe { &*p }.for_each_lock(&mut *f);
-        }
-        f(thread::ids_lock());
-        #[cfg(not(miri))]
-        f(&crate::meta::META_LOCK);
-    }
-
-    extern "C" fn prepare() {
-        each_lock(&mut |l| l.lock());
-    }
-
-    extern "C" fn release() {
-        // SAFETY: `prepare` took every one of them on this thread (in the
-        // child, this thread is the copy of that one).
-        each_lock(&mut |l| unsafe { l.force_unlock() });
-    }
-
-    pub(super) fn register() {
-        // SAFETY: plain `extern "C"` functions that live as long as the
-        // process. A failure (no memory) leaves fork unprotected, as
-        // before; nothing else depends on it.
-        unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
-    }
-}
+mod fork;
 
 // SAFETY: blocks come from the core and stay valid until freed; `dealloc`
 // and `realloc` find a block's class from its address (the page map), so

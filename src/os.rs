@@ -1,9 +1,11 @@
 //! The operating system's memory, and the one place that asks for it:
-//! anonymous mappings (memmap2) for the page source's chunks and for large
-//! blocks, raw page mappings for the meta allocator (which cannot own a
-//! mapping object: it is where bookkeeping lives), and the advice that
-//! gives pages back. Under Miri and loom, which model no `mmap`, a mapping
-//! is a zeroed heap allocation and giving pages back zeroes them.
+//! anonymous mappings for the page source's chunks and for large blocks,
+//! raw page mappings for the meta allocator (which cannot own a mapping
+//! object: it is where bookkeeping lives), and giving pages back. The
+//! platform's half is `sys`: memmap2 and `mmap` on Unix
+//! (`src/os/unix.rs`), `VirtualAlloc`/`VirtualFree` on Windows
+//! (`src/os/windows.rs`). Under Miri and loom, which model no `mmap`, a
+//! mapping is a zeroed heap allocation and giving pages back zeroes them.
 
 use crate::error::AllocError;
 
@@ -18,7 +20,7 @@ pub(crate) const DEFAULT_CHUNK_BYTES: usize = if cfg!(any(miri, loom)) { 0 } els
 /// Memory from the OS, owned: dropping it gives it back.
 pub(crate) enum Backing {
     #[cfg(not(any(miri, loom)))]
-    Mmap(memmap2::MmapMut),
+    Os(sys::Pages),
     #[cfg(any(miri, loom))]
     Heap {
         ptr: *mut u8,
@@ -51,10 +53,10 @@ impl Backing {
             let reserved = len
                 .checked_add(align.saturating_sub(PAGE))
                 .ok_or(AllocError::OutOfMemory)?;
-            let map = memmap2::MmapMut::map_anon(reserved).map_err(|_| AllocError::OutOfMemory)?;
-            let start = map.as_ptr() as usize;
+            let pages = sys::Pages::map(reserved).ok_or(AllocError::OutOfMemory)?;
+            let start = pages.addr();
             let base = (start + align - 1) & !(align - 1);
-            Ok((Backing::Mmap(map), base, reserved))
+            Ok((Backing::Os(pages), base, reserved))
         }
         #[cfg(any(miri, loom))]
         {
@@ -71,8 +73,8 @@ impl Backing {
         }
     }
 
-    /// Gives the pages of `addr..addr + len` back to the OS
-    /// (`MADV_DONTNEED`): they read zero afterwards.
+    /// Gives the pages of `addr..addr + len` back to the OS: they read
+    /// zero afterwards.
     ///
     /// # Safety
     /// The range lies inside this memory, page-aligned, and nothing reads
@@ -80,20 +82,37 @@ impl Backing {
     pub(crate) unsafe fn release(&self, addr: usize, len: usize) {
         #[cfg(not(any(miri, loom)))]
         {
-            let Backing::Mmap(map) = self;
-            let offset = addr - map.as_ptr() as usize;
-            // SAFETY: per the contract; DONTNEED only makes the pages read
-            // back as zeroes.
-            let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
-            };
+            let Backing::Os(pages) = self;
+            // SAFETY: per the contract.
+            unsafe { pages.release(addr - pages.addr(), len) };
         }
-        // No OS to ask: zero the range, as `MADV_DONTNEED` would.
+        // No OS to ask: zero the range, as the OS would.
         #[cfg(any(miri, loom))]
         // SAFETY: per the contract.
         unsafe {
             core::ptr::write_bytes(addr as *mut u8, 0, len)
         };
+    }
+
+    /// Resizes the memory to `len` bytes (a multiple of [`PAGE`]), moving
+    /// it if it must; the contents move with it and grown bytes read zero.
+    /// Its new address, or `None` where the OS cannot (then nothing
+    /// changed).
+    ///
+    /// # Safety
+    /// Nothing refers into the memory across the call (it may move).
+    pub(crate) unsafe fn remap(&mut self, len: usize) -> Option<usize> {
+        #[cfg(not(any(miri, loom)))]
+        {
+            let Backing::Os(pages) = self;
+            // SAFETY: per the contract.
+            unsafe { pages.remap(len) }.then(|| pages.addr())
+        }
+        #[cfg(any(miri, loom))]
+        {
+            let _ = len;
+            None
+        }
     }
 }
 
@@ -101,23 +120,7 @@ impl Backing {
 /// refuses. For the meta allocator, which keeps no mapping object.
 #[cfg(not(any(miri, loom)))]
 pub(crate) fn map_raw(len: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping at an address of the OS's
-    // choosing touches no existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        core::ptr::null_mut()
-    } else {
-        p.cast()
-    }
+    sys::map_raw(len)
 }
 
 /// Unmaps what [`map_raw`] mapped.
@@ -127,8 +130,15 @@ pub(crate) fn map_raw(len: usize) -> *mut u8 {
 #[cfg(not(any(miri, loom)))]
 pub(crate) unsafe fn unmap_raw(p: *mut u8, len: usize) {
     // SAFETY: per the contract.
-    unsafe { libc::munmap(p.cast(), len) };
+    unsafe { sys::unmap_raw(p, len) };
 }
 
 mod mapping;
 pub(crate) use mapping::Mapping;
+
+#[cfg(all(unix, not(any(miri, loom))))]
+#[path = "os/unix.rs"]
+mod sys;
+#[cfg(all(windows, not(any(miri, loom))))]
+#[path = "os/windows.rs"]
+mod sys;

@@ -22,9 +22,16 @@ const GRANULE_SHIFT: usize = 14;
 /// A leaf covers 1 GiB.
 const LEAF_SHIFT: usize = 30;
 const LEAF_LEN: usize = 1 << (LEAF_SHIFT - GRANULE_SHIFT);
-/// Addresses below 2^47 (the user half of x86-64 and aarch64 with 4-level
-/// tables); anything above is nobody's.
-const TOP_LEN: usize = 1 << (47 - LEAF_SHIFT);
+/// Bits of a user address: 48 on aarch64 Linux (its 4-level tables give
+/// user space 2^48 bytes, and `mmap` maps from the top down), 47 elsewhere
+/// (the user half of x86-64; macOS and Windows map no higher unasked).
+/// Anything above is nobody's.
+const ADDRESS_BITS: usize = if cfg!(all(target_arch = "aarch64", target_os = "linux")) {
+    48
+} else {
+    47
+};
+const TOP_LEN: usize = 1 << (ADDRESS_BITS - LEAF_SHIFT);
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NULL: StdAtomicPtr<StdAtomicU8> = StdAtomicPtr::new(core::ptr::null_mut());
@@ -98,4 +105,21 @@ pub(crate) fn get(addr: usize) -> u8 {
     // SAFETY: as in `set`.
     let byte = unsafe { &*l.add((addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)) };
     byte.load(Ordering::Acquire)
+}
+
+#[cfg(all(test, not(any(miri, loom))))]
+mod tests {
+    use super::*;
+
+    /// The map covers where the OS puts mappings (on aarch64 Linux, near
+    /// 2^48).
+    #[test]
+    fn mappings_lie_in_the_mapped_range() {
+        let len = 1 << GRANULE_SHIFT;
+        let p = crate::os::map_raw(len);
+        assert!(!p.is_null());
+        assert!((p as usize) >> ADDRESS_BITS == 0, "{p:p}");
+        // SAFETY: ours, unused.
+        unsafe { crate::os::unmap_raw(p, len) };
+    }
 }

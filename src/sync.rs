@@ -1,9 +1,12 @@
 //! The synchronisation facade: every atomic, `UnsafeCell`, lock, spin hint,
 //! thread-local and thread-exit hook used by the crate comes from here.
 //!
-//! Normally these are `core`/`std` atomics, the crate's futex `Mutex`
-//! ([`lock`], which never allocates; [`StaticMutex`] for a `static`),
-//! `std::thread_local!` and a `pthread` key destructor ([`exit`]). Compiled
+//! Normally these are `core`/`std` atomics, the crate's `Mutex` ([`lock`]:
+//! a futex on Linux, never allocating; [`StaticMutex`] for a `static`),
+//! `std::thread_local!` and the platform's thread-exit destructor
+//! ([`exit`]). The platform's parts live here too: [`lock`]'s sleep,
+//! [`exit`]'s destructor and thread identity, and the process-wide fence
+//! behind [`heavy_fence`] (`process_fence`). Compiled
 //! with `RUSTFLAGS="--cfg loom"` they are loom's, so loom model-checks the
 //! production code rather than a copy of it.
 //! `tests/facade.rs` fails if another module imports `std::sync::atomic` or
@@ -79,7 +82,7 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
 /// The cheap half of an asymmetric fence pair (see [`heavy_fence`]): a
 /// compiler fence normally, a `SeqCst` fence under loom and Miri (which
 /// model the pair as two ordinary fences, what the heavy one makes of it;
-/// neither has `membarrier`).
+/// neither has a process-wide fence).
 #[inline(always)]
 pub(crate) fn light_fence() {
     #[cfg(not(any(loom, miri)))]
@@ -88,12 +91,14 @@ pub(crate) fn light_fence() {
     fence(Ordering::SeqCst);
 }
 
-/// The expensive half: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which
-/// makes every thread of the process that is running execute a full fence
-/// (one that is not running passed one when it was switched out). So a
-/// store before a [`light_fence`] on one thread and a load after this call
-/// on another cannot both miss each other, as if both were `SeqCst` fences.
-/// False if the kernel refuses the call (the caller must then do without).
+/// The expensive half: a process-wide fence ([`process_fence`]: `membarrier` on
+/// Linux, `FlushProcessWriteBuffers` on Windows), which makes every thread
+/// of the process that is running execute a full fence (one that is not
+/// running passed one when it was switched out). So a store before a
+/// [`light_fence`] on one thread and a load after this call on another
+/// cannot both miss each other, as if both were `SeqCst` fences.
+/// False if the platform has none (macOS) or the OS refuses the call: the
+/// caller must then do without.
 #[cold]
 pub(crate) fn heavy_fence() -> bool {
     #[cfg(any(loom, miri))]
@@ -102,36 +107,11 @@ pub(crate) fn heavy_fence() -> bool {
         true
     }
     #[cfg(not(any(loom, miri)))]
-    membarrier::run()
+    process_fence::run()
 }
 
 #[cfg(not(any(loom, miri)))]
-mod membarrier {
-    use std::sync::OnceLock;
-
-    const CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
-
-    fn call(cmd: libc::c_long) -> bool {
-        // SAFETY: membarrier takes a command and two integer flags and
-        // touches no memory of ours.
-        unsafe {
-            libc::syscall(
-                libc::SYS_membarrier,
-                cmd,
-                0 as libc::c_long,
-                0 as libc::c_long,
-            ) == 0
-        }
-    }
-
-    /// Registers the process once (the kernel requires it), then fences.
-    pub(super) fn run() -> bool {
-        static REGISTERED: OnceLock<bool> = OnceLock::new();
-        *REGISTERED.get_or_init(|| call(CMD_REGISTER_PRIVATE_EXPEDITED))
-            && call(CMD_PRIVATE_EXPEDITED)
-    }
-}
+mod process_fence;
 
 /// Waiting in a spin loop: crossbeam's backoff (spin, then yield to the
 /// scheduler) normally, a yield under loom (so the model lets the awaited
@@ -201,7 +181,7 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-/// A mutex: [`lock::RawLock`] (a futex word that never allocates)
+/// A mutex: [`lock::RawLock`] (a word that never allocates; a futex on Linux)
 /// normally, loom's under `--cfg loom`.
 #[cfg(not(loom))]
 pub(crate) struct Mutex<T> {

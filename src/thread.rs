@@ -24,7 +24,8 @@
 //! thread's registry id — is a thread-local of its own whose exit runs
 //! through [`crate::sync::exit`] (a `pthread` key destructor, armed when the
 //! thread first needs it, after the thread's `thread_local!` destructors,
-//! which may still allocate and free through the thread's heaps). It runs
+//! which may still allocate and free through the thread's heaps; on Windows
+//! an `FlsAlloc` callback). It runs
 //! each hook, then clears the context and gives the registry id
 //! ([`registry_id`]) back for reuse — the next new thread takes the
 //! smallest free id and, with it, the exited thread's heaps (adoption).

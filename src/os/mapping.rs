@@ -7,7 +7,6 @@ use crate::error::AllocError;
 /// the OS when dropped.
 pub(crate) struct Mapping {
     /// Owns the memory (dropping it unmaps).
-    #[cfg_attr(any(miri, loom), allow(dead_code))]
     backing: Backing,
     /// The block: the first `align`-aligned address of the memory.
     addr: usize,
@@ -49,10 +48,11 @@ impl Mapping {
         self.reserved
     }
 
-    /// Resizes the mapping to at least `size` bytes with `mremap`, moving it
-    /// if it must (the contents move with it; grown bytes read zero). False
-    /// if it cannot (not a page-aligned mapping of its own, or the OS said
-    /// no): the caller copies instead.
+    /// Resizes the mapping to at least `size` bytes (`mremap` on Linux),
+    /// moving it if it must (the contents move with it; grown bytes read
+    /// zero). False if it cannot (not a page-aligned mapping of its own, a
+    /// platform without `mremap`, or the OS said no): the caller copies
+    /// instead.
     pub(crate) fn remap(&mut self, size: usize) -> bool {
         let Some(len) = size.checked_add(PAGE - 1).map(|n| n & !(PAGE - 1)) else {
             return false;
@@ -60,25 +60,15 @@ impl Mapping {
         if self.reserved != self.len {
             return false;
         }
-        #[cfg(all(target_os = "linux", not(any(miri, loom))))]
-        {
-            let Backing::Mmap(map) = &mut self.backing;
-            // SAFETY: the caller holds the block exclusively (a grow or
-            // shrink of it), and takes the new address from `addr()`: no
-            // reference into the old place survives the move.
-            let moved = unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) };
-            if moved.is_err() {
-                return false;
-            }
-            self.addr = map.as_ptr() as usize;
-            self.len = len;
-            self.reserved = len;
-            true
-        }
-        #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
-        {
-            let _ = len;
-            false
-        }
+        // SAFETY: the caller holds the block exclusively (a grow or
+        // shrink of it), and takes the new address from `addr()`: no
+        // reference into the old place survives the move.
+        let Some(addr) = (unsafe { self.backing.remap(len) }) else {
+            return false;
+        };
+        self.addr = addr;
+        self.len = len;
+        self.reserved = len;
+        true
     }
 }
