@@ -695,7 +695,6 @@ fn an_owners_held_slot_goes_back_or_is_given_up_when_corrupted() {
         let a = pop(s, &c).unwrap().as_ptr() as usize;
         let b = pop(s, &c).unwrap().as_ptr() as usize;
         let ia = s.slot_index(a, s.shape()).unwrap();
-        let ib = s.slot_index(b, s.shape()).unwrap();
         s.hold(ia).unwrap();
         assert_eq!(
             free_local(s, a),
