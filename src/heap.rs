@@ -340,7 +340,7 @@ impl Heap {
         unsafe {
             let s = &*slab;
             if self.hot.load(Ordering::Relaxed) == HOT_EMPTY {
-                if s.hold(idx).is_err() {
+                if s.hold_own(idx).is_err() {
                     return LocalFree::DoubleFree;
                 }
                 self.hot.store(s.entry(idx), Ordering::Relaxed);

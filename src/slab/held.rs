@@ -49,6 +49,26 @@ impl Slab {
         self.release_word(idx, HELD)
     }
 
+    /// The owner: the free of slot `idx` of its own slab into its heap's
+    /// hot slot. As [`Slab::hold`], but a load and a store in both modes,
+    /// as the owner's [`Slab::free_local`] is: an owner's free racing
+    /// another thread's free of the same block is a data race in the
+    /// program, which hardened mode catches only on the remote side.
+    ///
+    /// # Safety
+    /// The caller is the owner; `idx` came from [`Slab::slot_index`].
+    #[inline(always)]
+    pub(crate) unsafe fn hold_own(&self, idx: usize) -> Result<(), DoubleFree> {
+        let word = self.word(idx);
+        let w = word.load(Ordering::Relaxed);
+        if !handed_out(w) {
+            return Err(DoubleFree);
+        }
+        word.store(HELD | (w & CONSTRUCTED), Ordering::Relaxed);
+        super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
+        Ok(())
+    }
+
     /// The holder: hands held slot `idx` out again, saying what it holds
     /// ([`CONSTRUCTED`] or 0, as [`Slab::pop_fresh`], whose handed-out word
     /// it stores). `shape` is the slab's.

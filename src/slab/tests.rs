@@ -695,7 +695,8 @@ fn an_owners_held_slot_goes_back_or_is_given_up_when_corrupted() {
         let a = pop(s, &c).unwrap().as_ptr() as usize;
         let b = pop(s, &c).unwrap().as_ptr() as usize;
         let ia = s.slot_index(a, s.shape()).unwrap();
-        s.hold(ia).unwrap();
+        // SAFETY: the test thread owns the slab.
+        unsafe { s.hold_own(ia) }.unwrap();
         assert_eq!(
             free_local(s, a),
             Freed::DoubleFree,
@@ -713,7 +714,8 @@ fn an_owners_held_slot_goes_back_or_is_given_up_when_corrupted() {
             continue;
         }
         // The hold, then a stray write over the held word.
-        s.hold(ia).unwrap();
+        // SAFETY: the test thread owns the slab.
+        unsafe { s.hold_own(ia) }.unwrap();
         forge_link(s, a, 0x0123);
         // SAFETY: as above.
         assert!(!unsafe { s.free_held_local(ia, &c) });
