@@ -58,8 +58,9 @@ fn remote_free_is_held_reused_and_sent_home() {
     });
 }
 
-/// A thread exits holding another thread's block in its magazine: the exit
-/// hook sends it home while the owner allocates.
+/// A thread exits holding another thread's block in its magazine, and its
+/// own last freed block in its hot slot: the exit hook sends the one home
+/// and puts the other back on its slab while the owner allocates.
 #[test]
 fn held_block_goes_home_at_exit() {
     model(|| {
