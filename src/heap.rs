@@ -328,8 +328,8 @@ impl Heap {
 
     /// A free by the owner of a block of one of its slabs: into the hot
     /// slot if that is empty (`heap/held.rs`), else onto the slab's
-    /// freelist ([`Slab::free_local`]). `Upkeep` means the slab was detached (full) or is now empty: call
-    /// [`Heap::after_free`].
+    /// freelist ([`Slab::free_local`]). `Upkeep` means the slab was
+    /// detached (full) or is now empty: call [`Heap::after_free`].
     ///
     /// # Safety
     /// The caller is the owner, `slab` belongs to this heap and `idx` came
