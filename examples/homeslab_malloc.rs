@@ -36,8 +36,8 @@
 //! `.init_array` constructor, with `getenv`, which allocates nothing):
 //! `HOMESLAB_SHOW_STATS=1` prints the stats to stderr at exit (a
 //! `.fini_array` destructor; formatted on the stack, written with
-//! `write`), `HOMESLAB_VERBOSE=1` prints a line for each refused free (the
-//! first [`VERBOSE_LINES`]) and warns of invalid values, and
+//! `write`), `HOMESLAB_VERBOSE=1` prints a line for each refused free or
+//! realloc (the first [`VERBOSE_LINES`]) and warns of invalid values, and
 //! `HOMESLAB_PURGE_DELAY_MS` (read by [`homeslab::Global`] itself) sets
 //! the idle release period.
 //!
@@ -108,11 +108,11 @@ unsafe fn free_verbose(p: *mut c_void) {
     // SAFETY: per the contract.
     unsafe { Global.free(p.cast()) };
     if foreign {
-        refusal(p, "not a homeslab block");
+        refusal("free", p, "not a homeslab block");
     } else if Global.double_frees_seen() != doubles {
         // Another thread's refusal at the same moment would count too: the
         // line names this call's pointer.
-        refusal(p, "double free");
+        refusal("free", p, "double free");
     }
 }
 
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: per the contract.
     let q = unsafe { Global.realloc_unsized(p.cast(), size, MIN_ALIGN) };
     if q.is_null() && VERBOSE.load(Ordering::Relaxed) && Global.usable_size(p.cast()) == 0 {
-        refusal(p, "realloc of a block that is not homeslab's");
+        refusal("realloc", p, "not a homeslab block");
     }
     ok_or_enomem(q)
 }
@@ -382,12 +382,13 @@ static LINES: AtomicU32 = AtomicU32::new(0);
 /// Refusal lines printed at most; one more says the rest are not.
 const VERBOSE_LINES: u32 = 100;
 
-/// One refusal line, while under the cap.
-fn refusal(p: *mut c_void, what: &str) {
+/// One refusal line (`call` refused `p` because of `what`), while under
+/// the cap.
+fn refusal(call: &str, p: *mut c_void, what: &str) {
     let n = LINES.fetch_add(1, Ordering::Relaxed);
     let mut line = Line::new();
     if n < VERBOSE_LINES {
-        let _ = writeln!(line, "homeslab: free({p:p}) refused: {what}");
+        let _ = writeln!(line, "homeslab: {call}({p:p}) refused: {what}");
     } else if n == VERBOSE_LINES {
         let _ = writeln!(line, "homeslab: more refusals, not shown");
     }

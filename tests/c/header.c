@@ -1,7 +1,8 @@
 /* include/homeslab.h: each entry point called and checked, and the
  * environment options' effects (run under LD_PRELOAD by tests/c_malloc.rs).
  *   header          the entry points; prints "ALL OK"
- *   refuse N        N frees of a foreign pointer, then one double free
+ *   refuse N        N frees of a foreign pointer, one double free, one
+ *                   realloc of the foreign pointer
  *   purge           prints the bytes released by a freed 1 MiB block left
  *                   idle for 300 ms (released_bytes before and after) */
 #include <stdint.h>
@@ -91,7 +92,8 @@ static int header(void) {
 static int refuse(int n) {
     for (int i = 0; i < n; i++) free(not_ours);
     free_twice(malloc(40));
-    printf("refused %d\n", n + 1);
+    CHECK(realloc(not_ours, 100) == NULL);
+    printf("refused %d\n", n + 2);
     return 0;
 }
 
