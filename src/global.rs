@@ -179,7 +179,9 @@ fn env_var(name: &'static [u8]) -> Option<&'static [u8]> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: `getenv` returned a NUL-terminated string.
+    // SAFETY: `getenv` returned a NUL-terminated string. It stays valid
+    // until the program changes the variable; the one caller
+    // (`purge_delay_env`, while the core is built) parses it at once.
     Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
 }
 
