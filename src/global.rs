@@ -20,13 +20,16 @@
 //!   after it, in the parent and in the child: the child never inherits a
 //!   lock held by a thread that does not exist in it.
 //! - **Out of memory** is a null pointer, never a panic or an abort.
+//! - **Purge delay** (Unix): `HOMESLAB_PURGE_DELAY_MS`, read with
+//!   `getenv` (which neither allocates nor locks) when the core is built,
+//!   sets its `release_after` ([`purge_delay_env`]).
 
 use core::alloc::{GlobalAlloc, Layout};
 
 use crate::meta;
 use crate::slab_alloc::SlabAlloc;
 use crate::stats::Stats;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// homeslab as the global allocator: a unit struct over one process-wide
 /// [`SlabAlloc`] core, built on first use.
@@ -46,6 +49,11 @@ use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 /// bookkeeping lives in memory mapped for it. Allocation works before
 /// `main`, in thread-local destructors, after `main` returns (`atexit`),
 /// and on Unix in a child after `fork`.
+///
+/// On Unix the environment variable `HOMESLAB_PURGE_DELAY_MS` sets the
+/// core's idle release period in milliseconds (`release_after`; default
+/// 5000, `0`: off), read once when the core is built; an invalid value is
+/// ignored ([`Global::purge_delay_ignored`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Global;
 
@@ -93,7 +101,13 @@ fn build() -> Option<&'static SlabAlloc> {
         }
     }
     BUILDER.store(me(), Ordering::Relaxed);
-    let built = SlabAlloc::builder().build().ok().and_then(|a| {
+    let mut builder = SlabAlloc::builder();
+    match purge_delay_env() {
+        EnvValue::Unset => {}
+        EnvValue::Set(delay) => builder = builder.release_after(delay),
+        EnvValue::Invalid => PURGE_DELAY_IGNORED.store(true, Ordering::Relaxed),
+    }
+    let built = builder.build().ok().and_then(|a| {
         let layout = Layout::new::<SlabAlloc>();
         let at = meta::alloc(layout, false)?.as_ptr().cast::<SlabAlloc>();
         a.tag_pages();
@@ -114,6 +128,68 @@ fn build() -> Option<&'static SlabAlloc> {
 }
 
 mod fork;
+
+/// True if `HOMESLAB_PURGE_DELAY_MS` was set but not valid when the core
+/// was built (it was then ignored).
+static PURGE_DELAY_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// What the environment says.
+enum EnvValue<T> {
+    Unset,
+    Set(T),
+    Invalid,
+}
+
+/// `HOMESLAB_PURGE_DELAY_MS`: a whole number of milliseconds, the idle
+/// period after which held blocks and cached memory go back (the
+/// builder's `release_after`); `0` turns the idle release off. Anything
+/// else is invalid.
+fn purge_delay_env() -> EnvValue<Option<core::time::Duration>> {
+    match env_var(b"HOMESLAB_PURGE_DELAY_MS\0") {
+        None => EnvValue::Unset,
+        Some(v) => match parse_ms(v) {
+            Some(0) => EnvValue::Set(None),
+            Some(ms) => EnvValue::Set(Some(core::time::Duration::from_millis(ms))),
+            None => EnvValue::Invalid,
+        },
+    }
+}
+
+/// A whole number of milliseconds: 1 to 12 decimal digits (no sign, no
+/// blanks).
+fn parse_ms(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 12 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// The value of the environment variable `name` (NUL-terminated), without
+/// allocating: glibc's and the BSDs' `getenv` only scan `environ`.
+#[cfg(all(unix, not(miri)))]
+fn env_var(name: &'static [u8]) -> Option<&'static [u8]> {
+    debug_assert_eq!(name.last(), Some(&0));
+    // SAFETY: `name` is NUL-terminated. The result, if not null, points
+    // into the environment block, which nothing in this crate changes; a
+    // program that calls `setenv` on the variable while the core is being
+    // built races with this read, as with any `getenv`.
+    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `getenv` returned a NUL-terminated string. It stays valid
+    // until the program changes the variable; the one caller
+    // (`purge_delay_env`, while the core is built) parses it at once.
+    Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+}
+
+/// No environment under Miri, nor on Windows.
+#[cfg(not(all(unix, not(miri))))]
+fn env_var(_name: &'static [u8]) -> Option<&'static [u8]> {
+    None
+}
 
 // SAFETY: blocks come from the core and stay valid until freed; `dealloc`
 // and `realloc` find a block's class from its address (the page map), so
@@ -164,6 +240,19 @@ impl Global {
     /// [`SlabAlloc::stats`]).
     pub fn stats(&self) -> Stats {
         core().map(SlabAlloc::stats).unwrap_or_default()
+    }
+
+    /// True if `HOMESLAB_PURGE_DELAY_MS` held an invalid value when the
+    /// core was built (it was ignored). Builds the core if need be.
+    pub fn purge_delay_ignored(&self) -> bool {
+        let _ = core();
+        PURGE_DELAY_IGNORED.load(Ordering::Relaxed)
+    }
+
+    /// Double frees refused so far by every pool and allocator of the
+    /// process (one load; [`Stats::double_frees`] counts per allocator).
+    pub fn double_frees_seen(&self) -> u64 {
+        crate::sync::unmodelled::double_frees()
     }
 
     /// Gives memory back to the OS (see [`SlabAlloc::trim`]); the bytes
@@ -226,6 +315,21 @@ impl Global {
             Some(Home::Class(c)) => crate::class::SIZES[c],
             Some(Home::Large(len)) => len,
             _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ms;
+
+    #[test]
+    fn purge_delays_parse_as_whole_milliseconds() {
+        assert_eq!(parse_ms(b"0"), Some(0));
+        assert_eq!(parse_ms(b"250"), Some(250));
+        assert_eq!(parse_ms(b"999999999999"), Some(999_999_999_999));
+        for bad in [&b""[..], b"-1", b"1.5", b" 5", b"5ms", b"1000000000000"] {
+            assert_eq!(parse_ms(bad), None, "{bad:?}");
         }
     }
 }

@@ -327,6 +327,19 @@ pub(crate) mod unmodelled {
         UNOWNED_FREES.load(Ordering::Relaxed)
     }
 
+    static DOUBLE_FREES: AtomicU64 = AtomicU64::new(0);
+
+    /// Counts a refused double free, in any pool of the process.
+    pub(crate) fn count_double_free() {
+        DOUBLE_FREES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Double frees refused so far, in every pool of the process.
+    #[cfg(not(loom))]
+    pub(crate) fn double_frees() -> u64 {
+        DOUBLE_FREES.load(Ordering::Relaxed)
+    }
+
     /// The thread-context indices in use, one bit each (taken only when a
     /// pool is built or closes).
     static INDICES: std::sync::Mutex<[u64; 4]> = std::sync::Mutex::new([0; 4]);

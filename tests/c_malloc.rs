@@ -1,7 +1,8 @@
 //! The C library (`examples/homeslab_malloc.rs`, a cdylib): real programs
 //! of the machine under `LD_PRELOAD` give the same output as without it,
-//! and a C program built here with `cc` exercises every exported function
-//! and its edge cases.
+//! a C program built here with `cc` exercises every exported function
+//! and its edge cases, another includes `include/homeslab.h` and calls
+//! its entry points, and the environment options do what README says.
 //!
 //! The library is the one `cargo test` built next to this test
 //! (`target/<profile>/examples/libhomeslab_malloc.so`), or the file named
@@ -176,4 +177,197 @@ fn every_exported_function_and_its_edge_cases() {
     // can tell the difference.
     let plain = Command::new(&exe).output().unwrap();
     assert!(!plain.status.success());
+}
+
+/// `tests/c/<name>.c` compiled with `cc` (warnings are errors) against
+/// `include/` into an executable of its own for the test `test`, or None
+/// without a C compiler.
+fn compile(name: &str, test: &str) -> Option<PathBuf> {
+    if !have("cc") {
+        eprintln!("skipped: no C compiler");
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = tmp(&format!("{name}-{test}"));
+    let built = Command::new("cc")
+        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(root.join(format!("tests/c/{name}.c")))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(exe)
+}
+
+/// Runs `exe args` under the library with the environment `env`; it must
+/// succeed. Its stdout and stderr.
+fn run_preloaded(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let mut c = Command::new(exe);
+    c.args(args).env("LD_PRELOAD", library());
+    for var in [
+        "HOMESLAB_SHOW_STATS",
+        "HOMESLAB_VERBOSE",
+        "HOMESLAB_PURGE_DELAY_MS",
+    ] {
+        c.env_remove(var);
+    }
+    c.envs(env.iter().copied());
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    (stdout, stderr)
+}
+
+#[test]
+fn the_header_declares_each_entry_point_and_each_works() {
+    let Some(exe) = compile("header", "entry-points") else {
+        return;
+    };
+    let (stdout, stderr) = run_preloaded(&exe, &[], &[]);
+    assert!(stdout.contains("ALL OK"), "{stdout}\n{stderr}");
+    // `homeslab_print_stats`: one line per counter.
+    assert!(stderr.contains("homeslab: stats\n"), "{stderr}");
+    assert!(stderr.contains("homeslab: double_frees 1\n"), "{stderr}");
+    assert_eq!(stderr.matches("homeslab: ").count(), 17, "{stderr}");
+    // The header is C++ too, and its weak declarations link without the
+    // library.
+    if have("c++") {
+        let exe = tmp("header-weak");
+        let src = "#define HOMESLAB_WEAK\n#include \"homeslab.h\"\n#include <cstdio>\n\
+                   int main() { std::printf(\"%d\\n\", homeslab_trim != nullptr); }\n";
+        let file = tmp("header-weak.cpp");
+        std::fs::write(&file, src).unwrap();
+        let built = Command::new("c++")
+            .args(["-Wall", "-Werror", "-I"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("include"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{built:?}");
+        let plain = Command::new(&exe).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&plain.stdout), "0\n");
+        let (loaded, _) = run_preloaded(&exe, &[], &[]);
+        assert_eq!(loaded, "1\n");
+    }
+}
+
+#[test]
+fn show_stats_prints_the_counters_at_exit() {
+    let Some(exe) = compile("header", "show-stats") else {
+        return;
+    };
+    let (_, quiet) = run_preloaded(&exe, &["refuse", "2"], &[]);
+    assert!(!quiet.contains("homeslab"), "{quiet}");
+    let (_, stderr) = run_preloaded(&exe, &["refuse", "2"], &[("HOMESLAB_SHOW_STATS", "1")]);
+    assert!(stderr.starts_with("homeslab: stats\n"), "{stderr}");
+    // Two frees and a realloc of the foreign pointer.
+    assert!(stderr.contains("homeslab: foreign_frees 3\n"), "{stderr}");
+    assert!(stderr.contains("homeslab: double_frees 1\n"), "{stderr}");
+    // A program of the machine (bash; not one of GNU coreutils, which close
+    // stderr before the library's exit runs, nor dash, which leaves with
+    // `_exit`), its output unchanged.
+    if !have("bash") {
+        return;
+    }
+    let out = Command::new("bash")
+        .args(["-c", "echo shown"])
+        .env("LD_PRELOAD", library())
+        .env("HOMESLAB_SHOW_STATS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "shown\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("homeslab: allocs "), "{stderr}");
+}
+
+#[test]
+fn verbose_names_each_refused_free_up_to_a_cap() {
+    let Some(exe) = compile("header", "verbose") else {
+        return;
+    };
+    let (_, quiet) = run_preloaded(&exe, &["refuse", "3"], &[]);
+    assert!(quiet.is_empty(), "{quiet}");
+    let (_, stderr) = run_preloaded(&exe, &["refuse", "3"], &[("HOMESLAB_VERBOSE", "1")]);
+    assert_eq!(
+        stderr.matches("refused: not a homeslab block\n").count(),
+        4,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("refused: double free\n").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("homeslab: free(0x").count(), 4, "{stderr}");
+    assert_eq!(
+        stderr.matches("homeslab: realloc(0x").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 5, "{stderr}");
+    // A flood: the first 100 lines, then one that says the rest are not
+    // shown.
+    let (_, stderr) = run_preloaded(&exe, &["refuse", "500"], &[("HOMESLAB_VERBOSE", "1")]);
+    assert_eq!(stderr.matches(" refused: ").count(), 100, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("homeslab: more refusals, not shown\n")
+            .count(),
+        1
+    );
+    assert_eq!(stderr.lines().count(), 101);
+}
+
+#[test]
+fn invalid_values_are_ignored_with_a_warning_when_verbose() {
+    let Some(exe) = compile("header", "invalid") else {
+        return;
+    };
+    let bad = [
+        ("HOMESLAB_PURGE_DELAY_MS", "5s"),
+        ("HOMESLAB_SHOW_STATS", "yes"),
+    ];
+    let (stdout, quiet) = run_preloaded(&exe, &[], &bad);
+    assert!(stdout.contains("ALL OK"));
+    assert!(!quiet.contains("ignored"), "{quiet}");
+    let mut env = bad.to_vec();
+    env.push(("HOMESLAB_VERBOSE", "1"));
+    let (_, stderr) = run_preloaded(&exe, &["refuse", "0"], &env);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("ignored")).collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(warnings[0].starts_with("homeslab: HOMESLAB_SHOW_STATS ignored"));
+    assert!(warnings[1].starts_with("homeslab: HOMESLAB_PURGE_DELAY_MS ignored"));
+    // Not shown at exit: the invalid value is not "1".
+    assert!(!stderr.contains("homeslab: stats"), "{stderr}");
+}
+
+#[test]
+fn the_purge_delay_sets_the_idle_release_period() {
+    let Some(exe) = compile("header", "purge") else {
+        return;
+    };
+    let released = |env: &[(&str, &str)]| -> u64 {
+        let (stdout, stderr) = run_preloaded(&exe, &["purge"], env);
+        stdout
+            .trim()
+            .strip_prefix("released ")
+            .unwrap_or_else(|| panic!("{stdout}\n{stderr}"))
+            .parse()
+            .unwrap()
+    };
+    // The default, 5 s: nothing goes back within 300 ms.
+    assert_eq!(released(&[]), 0);
+    assert!(released(&[("HOMESLAB_PURGE_DELAY_MS", "20")]) >= 1 << 20);
+    // 0: never on idle.
+    assert_eq!(released(&[("HOMESLAB_PURGE_DELAY_MS", "0")]), 0);
 }

@@ -261,6 +261,7 @@ impl PoolCore {
     #[cold]
     fn count_double_free(&self) {
         self.double_frees.fetch_add(1, Ordering::Relaxed);
+        crate::sync::unmodelled::count_double_free();
     }
 
     /// Releases what the dead `heap` holds empty.
