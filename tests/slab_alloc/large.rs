@@ -4,11 +4,13 @@
 //! once, and threads allocating, resizing and freeing large blocks while
 //! another trims never see a block lose its stamp or overlap another.
 
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use homeslab::allocator_api2::alloc::Allocator;
 use homeslab::SlabAlloc;
 
 use crate::blocks::{assert_quiet, assert_stamped, assert_zero, layout, stamp, Block, LiveSet};
@@ -63,6 +65,48 @@ fn blocks_grow_and_shrink_in_place() {
     assert_eq!(a.stats().large_bytes, b.len as u64);
     b.free(&a);
     assert_quiet(&a);
+}
+
+/// Frees of arena addresses that start no live block — a freed block
+/// merged with its free neighbour, the tail a shrink gave back, the inside
+/// of a live block — are refused and counted without reading the memory,
+/// and change nothing: the free room serves new blocks, the live ones keep
+/// their stamps.
+#[test]
+fn arena_addresses_that_start_no_block_are_refused() {
+    let a = no_idle_release();
+    let x = Block::stamped(&a, layout(64 * KIB, 8), 1);
+    let y = Block::stamped(&a, layout(64 * KIB, 8), 2);
+    let mut z = Block::stamped(&a, layout(256 * KIB, 8), 3);
+    let guard = Block::stamped(&a, layout(64 * KIB, 8), 4);
+    let (xa, ya) = (x.addr(), y.addr());
+    x.free(&a);
+    y.free(&a);
+    z.resize(&a, 256 * KIB, layout(64 * KIB, 8), false).unwrap();
+    let l = layout(64 * KIB, 8);
+    let bogus = [xa, ya, z.addr() + 128 * KIB, z.addr() + 4096];
+    for (i, &p) in bogus.iter().enumerate() {
+        // SAFETY: no live large block of `a` starts at `p`: looked up in
+        // the table and refused, never dereferenced.
+        unsafe { a.deallocate(NonNull::new(p as *mut u8).unwrap(), l) };
+        let s = a.stats();
+        assert_eq!(s.foreign_frees, 1 + i as u64, "{p:#x}: {s:?}");
+        assert_eq!((s.large_blocks, s.live_blocks), (2, 2), "{s:?}");
+    }
+    let w = Block::stamped(&a, layout(128 * KIB, 8), 5);
+    assert_eq!(w.addr(), xa, "the merged span serves its sum");
+    assert_stamped(z.bytes(), 3, "shrunk block");
+    assert_stamped(guard.bytes(), 4, "neighbour");
+    for b in [w, z, guard] {
+        b.free(&a);
+    }
+    let s = a.stats();
+    assert_eq!(
+        (s.live_blocks, s.large_blocks, s.large_bytes),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!((s.double_frees, s.foreign_frees), (0, 4), "{s:?}");
 }
 
 /// Freed spans keep their pages until they stayed unused for
