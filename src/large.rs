@@ -1,45 +1,76 @@
 //! Large blocks of a [`SlabAlloc`](crate::SlabAlloc): anything above the
-//! largest size class, or aligned above 4096, gets a mapping of its own,
-//! returned to the OS when the block is freed.
+//! largest size class, or aligned above 4096.
 //!
-//! The live mappings are kept in a table keyed by the block's address,
-//! under a lock: a free or resize of an address that is not a live large
-//! block — a double free, a foreign pointer — is refused and counted without
-//! the allocator ever reading the memory, which may be unmapped. Mappings
-//! are made, moved and unmapped outside the lock.
+//! Blocks up to [`arena::MAX_SPAN`] (16 MiB, alignment slack included) are
+//! page-granular spans of an arena ([`arena`]): carved from 32 MiB chunks
+//! by address-ordered first fit, coalesced with their free neighbours when
+//! freed, grown in place when the span after them is free. A freed span
+//! stays *dirty* (its pages resident, counted in `mapped_bytes`) until it
+//! has been free for `release_after` (looked for on the large operations,
+//! at most twice a period), then its pages go back to the OS
+//! (`MADV_DONTNEED`; they read zero after) and it stays free as a clean
+//! span. So a buffer freed and allocated again, or a vector growing, costs
+//! no system call. `trim()` purges every free span and unmaps the chunks
+//! left wholly free. Larger blocks get a mapping of their own, returned to
+//! the OS when freed and resized with `mremap` where the OS has it.
 //!
-//! A few freed mappings are kept for reuse (at most [`CACHE_SLOTS`] of at
-//! most [`CACHE_MAX_LEN`] bytes, [`CACHE_BYTES`] in all): a block that
-//! grows and shrinks, or a buffer freed and allocated again, then costs
-//! neither a system call nor the page faults of fresh memory. They count in
-//! `mapped_bytes`, go back to the OS on `trim()`, and when they stayed
-//! unused for `release_after` (checked on the next large operation). Under
-//! a `max_bytes` budget nothing is cached: a freed block's room is the
-//! classes' at once.
+//! The live blocks are kept in a table keyed by the block's address, under
+//! a lock: a free or resize of an address that is not a live large block —
+//! a double free, a foreign pointer, an interior pointer — is refused and
+//! counted without the allocator ever reading the memory, which may be
+//! unmapped. No system call runs under the lock: chunks and mappings are
+//! made, moved, purged and unmapped outside it (a span being purged is out
+//! of the free list, its chunk counted busy, so nothing unmaps it meanwhile).
+//!
+//! The byte budget is charged for the spans in blocks plus the dirty bytes
+//! of free spans, and for each own mapping's address space; a chunk's
+//! untouched pages are not charged. Under a `max_bytes` budget a freed span
+//! is purged at once, so its room is the classes' again.
 
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
 use crate::meta::{mvec, Arc, MVec};
-use crate::os::{Mapping, PAGE};
+use crate::os::{self, Mapping, PAGE};
 use crate::source::Budget;
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
+mod arena;
 mod table;
 
-/// Freed mappings kept for reuse, at most.
-pub(crate) const CACHE_SLOTS: usize = 8;
-/// Largest mapping kept for reuse.
-pub(crate) const CACHE_MAX_LEN: usize = 4 << 20;
-/// Bytes of freed mappings kept for reuse, at most.
-pub(crate) const CACHE_BYTES: usize = 16 << 20;
+use arena::{page_up, Arena, Chunk, Span, MAX_SPAN};
+
+/// A live large block.
+pub(crate) enum Block {
+    /// A span of an arena chunk.
+    Span { addr: usize, len: usize },
+    /// A mapping of its own.
+    Own(Mapping),
+}
+
+impl Block {
+    pub(crate) fn addr(&self) -> usize {
+        match self {
+            Block::Span { addr, .. } => *addr,
+            Block::Own(m) => m.addr(),
+        }
+    }
+
+    /// Usable bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Block::Span { len, .. } => *len,
+            Block::Own(m) => m.len(),
+        }
+    }
+}
 
 struct State {
     /// Live blocks by address.
     blocks: table::Table,
-    /// Freed mappings kept for reuse, oldest first, with when they were freed.
-    cache: MVec<(Mapping, Instant)>,
-    cached_bytes: usize,
+    arena: Arena,
+    /// When idle spans were last looked for.
+    last_purge: Instant,
 }
 
 /// The large blocks of one allocator.
@@ -51,9 +82,10 @@ pub(crate) struct Large {
     frees: AtomicU64,
     /// Usable bytes of the live blocks.
     bytes: AtomicU64,
-    /// Address space the live blocks hold.
+    /// Address space held: the arena's chunks, the own mappings.
     reserved: AtomicU64,
-    /// Bytes given back to the OS (unmapped or shrunk away).
+    /// Bytes given back to the OS: purged dirty bytes, own mappings
+    /// unmapped or shrunk away.
     released: AtomicU64,
     /// Frees and resizes refused: no live large block there.
     refused: AtomicU64,
@@ -75,8 +107,8 @@ impl Large {
         Self {
             state: Mutex::new(State {
                 blocks: table::Table::new(),
-                cache: mvec(),
-                cached_bytes: 0,
+                arena: Arena::new(),
+                last_purge: Instant::now(),
             }),
             budget,
             release_after,
@@ -97,157 +129,190 @@ impl Large {
         align: usize,
         zero: bool,
     ) -> Result<(usize, usize), AllocError> {
-        if let Some(got) = self.alloc_cached(size, align, zero) {
-            return Ok(got);
+        let len = page_up(size).ok_or(AllocError::OutOfMemory)?;
+        if len.saturating_add(align.max(PAGE) - PAGE) <= MAX_SPAN {
+            self.alloc_span(len, align, zero)
+        } else {
+            self.alloc_own(size, align)
         }
+    }
+
+    /// A span of `len` bytes (a multiple of [`PAGE`]) from the arena,
+    /// mapping a chunk when no free span fits.
+    fn alloc_span(
+        &self,
+        len: usize,
+        align: usize,
+        zero: bool,
+    ) -> Result<(usize, usize), AllocError> {
+        loop {
+            let mut purge = mvec();
+            let mut st = self.state.lock();
+            let now = Instant::now();
+            self.purge_due(&mut st, now, &mut purge);
+            let got = st.arena.carve(len, align, |n| self.budget.charge(n));
+            let got = match got {
+                Ok(Some(c)) => match st.blocks.insert(Block::Span {
+                    addr: c.addr,
+                    len: c.len,
+                }) {
+                    Ok(()) => Ok(Some(c)),
+                    Err(_) => {
+                        // No room in the table: the span goes back, its
+                        // bytes charged as dirty ones.
+                        let _ = st.arena.give(c.addr, c.len, c.len, now);
+                        Err(AllocError::OutOfMemory)
+                    }
+                },
+                other => other,
+            };
+            drop(st);
+            let purged = !purge.is_empty();
+            self.purge(purge);
+            if let Some(c) = got? {
+                self.allocs.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(c.len as u64, Ordering::Relaxed);
+                if zero && !c.zeroed {
+                    // SAFETY: the span is ours alone (nobody else has its
+                    // address yet), `c.len` bytes of a live chunk.
+                    unsafe { (c.addr as *mut u8).write_bytes(0, c.len) };
+                }
+                return Ok((c.addr, c.len));
+            }
+            if purged {
+                // The purged spans were out of the list: look again.
+                continue;
+            }
+            if !self.budget.fits(len as u64) {
+                return Err(AllocError::MemoryLimit {
+                    limit: self.budget.limit(),
+                });
+            }
+            // Map outside the lock; a racing thread may map too, which at
+            // worst leaves a free chunk until `trim()`.
+            let chunk = Chunk::map()?;
+            let reserved = chunk.reserved() as u64;
+            let added = self.state.lock().arena.add_chunk(chunk, Instant::now());
+            if let Err(chunk) = added {
+                drop(chunk);
+                return Err(AllocError::OutOfMemory);
+            }
+            self.reserved.fetch_add(reserved, Ordering::Relaxed);
+        }
+    }
+
+    /// A block in a mapping of its own.
+    fn alloc_own(&self, size: usize, align: usize) -> Result<(usize, usize), AllocError> {
         let map = Mapping::new(size, align)?;
         let reserved = map.reserved() as u64;
         // Refused past the budget: the mapping is dropped (unmapped) again.
         self.budget.charge(reserved)?;
         let (addr, len) = (map.addr(), map.len());
         self.reserved.fetch_add(reserved, Ordering::Relaxed);
-        self.allocs.fetch_add(1, Ordering::Relaxed);
-        if let Err(map) = self.put(map) {
-            self.frees.fetch_add(1, Ordering::Relaxed);
+        if let Err(Block::Own(map)) = self.put(Block::Own(map)) {
             self.unmap_one(map);
             return Err(AllocError::OutOfMemory);
         }
+        self.allocs.fetch_add(1, Ordering::Relaxed);
         Ok((addr, len))
     }
 
-    /// A cached mapping for at least `size` bytes aligned to `align`, if
-    /// one fits (no system call, memory already resident): its address and
-    /// length, zeroed if `zero`.
-    pub(crate) fn alloc_cached(
-        &self,
-        size: usize,
-        align: usize,
-        zero: bool,
-    ) -> Option<(usize, usize)> {
-        let map = self.reuse(size, align)?;
-        let (addr, len) = (map.addr(), map.len());
-        if zero {
-            // SAFETY: the mapping is ours alone (out of the cache, not yet
-            // in the table), `len` bytes at `addr`.
-            unsafe { (addr as *mut u8).write_bytes(0, len) };
-        }
-        self.allocs.fetch_add(1, Ordering::Relaxed);
-        if let Err(map) = self.put(map) {
-            self.frees.fetch_add(1, Ordering::Relaxed);
-            self.unmap_one(map);
-            return None;
-        }
-        Some((addr, len))
-    }
-
-    /// Frees the block at `addr` (into the cache, or back to the OS).
-    /// False: no live large block there.
+    /// Frees the block at `addr` (a span back to the arena, a mapping back
+    /// to the OS). False: no live large block there.
     pub(crate) fn free(&self, addr: usize) -> bool {
-        let Some(map) = self.take(addr) else {
+        let mut st = self.state.lock();
+        let Some(block) = st.blocks.remove(addr) else {
             return false;
         };
         self.frees.fetch_add(1, Ordering::Relaxed);
-        let len = map.len();
-        let mut gone = mvec();
-        // Under a `max_bytes` budget a freed block gives its room back at
-        // once: a cached mapping would hold it from the classes.
-        let unlimited = self.budget.limit() == u64::MAX;
-        let mut st = self.state.lock();
-        if unlimited
-            && map.reserved() == len
-            && len <= CACHE_MAX_LEN
-            && st.cache.try_reserve(1).is_ok()
-            && gone.try_reserve(CACHE_SLOTS + 1).is_ok()
-        {
-            st.cache.push((map, Instant::now()));
-            st.cached_bytes += len;
-            while st.cache.len() > CACHE_SLOTS || st.cached_bytes > CACHE_BYTES {
-                let (old, _) = st.cache.remove(0);
-                st.cached_bytes -= old.len();
-                gone.push(old);
+        self.bytes.fetch_sub(block.len() as u64, Ordering::Relaxed);
+        match block {
+            Block::Own(map) => {
+                drop(st);
+                self.unmap_one(map);
             }
-            drop(st);
-        } else {
-            drop(st);
-            self.unmap_one(map);
+            Block::Span { addr, len } => {
+                let mut purge = mvec();
+                self.give(&mut st, addr, len, &mut purge);
+                drop(st);
+                self.purge(purge);
+            }
         }
-        self.unmap(gone);
         true
     }
 
-    /// True if a cached mapping would serve `size` bytes aligned to `align`.
-    pub(crate) fn cache_fits(&self, size: usize, align: usize) -> bool {
-        align <= PAGE && Self::best_fit(&self.state.lock(), size).is_some()
-    }
-
-    /// The smallest cached mapping that fits `size` (at most twice as long).
-    fn best_fit(st: &State, size: usize) -> Option<usize> {
-        st.cache
-            .iter()
-            .enumerate()
-            .filter(|(_, (m, _))| m.len() >= size && m.len() / 2 <= size)
-            .min_by_key(|(_, (m, _))| m.len())
-            .map(|(i, _)| i)
-    }
-
-    /// A cached mapping that fits `size` (at most twice as long), if any,
-    /// after releasing those idle for `release_after`.
-    fn reuse(&self, size: usize, align: usize) -> Option<Mapping> {
-        if align > PAGE {
-            return None;
-        }
-        let mut st = self.state.lock();
-        let expired = self.expire(&mut st);
-        let best = Self::best_fit(&st, size);
-        let got = best.map(|i| {
-            let (m, _) = st.cache.remove(i);
-            st.cached_bytes -= m.len();
-            m
-        });
-        drop(st);
-        self.unmap(expired);
-        got
-    }
-
-    /// Takes the cached mappings idle for a whole `release_after` out.
-    fn expire(&self, st: &mut State) -> MVec<Mapping> {
-        let mut gone = mvec();
-        let Some(period) = self.release_after else {
-            return gone;
-        };
+    /// Frees the span `addr..addr + len` into the arena, dirty, and picks
+    /// the spans to purge now: every dirty one under a `max_bytes` budget,
+    /// else those idle for `release_after`. Should the arena's list have no
+    /// room (no memory), the span stays out of it, still charged.
+    fn give(&self, st: &mut State, addr: usize, len: usize, purge: &mut MVec<Span>) {
         let now = Instant::now();
-        while gone.try_reserve(1).is_ok()
-            && st
-                .cache
-                .first()
-                .is_some_and(|(_, at)| now.duration_since(*at) >= period)
-        {
-            let (m, _) = st.cache.remove(0);
-            st.cached_bytes -= m.len();
-            gone.push(m);
+        let _ = st.arena.give(addr, len, len, now);
+        if self.budget.limit() != u64::MAX {
+            st.arena.take_dirty(None, purge);
+        } else {
+            self.purge_due(st, now, purge);
         }
-        gone
     }
 
-    /// Returns every cached mapping to the OS; the bytes released.
-    pub(crate) fn trim(&self) -> u64 {
-        let gone = {
-            let mut st = self.state.lock();
-            st.cached_bytes = 0;
-            core::mem::replace(&mut st.cache, mvec())
+    /// The idle-purge policy: if half a `release_after` passed since the
+    /// last look, takes the free spans dirty for a whole period out.
+    fn purge_due(&self, st: &mut State, now: Instant, out: &mut MVec<Span>) {
+        let Some(period) = self.release_after else {
+            return;
         };
-        let bytes = gone.iter().map(|(m, _)| m.reserved() as u64).sum();
-        for (m, _) in gone {
-            self.unmap_one(m);
+        if now.duration_since(st.last_purge) < period / 2 {
+            return;
         }
-        bytes
+        st.last_purge = now;
+        if let Some(cutoff) = now.checked_sub(period) {
+            st.arena.take_dirty(Some(cutoff), out);
+        }
     }
 
-    /// Unmaps `maps` (outside the lock), refunding and counting them.
-    fn unmap(&self, maps: MVec<Mapping>) {
-        for map in maps {
-            self.unmap_one(map);
+    /// Gives the pages of `spans` (taken out of the arena by
+    /// [`Arena::take_dirty`]) back to the OS outside the lock, then returns
+    /// them to the arena clean; the bytes refunded.
+    fn purge(&self, spans: MVec<Span>) -> u64 {
+        if spans.is_empty() {
+            return 0;
         }
+        for s in &spans {
+            // SAFETY: the span is out of the free list and in no block, so
+            // nothing reads or writes it; its chunk counts it busy, so it
+            // stays mapped until the span is given back below.
+            unsafe { os::release(s.addr, s.len) };
+        }
+        let dirty: u64 = spans.iter().map(|s| s.dirty as u64).sum();
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        for s in &spans {
+            // No room: the span stays out of the list (clean, unused).
+            let _ = st.arena.give(s.addr, s.len, 0, now);
+        }
+        drop(st);
+        self.budget.refund(dirty);
+        self.released.fetch_add(dirty, Ordering::Relaxed);
+        dirty
+    }
+
+    /// Purges every free span and unmaps the chunks left wholly free; the
+    /// bytes released.
+    pub(crate) fn trim(&self) -> u64 {
+        let mut spans = mvec();
+        self.state.lock().arena.take_dirty(None, &mut spans);
+        let mut bytes = self.purge(spans);
+        let mut dead = mvec();
+        // Spans freed since the purge may still be dirty.
+        let dirty = self.state.lock().arena.take_empty(&mut dead) as u64;
+        self.budget.refund(dirty);
+        self.released.fetch_add(dirty, Ordering::Relaxed);
+        bytes += dirty;
+        let span: u64 = dead.iter().map(|c| c.reserved() as u64).sum();
+        self.reserved.fetch_sub(span, Ordering::Relaxed);
+        // Unmapped here, outside the lock.
+        drop(dead);
+        bytes
     }
 
     /// Unmaps `map` (outside the lock), refunding and counting it.
@@ -261,28 +326,83 @@ impl Large {
 
     /// The usable length of the live block at `addr`.
     pub(crate) fn len_of(&self, addr: usize) -> Option<usize> {
-        self.state.lock().blocks.get(addr).map(Mapping::len)
+        self.state.lock().blocks.get(addr).map(Block::len)
     }
 
-    /// Resizes the block at `addr` to at least `size` bytes in its own
-    /// mapping (`mremap`, which may move it; grown bytes read zero).
-    /// `Ok(None)`: it cannot (the caller copies); `Err`: no live large block
-    /// there.
-    pub(crate) fn resize(&self, addr: usize, size: usize) -> Result<Option<(usize, usize)>, ()> {
-        let Some(mut map) = self.take(addr) else {
-            return Err(());
+    /// Resizes the block at `addr` to at least `size` bytes: a span in
+    /// place (shrunk, or grown into the free span after it; grown bytes
+    /// read zero if `zero`), a mapping of its own with `mremap` (which may
+    /// move it; grown bytes read zero). `Ok(None)`: it cannot (the caller
+    /// moves it); `Err`: no live large block there.
+    pub(crate) fn resize(
+        &self,
+        addr: usize,
+        size: usize,
+        zero: bool,
+    ) -> Result<Option<(usize, usize)>, ()> {
+        let mut st = self.state.lock();
+        let len = match st.blocks.get(addr) {
+            None => return Err(()),
+            Some(Block::Own(_)) => {
+                drop(st);
+                return Ok(self.remap(addr, size));
+            }
+            Some(b) => b.len(),
+        };
+        let new = match page_up(size) {
+            Some(n) if n <= MAX_SPAN => n,
+            _ => return Ok(None),
+        };
+        if new <= len {
+            if new < len {
+                self.set_len(&mut st, addr, new);
+                let mut purge = mvec();
+                self.give(&mut st, addr + new, len - new, &mut purge);
+                drop(st);
+                self.purge(purge);
+            }
+            return Ok(Some((addr, new)));
+        }
+        let grown = st.arena.grow(addr, len, new, |n| self.budget.charge(n));
+        let Ok(Some(g)) = grown else {
+            return Ok(None);
+        };
+        self.set_len(&mut st, addr, new);
+        drop(st);
+        if zero && !g.zeroed {
+            // SAFETY: the grown part is the caller's block's now (it holds
+            // the block), `g.len` bytes of a live chunk.
+            unsafe { (g.addr as *mut u8).write_bytes(0, g.len) };
+        }
+        Ok(Some((addr, new)))
+    }
+
+    /// Sets the length of the live span at `addr`, counting the change.
+    fn set_len(&self, st: &mut State, addr: usize, new: usize) {
+        if let Some(Block::Span { len, .. }) = st.blocks.get_mut(addr) {
+            self.bytes.fetch_add(new as u64, Ordering::Relaxed);
+            self.bytes.fetch_sub(*len as u64, Ordering::Relaxed);
+            *len = new;
+        }
+    }
+
+    /// Resizes the block with a mapping of its own at `addr` to at least
+    /// `size` bytes (`mremap`); `None` if it cannot.
+    fn remap(&self, addr: usize, size: usize) -> Option<(usize, usize)> {
+        let Some(Block::Own(mut map)) = self.take(addr) else {
+            return None;
         };
         let before = map.reserved() as u64;
-        let want = (size.saturating_add(PAGE - 1) & !(PAGE - 1)) as u64;
+        let want = page_up(size).unwrap_or(usize::MAX) as u64;
         let charge = want.saturating_sub(before);
         if charge > 0 && self.budget.charge(charge).is_err() {
             self.put_back(map);
-            return Ok(None);
+            return None;
         }
         if !map.remap(size) {
             self.budget.refund(charge);
             self.put_back(map);
-            return Ok(None);
+            return None;
         }
         let after = map.reserved() as u64;
         if after < before {
@@ -293,7 +413,7 @@ impl Large {
         self.reserved.fetch_sub(before, Ordering::Relaxed);
         let got = (map.addr(), map.len());
         self.put_back(map);
-        Ok(Some(got))
+        Some(got)
     }
 
     /// Counts a refused free or resize.
@@ -314,27 +434,27 @@ impl Large {
     }
 
     /// Takes the live block at `addr` out of the table (uncounting its bytes).
-    fn take(&self, addr: usize) -> Option<Mapping> {
-        let map = self.state.lock().blocks.remove(addr)?;
-        self.bytes.fetch_sub(map.len() as u64, Ordering::Relaxed);
-        Some(map)
+    fn take(&self, addr: usize) -> Option<Block> {
+        let block = self.state.lock().blocks.remove(addr)?;
+        self.bytes.fetch_sub(block.len() as u64, Ordering::Relaxed);
+        Some(block)
     }
 
     /// Puts a block (back) into the table.
     /// Gives it back if the table has no room (no memory to grow).
-    fn put(&self, map: Mapping) -> Result<(), Mapping> {
-        let len = map.len() as u64;
-        self.state.lock().blocks.insert(map)?;
+    fn put(&self, block: Block) -> Result<(), Block> {
+        let len = block.len() as u64;
+        self.state.lock().blocks.insert(block)?;
         self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Puts a block taken out by [`Large::take`] back: its room is still
+    /// Puts a mapping taken out by [`Large::take`] back: its room is still
     /// there (the table never shrinks), so this cannot fail; were it to,
     /// the mapping would leak rather than be unmapped under its user.
     fn put_back(&self, map: Mapping) {
-        if let Err(m) = self.put(map) {
-            core::mem::forget(m);
+        if let Err(b) = self.put(Block::Own(map)) {
+            core::mem::forget(b);
         }
     }
 

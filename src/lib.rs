@@ -102,6 +102,14 @@ pub fn flush_remote_frees() {
     pool_core::flush_thread();
 }
 
+/// Testing aid, not API: the calls of the `mmap` family (map, unmap,
+/// remap, advise; `VirtualAlloc`/`VirtualFree` on Windows) homeslab made so
+/// far in this process, summed over every allocator and pool (0 under Miri).
+#[doc(hidden)]
+pub fn os_calls() -> u64 {
+    os::calls()
+}
+
 /// The README's examples, run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -80,18 +80,8 @@ impl Backing {
     /// The range lies inside this memory, page-aligned, and nothing reads
     /// or writes it meanwhile.
     pub(crate) unsafe fn release(&self, addr: usize, len: usize) {
-        #[cfg(not(any(miri, loom)))]
-        {
-            let Backing::Os(pages) = self;
-            // SAFETY: per the contract.
-            unsafe { pages.release(addr - pages.addr(), len) };
-        }
-        // No OS to ask: zero the range, as the OS would.
-        #[cfg(any(miri, loom))]
-        // SAFETY: per the contract.
-        unsafe {
-            core::ptr::write_bytes(addr as *mut u8, 0, len)
-        };
+        // SAFETY: per the contract, a range of memory we own.
+        unsafe { release(addr, len) };
     }
 
     /// Resizes the memory to `len` bytes (a multiple of [`PAGE`]), moving
@@ -114,6 +104,37 @@ impl Backing {
             None
         }
     }
+}
+
+/// Gives the pages of `addr..addr + len` back to the OS: they read zero
+/// afterwards. Needs only the range, so a caller may do it outside the
+/// lock that guards the memory's owner.
+///
+/// # Safety
+/// The range lies inside a [`Backing`] that stays alive across the call,
+/// page-aligned, and nothing reads or writes it meanwhile.
+pub(crate) unsafe fn release(addr: usize, len: usize) {
+    #[cfg(not(any(miri, loom)))]
+    // SAFETY: per the contract.
+    unsafe {
+        sys::release(addr, len)
+    };
+    // No OS to ask: zero the range, as the OS would.
+    #[cfg(any(miri, loom))]
+    // SAFETY: per the contract.
+    unsafe {
+        core::ptr::write_bytes(addr as *mut u8, 0, len)
+    };
+}
+
+/// The calls of the `mmap` family (map, unmap, remap, advise; on Windows
+/// `VirtualAlloc`/`VirtualFree`) homeslab made so far in this process; 0
+/// under Miri and loom, where no OS is asked.
+pub(crate) fn calls() -> u64 {
+    #[cfg(not(any(miri, loom)))]
+    return sys::calls();
+    #[cfg(any(miri, loom))]
+    0
 }
 
 /// Maps `len` bytes (a multiple of [`PAGE`]), zeroed; null if the OS

@@ -5,8 +5,8 @@
 //! Each size class ([`crate::class`]) is a pool core of its own — owner
 //! heaps found through the thread context, remote frees held in magazines
 //! and sent home grouped by slab, the overflow tier, hardening, refusals, trim, idle release — and
-//! all of them charge one byte budget. Large blocks ([`crate::large`]) get
-//! mappings of their own.
+//! all of them charge one byte budget. Large blocks ([`crate::large`]) are
+//! spans of an arena, or mappings of their own when larger than 16 MiB.
 
 use core::alloc::Layout;
 use core::fmt;
@@ -44,11 +44,12 @@ pub(crate) use raw::Home;
 ///   blocks are aligned to the largest power of two dividing its size (up
 ///   to 4096); a stronger alignment takes the first class that has it.
 ///   `allocate` returns the class size as the slice length.
-/// - **Large blocks** (above 32 KiB, or aligned above 4096): a mapping each;
-///   `grow` and `shrink` use `mremap` where they can. Freed mappings up to
-///   4 MiB are kept for reuse (8 of them, 16 MiB at most) until `trim()` or
-///   `release_after`, unless `max_bytes` is set; the rest are unmapped when
-///   freed.
+/// - **Large blocks** (above 32 KiB, or aligned above 4096): up to 16 MiB,
+///   spans of an arena of 32 MiB chunks, reused and coalesced when freed,
+///   grown and shrunk in place where the next span is free; freed spans
+///   keep their pages until unused for `release_after` or `trim()` (at once
+///   if `max_bytes` is set). Larger blocks get a mapping each, unmapped when
+///   freed, resized with `mremap` where the OS has it.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
@@ -237,7 +238,8 @@ impl SlabAlloc {
 
     /// Gives memory back to the OS: every empty slab of every class held by
     /// this thread's heaps, the overflow tiers and exited threads' heaps,
-    /// every idle region, and the freed large mappings kept for reuse.
+    /// every idle region, the pages of every free large span, and the large
+    /// arena's chunks left wholly free.
     /// Returns the bytes released.
     pub fn trim(&self) -> u64 {
         let slabs: u64 = self.inner.cores.iter().map(|c| c.trim()).sum();
@@ -352,11 +354,6 @@ impl SlabAlloc {
         }
     }
 
-    /// True if a cached large mapping would serve `layout`.
-    fn large_cache_fits(&self, layout: Layout) -> bool {
-        self.inner.large.cache_fits(layout.size(), layout.align())
-    }
-
     /// Resizes in place when the class stays the same, or the block is
     /// large both before and after and its mapping can follow; else moves.
     ///
@@ -390,16 +387,14 @@ impl SlabAlloc {
                 }
                 return Ok(slice(ptr, len));
             }
-            // A cached mapping that fits beats `mremap`: its pages are
-            // resident, and the old block goes to the cache in turn (a
-            // vector growing by doubling then reuses every step).
-            (None, None) if old.align() == new.align() && !self.large_cache_fits(new) => {
+            // In place in the arena, or `mremap` for a mapping of its own.
+            (None, None) if old.align() == new.align() => {
                 let addr = ptr.as_ptr() as usize;
                 let old_len = self.inner.large.len_of(addr);
-                if let Ok(Some((at, len))) = self.inner.large.resize(addr, new.size()) {
+                if let Ok(Some((at, len))) = self.inner.large.resize(addr, new.size(), zero) {
                     if zero {
                         // Grown bytes read zero; those past `old.size()`
-                        // in the old mapping may not.
+                        // in the old block may not.
                         let dirty = old_len.unwrap_or(len).min(len);
                         // SAFETY: the block is ours, `len` bytes.
                         unsafe { (at as *mut u8).add(keep).write_bytes(0, dirty - keep) };

@@ -12,7 +12,8 @@ pub struct Stats {
     pub allocs: u64,
     /// Frees so far (local and remote).
     pub frees: u64,
-    /// Bytes of slab regions in use or cached warm: memory that may be resident.
+    /// Bytes of slab regions in use or cached warm, and of large blocks and
+    /// the free large spans not yet released: memory that may be resident.
     pub mapped_bytes: u64,
     /// The highest `mapped_bytes` seen.
     pub peak_mapped_bytes: u64,
@@ -50,8 +51,8 @@ pub struct Stats {
     /// Live large blocks ([`SlabAlloc`](crate::SlabAlloc) only; counted in
     /// `live_blocks` too).
     pub large_blocks: u64,
-    /// Usable bytes of the live large blocks (their mappings are counted in
-    /// `mapped_bytes`).
+    /// Usable bytes of the live large blocks (their spans or mappings are
+    /// counted in `mapped_bytes`).
     pub large_bytes: u64,
     /// Objects an [`ObjectPool`](crate::ObjectPool) constructed (its `init`
     /// ran).

@@ -2,12 +2,12 @@
 //! linear probing and backward-shift deletion, in meta memory (a `HashMap`
 //! would call the global allocator, which homeslab may be).
 
+use super::Block;
 use crate::meta::{mvec, MVec};
-use crate::os::Mapping;
 
 pub(crate) struct Table {
     /// A power-of-two number of slots (or none yet).
-    slots: MVec<Option<Mapping>>,
+    slots: MVec<Option<Block>>,
     len: usize,
 }
 
@@ -39,13 +39,17 @@ impl Table {
         }
     }
 
-    pub(crate) fn get(&self, addr: usize) -> Option<&Mapping> {
+    pub(crate) fn get(&self, addr: usize) -> Option<&Block> {
         self.find(addr).and_then(|i| self.slots[i].as_ref())
+    }
+
+    pub(crate) fn get_mut(&mut self, addr: usize) -> Option<&mut Block> {
+        self.find(addr).and_then(|i| self.slots[i].as_mut())
     }
 
     /// Inserts `map` (whose address is not in the table); gives it back if
     /// there is no memory to grow.
-    pub(crate) fn insert(&mut self, map: Mapping) -> Result<(), Mapping> {
+    pub(crate) fn insert(&mut self, map: Block) -> Result<(), Block> {
         if (self.len + 1) * 2 > self.slots.len() && !self.grow() {
             return Err(map);
         }
@@ -54,7 +58,7 @@ impl Table {
         Ok(())
     }
 
-    fn place(&mut self, map: Mapping) {
+    fn place(&mut self, map: Block) {
         let mask = self.slots.len() - 1;
         let mut i = hash(map.addr(), mask);
         while self.slots[i].is_some() {
@@ -65,7 +69,7 @@ impl Table {
 
     fn grow(&mut self) -> bool {
         let cap = (self.slots.len() * 2).max(16);
-        let mut fresh: MVec<Option<Mapping>> = mvec();
+        let mut fresh: MVec<Option<Block>> = mvec();
         if fresh.try_reserve_exact(cap).is_err() {
             return false;
         }
@@ -77,7 +81,7 @@ impl Table {
         true
     }
 
-    pub(crate) fn remove(&mut self, addr: usize) -> Option<Mapping> {
+    pub(crate) fn remove(&mut self, addr: usize) -> Option<Block> {
         let mut i = self.find(addr)?;
         let got = self.slots[i].take();
         self.len -= 1;
@@ -106,22 +110,25 @@ mod tests {
     #[test]
     fn insert_find_remove_many() {
         let mut t = Table::new();
-        let maps: Vec<Mapping> = (0..200)
-            .map(|_| Mapping::new(4096, 4096).unwrap())
+        let maps: Vec<Block> = (1..=200)
+            .map(|i| Block::Span {
+                addr: i << 20,
+                len: 4096,
+            })
             .collect();
-        let addrs: Vec<usize> = maps.iter().map(Mapping::addr).collect();
+        let addrs: Vec<usize> = maps.iter().map(Block::addr).collect();
         for m in maps {
             assert!(t.insert(m).is_ok());
         }
         for &a in &addrs {
-            assert_eq!(t.get(a).map(Mapping::addr), Some(a));
+            assert_eq!(t.get(a).map(Block::addr), Some(a));
         }
         for &a in addrs.iter().step_by(2) {
             assert_eq!(t.remove(a).map(|m| m.addr()), Some(a));
             assert!(t.get(a).is_none());
         }
         for &a in addrs.iter().skip(1).step_by(2) {
-            assert_eq!(t.get(a).map(Mapping::addr), Some(a), "lost after deletions");
+            assert_eq!(t.get(a).map(Block::addr), Some(a), "lost after deletions");
         }
         assert!(t.get(12345 << 12).is_none());
     }

@@ -6,12 +6,34 @@
 //! not aligned to its pages, if they are larger than 4 KiB), the range is
 //! zeroed by hand.
 
+use crate::sync::{AtomicU64, Ordering};
+
+/// Calls of the `mmap` family made so far (map, unmap, remap, advise).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn count() {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The `mmap`-family calls made so far by the process's homeslab.
+pub(crate) fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
 /// An anonymous private mapping, unmapped when dropped.
 pub(crate) struct Pages(memmap2::MmapMut);
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // The mapping itself is unmapped by memmap2 right after.
+        count();
+    }
+}
 
 impl Pages {
     /// Maps `len` bytes, zeroed, page-aligned; `None` if the OS refuses.
     pub(crate) fn map(len: usize) -> Option<Pages> {
+        count();
         memmap2::MmapMut::map_anon(len).ok().map(Pages)
     }
 
@@ -26,27 +48,10 @@ impl Pages {
     /// # Safety
     /// The range lies inside the mapping, page-aligned, and nothing reads
     /// or writes it meanwhile.
+    #[cfg(test)]
     pub(crate) unsafe fn release(&self, offset: usize, len: usize) {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: per the contract; DONTNEED only makes the pages read
-            // back as zeroes.
-            let advised = unsafe {
-                self.0
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
-            };
-            if advised.is_err() {
-                // A range the kernel takes no advice on (not aligned to
-                // larger pages than `PAGE`): zero it by hand.
-                // SAFETY: per the contract.
-                unsafe { core::ptr::write_bytes((self.addr() + offset) as *mut u8, 0, len) };
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
         // SAFETY: per the contract.
-        unsafe {
-            zero_pages(self.addr() + offset, len)
-        };
+        unsafe { release(self.addr() + offset, len) };
     }
 
     /// Resizes the mapping to `len` bytes, moving it if it must; false if
@@ -57,6 +62,7 @@ impl Pages {
     pub(crate) unsafe fn remap(&mut self, len: usize) -> bool {
         #[cfg(target_os = "linux")]
         {
+            count();
             // SAFETY: per the contract.
             unsafe {
                 self.0
@@ -70,6 +76,32 @@ impl Pages {
             false
         }
     }
+}
+
+/// Gives the pages of `addr..addr + len` back: they read zero afterwards.
+///
+/// # Safety
+/// The range lies inside a private read-write anonymous mapping of ours,
+/// page-aligned, and nothing reads or writes it meanwhile.
+pub(crate) unsafe fn release(addr: usize, len: usize) {
+    count();
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: per the contract; DONTNEED only makes the pages of our
+        // own mapping read back as zeroes.
+        let advised = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        if advised != 0 {
+            // A range the kernel takes no advice on (not aligned to
+            // larger pages than `PAGE`): zero it by hand.
+            // SAFETY: per the contract.
+            unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: per the contract.
+    unsafe {
+        zero_pages(addr, len)
+    };
 }
 
 /// Replaces the pages of `addr..addr + len` with fresh zero pages of the
@@ -101,6 +133,7 @@ unsafe fn zero_pages(addr: usize, len: usize) {
 
 /// Maps `len` bytes, zeroed; null if the OS refuses.
 pub(crate) fn map_raw(len: usize) -> *mut u8 {
+    count();
     // SAFETY: an anonymous private mapping at an address of the OS's
     // choosing touches no existing memory.
     let p = unsafe {
@@ -125,6 +158,7 @@ pub(crate) fn map_raw(len: usize) -> *mut u8 {
 /// # Safety
 /// `p..p + len` is a mapping from [`map_raw`] that nobody uses any more.
 pub(crate) unsafe fn unmap_raw(p: *mut u8, len: usize) {
+    count();
     // SAFETY: per the contract.
     unsafe { libc::munmap(p.cast(), len) };
 }

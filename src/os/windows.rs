@@ -10,6 +10,20 @@ use windows_sys::Win32::System::Memory::{
     VirtualAlloc, VirtualFree, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_READWRITE,
 };
 
+use crate::sync::{AtomicU64, Ordering};
+
+/// Calls of the `VirtualAlloc` family made so far.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn count() {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The `VirtualAlloc`-family calls made so far by the process's homeslab.
+pub(crate) fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
 /// A reserved and committed region, released when dropped.
 pub(crate) struct Pages {
     addr: usize,
@@ -28,23 +42,15 @@ impl Pages {
     }
 
     /// Gives the pages of `offset..offset + len` back: they read zero
-    /// afterwards. Committing them again fails only at the system's commit
-    /// limit; the process then aborts, as the pages could not be used.
+    /// afterwards.
     ///
     /// # Safety
     /// The range lies inside the region, page-aligned, and nothing reads
     /// or writes it meanwhile.
+    #[cfg(test)]
     pub(crate) unsafe fn release(&self, offset: usize, len: usize) {
-        let at = (self.addr + offset) as *mut c_void;
-        // SAFETY: per the contract the range is ours and unused; decommit
-        // and commit touch nothing else.
-        let recommitted = unsafe {
-            VirtualFree(at, len, MEM_DECOMMIT) != 0
-                && !VirtualAlloc(at, len, MEM_COMMIT, PAGE_READWRITE).is_null()
-        };
-        if !recommitted {
-            std::process::abort();
-        }
+        // SAFETY: per the contract.
+        unsafe { release(self.addr + offset, len) };
     }
 
     /// No `mremap` on Windows: always false.
@@ -63,8 +69,30 @@ impl Drop for Pages {
     }
 }
 
+/// Gives the pages of `addr..addr + len` back: they read zero afterwards.
+/// Committing them again fails only at the system's commit limit; the
+/// process then aborts, as the pages could not be used.
+///
+/// # Safety
+/// The range lies inside a region of ours, page-aligned, and nothing reads
+/// or writes it meanwhile.
+pub(crate) unsafe fn release(addr: usize, len: usize) {
+    let at = addr as *mut c_void;
+    count();
+    // SAFETY: per the contract the range is ours and unused; decommit
+    // and commit touch nothing else.
+    let recommitted = unsafe {
+        VirtualFree(at, len, MEM_DECOMMIT) != 0
+            && !VirtualAlloc(at, len, MEM_COMMIT, PAGE_READWRITE).is_null()
+    };
+    if !recommitted {
+        std::process::abort();
+    }
+}
+
 /// Reserves and commits `len` bytes, zeroed; null if the OS refuses.
 pub(crate) fn map_raw(len: usize) -> *mut u8 {
+    count();
     // SAFETY: a new region at an address of the OS's choosing touches no
     // existing memory.
     unsafe {
@@ -83,6 +111,7 @@ pub(crate) fn map_raw(len: usize) -> *mut u8 {
 /// # Safety
 /// `p` is a region from [`map_raw`] that nobody uses any more.
 pub(crate) unsafe fn unmap_raw(p: *mut u8, _len: usize) {
+    count();
     // SAFETY: per the contract; `MEM_RELEASE` takes size 0 and the
     // region's base.
     unsafe { VirtualFree(p.cast(), 0, MEM_RELEASE) };

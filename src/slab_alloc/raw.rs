@@ -84,7 +84,8 @@ impl SlabAlloc {
     /// `new` bytes aligned to `align`, keeping the first `keep` bytes
     /// (`None`: as many as the block holds). In place when the new size
     /// still fits the block's class and is not below half of it; large
-    /// blocks move with `mremap` where they can; else a copy. Null when
+    /// blocks grow or shrink in place in the arena, or move with `mremap`
+    /// where they have a mapping of their own; else a copy. Null when
     /// out of memory or `ptr` is not ours (the old block is left as it
     /// was).
     ///
@@ -110,7 +111,7 @@ impl SlabAlloc {
                     if new <= len && new >= len / 2 {
                         return ptr;
                     }
-                    if let Ok(Some((at, _))) = self.inner.large.resize(ptr as usize, new) {
+                    if let Ok(Some((at, _))) = self.inner.large.resize(ptr as usize, new, false) {
                         return at as *mut u8;
                     }
                 }

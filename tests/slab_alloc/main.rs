@@ -7,6 +7,9 @@
 //! - `collections`: hashbrown maps, `Vec`s and `Box`es that cross threads;
 //! - `threads`: mixed sizes and alignments freed remotely, `trim` racing
 //!   allocation;
+//! - `large`: the large blocks' arena (coalescing, growth in place, idle
+//!   purge, trim, the budget) and threads resizing large blocks while
+//!   another trims;
 //! - `refusals`: refused frees (double, foreign, interior, large);
 //! - `limits`: builder validation, the `max_bytes` budget, injected mapping
 //!   failures, impossible requests.
@@ -21,6 +24,7 @@ mod common;
 
 mod blocks;
 mod collections;
+mod large;
 mod layouts;
 mod limits;
 mod refusals;
