@@ -163,3 +163,27 @@ mod sys;
 #[cfg(all(windows, not(any(miri, loom))))]
 #[path = "os/windows.rs"]
 mod sys;
+
+#[cfg(all(test, not(any(miri, loom))))]
+mod tests {
+    use super::{sys::Pages, PAGE};
+
+    /// Every platform's release: the range reads zero, its neighbours keep
+    /// their bytes, and the pages stay usable.
+    #[test]
+    fn released_pages_read_zero_and_stay_usable() {
+        let pages = Pages::map(4 * PAGE).unwrap();
+        let at = pages.addr() as *mut u8;
+        // SAFETY: the mapping is ours and four pages long.
+        unsafe { core::ptr::write_bytes(at, 0xAB, 4 * PAGE) };
+        // SAFETY: pages 1 and 2, inside the mapping, unused meanwhile.
+        unsafe { pages.release(PAGE, 2 * PAGE) };
+        // SAFETY: as above; the mapping is still ours.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(at, 4 * PAGE) };
+        assert!(bytes[..PAGE].iter().all(|&b| b == 0xAB));
+        assert!(bytes[PAGE..3 * PAGE].iter().all(|&b| b == 0));
+        assert!(bytes[3 * PAGE..].iter().all(|&b| b == 0xAB));
+        bytes[PAGE] = 1;
+        assert_eq!(bytes[PAGE], 1);
+    }
+}

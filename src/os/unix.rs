@@ -170,24 +170,6 @@ mod tests {
     const PAGE: usize = crate::os::PAGE;
 
     #[test]
-    fn released_pages_read_zero_and_stay_usable() {
-        let pages = Pages::map(4 * PAGE).unwrap();
-        let at = pages.addr() as *mut u8;
-        // SAFETY: the mapping is ours and four pages long.
-        unsafe { core::ptr::write_bytes(at, 0xAB, 4 * PAGE) };
-        // SAFETY: pages 1 and 2, inside the mapping, unused meanwhile.
-        unsafe { pages.release(PAGE, 2 * PAGE) };
-        // SAFETY: as above; the mapping is still ours.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(at, 4 * PAGE) };
-        assert!(bytes[..PAGE].iter().all(|&b| b == 0xAB));
-        assert!(bytes[PAGE..3 * PAGE].iter().all(|&b| b == 0));
-        assert!(bytes[3 * PAGE..].iter().all(|&b| b == 0xAB));
-        bytes[PAGE] = 1;
-        assert_eq!(bytes[PAGE], 1);
-    }
-
-    /// The non-Linux way of giving pages back, run on Linux too.
-    #[test]
     fn zero_pages_maps_fresh_zero_pages() {
         let pages = Pages::map(3 * PAGE).unwrap();
         let at = pages.addr() as *mut u8;

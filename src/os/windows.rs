@@ -124,23 +124,6 @@ mod tests {
     const PAGE: usize = crate::os::PAGE;
 
     #[test]
-    fn released_pages_read_zero_and_stay_usable() {
-        let pages = Pages::map(4 * PAGE).unwrap();
-        let at = pages.addr() as *mut u8;
-        // SAFETY: the region is ours and four pages long.
-        unsafe { core::ptr::write_bytes(at, 0xAB, 4 * PAGE) };
-        // SAFETY: pages 1 and 2, inside the region, unused meanwhile.
-        unsafe { pages.release(PAGE, 2 * PAGE) };
-        // SAFETY: as above; the region is still ours and committed.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(at, 4 * PAGE) };
-        assert!(bytes[..PAGE].iter().all(|&b| b == 0xAB));
-        assert!(bytes[PAGE..3 * PAGE].iter().all(|&b| b == 0));
-        assert!(bytes[3 * PAGE..].iter().all(|&b| b == 0xAB));
-        bytes[PAGE] = 1;
-        assert_eq!(bytes[PAGE], 1);
-    }
-
-    #[test]
     fn raw_regions_are_zeroed() {
         let p = map_raw(2 * PAGE);
         assert!(!p.is_null());
