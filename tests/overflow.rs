@@ -193,7 +193,7 @@ fn tier_frees_from_any_thread_are_reused() {
     let ledger = Ledger::new(&DROPS);
     let slab = pool.stats().slab_bytes as usize;
     let mut segments_after_first = 0;
-    let mut first_regions = HashSet::new();
+    let mut seen_regions = HashSet::new();
     for round in 0..3 {
         // Allocate on some threads...
         let handles: Vec<_> = (0..ALLOCATORS)
@@ -211,19 +211,21 @@ fn tier_frees_from_any_thread_are_reused() {
             .flat_map(|h| h.join().unwrap())
             .collect();
         assert_distinct(&all);
-        let regions: HashSet<usize> = all.iter().map(|m| addr(m) & !(slab - 1)).collect();
+        seen_regions.extend(all.iter().map(|m| addr(m) & !(slab - 1)));
         let s = pool.stats();
         if round == 0 {
             segments_after_first = s.overflow_segments;
-            first_regions = regions;
         } else {
-            // ...the freed slots came back: no growth, the same segments.
+            // ...the freed slots came back: no growth, and no segment but
+            // those mapped in the first round (racing growers may have
+            // mapped one that only a later round uses).
             assert_eq!(s.overflow_segments, segments_after_first, "{s:?}");
-            assert!(
-                regions.is_subset(&first_regions),
-                "blocks outside the first round's segments"
-            );
         }
+        assert!(
+            seen_regions.len() as u64 <= segments_after_first,
+            "blocks from {} segments, {segments_after_first} mapped",
+            seen_regions.len()
+        );
         assert_eq!(
             s.overflow_allocs,
             ((round + 1) * ALLOCATORS * PER_THREAD) as u64
