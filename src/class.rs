@@ -87,10 +87,14 @@ const fn class_by_size(size: usize) -> usize {
 /// `None`: a large block. `size` is not 0.
 #[inline(always)]
 pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
-    if align <= 16 && size <= 1024 {
-        return Some(SMALL[(size + 15) >> 4] as usize);
-    }
-    class_of_aligned(size, align)
+    small_class(size, align).or_else(|| class_of_aligned(size, align))
+}
+
+/// [`class_of`] for up to 1024 bytes aligned to at most 16, by one table
+/// load (size 0 gets the smallest class); `None` for anything else.
+#[inline(always)]
+pub(crate) fn small_class(size: usize, align: usize) -> Option<usize> {
+    (align <= 16 && size <= 1024).then(|| SMALL[(size + 15) >> 4] as usize)
 }
 
 #[inline]

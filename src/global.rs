@@ -76,12 +76,28 @@ fn me() -> usize {
 /// The core: one load once built.
 #[inline(always)]
 fn core() -> Option<&'static SlabAlloc> {
+    built().or_else(build)
+}
+
+/// The process-wide core if it is built (one load).
+#[inline(always)]
+fn built() -> Option<&'static SlabAlloc> {
     let p = CORE.load(Ordering::Acquire);
-    if p.is_null() {
-        return build();
-    }
     // SAFETY: published once built, never freed or moved.
-    Some(unsafe { &*p })
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// [`Global::malloc`] but its inline fast path.
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
+        return core::ptr::null_mut();
+    };
+    match core() {
+        Some(c) => c.alloc_raw(layout, zero),
+        None => core::ptr::null_mut(),
+    }
 }
 
 #[cold]
@@ -263,14 +279,17 @@ impl Global {
 
     /// `size` bytes (at least 1) aligned to `align` (a power of two), zeroed
     /// if `zero`; null when out of memory or the request is invalid.
+    #[inline]
     pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
-            return core::ptr::null_mut();
-        };
-        match core() {
-            Some(c) => c.alloc_raw(layout, zero),
-            None => core::ptr::null_mut(),
+        // A small request on a thread that owns its class's heap: inline.
+        if !zero {
+            if let Some(c) = built() {
+                if let Some(p) = c.alloc_small_owned(size, align) {
+                    return p;
+                }
+            }
         }
+        malloc_slow(size, align, zero)
     }
 
     /// Frees `ptr` (null: nothing). A pointer that is not a live block of
@@ -279,6 +298,7 @@ impl Global {
     /// # Safety
     /// If `ptr` is a block of this allocator, the caller holds it and does
     /// not use it after.
+    #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) {
         if !ptr.is_null() {
             if let Some(c) = core() {

@@ -104,12 +104,14 @@ impl Class {
     }
 
     /// [`Slab::resolve`] for a block of this class: a slab of this class's
-    /// core, and a slot of it.
+    /// core (checked unless `tagged`: the page map tagged the region for
+    /// this class, and only this class's core maps such regions), and a
+    /// slot of it.
     ///
     /// # Safety
     /// The header of `addr`'s region (of this class's size) is readable.
     #[inline(always)]
-    unsafe fn resolve(&self, addr: usize) -> Resolved {
+    unsafe fn resolve(&self, addr: usize, tagged: bool) -> Resolved {
         let (div, stride) = (self.div, self.shape.stride as usize);
         let index = |off: usize| {
             let idx = div.div(off);
@@ -121,7 +123,7 @@ impl Class {
                 addr,
                 self.mask,
                 self.tag,
-                Some(self.core.cast()),
+                (!tagged).then_some(self.core.cast()),
                 self.shape(),
                 index,
             )
@@ -267,15 +269,16 @@ impl SlabAlloc {
     }
 
     /// Frees a block of class `c`, refusing (and counting) anything that is
-    /// not a block of this allocator's class.
+    /// not a block of this allocator's class. `tagged`: the page map says
+    /// the region is this class's (see [`Class::resolve`]).
     ///
     /// # Safety
     /// `ptr`'s region (of the class's region size) is readable.
     #[inline(always)]
-    unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
+    unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>, tagged: bool) {
         let d = self.class(c);
         // SAFETY: per the contract.
-        match unsafe { d.resolve(ptr.as_ptr() as usize) } {
+        match unsafe { d.resolve(ptr.as_ptr() as usize, tagged) } {
             Resolved::NotASlab => self.refuse(),
             // SAFETY: the header is a live slab of this class's core.
             Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
@@ -284,7 +287,7 @@ impl SlabAlloc {
         }
     }
 
-    /// Class `c`'s descriptor; `c` came from [`class::class_of`].
+    /// Class `c`'s descriptor; `c` came from [`class::class_of`] or [`class::small_class`].
     #[inline(always)]
     fn class(&self, c: usize) -> &Class {
         debug_assert!(c < CLASSES);
@@ -341,7 +344,7 @@ impl SlabAlloc {
         }
         match class::class_of(layout.size(), layout.align()) {
             // SAFETY: per the contract.
-            Some(c) => unsafe { self.free_class(c, ptr) },
+            Some(c) => unsafe { self.free_class(c, ptr, false) },
             None => self.free_large(ptr),
         }
     }

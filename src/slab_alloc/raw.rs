@@ -10,6 +10,7 @@ use super::SlabAlloc;
 use crate::class::{self, CLASSES, MAX_CLASS};
 use crate::os::PAGE;
 use crate::pagemap;
+use crate::pool_core::alloc_owned;
 use crate::slab::Resolved;
 
 /// Where a pointer lives, as the page map and the large table say.
@@ -32,6 +33,17 @@ impl SlabAlloc {
         }
     }
 
+    /// A block for `size` bytes (up to 1024; 0 takes the smallest class)
+    /// aligned to `align` (up to 16) from the calling thread's own heap of
+    /// its class, inline; `None` for anything else (the caller takes
+    /// [`SlabAlloc::alloc_raw`]).
+    #[inline(always)]
+    pub(crate) fn alloc_small_owned(&self, size: usize, align: usize) -> Option<*mut u8> {
+        let d = self.class(class::small_class(size, align)?);
+        let (p, _) = alloc_owned(d.at, d.id, d.shape())?;
+        Some(p.as_ptr())
+    }
+
     /// Allocates `layout` (not zero-size); null when out of memory.
     #[inline(always)]
     pub(crate) fn alloc_raw(&self, layout: Layout, zero: bool) -> *mut u8 {
@@ -43,7 +55,9 @@ impl SlabAlloc {
 
     /// Where `ptr` lives. Reads the page map, and for a class pointer the
     /// header of its region (our memory); never the memory of a pointer
-    /// that is not ours.
+    /// that is not ours. Here and below, `self` is the allocator that
+    /// tagged the page map ([`SlabAlloc::tag_pages`]): a tag names one of
+    /// its classes, so the slab's pool is not checked again.
     #[inline]
     pub(crate) fn home(&self, ptr: *mut u8) -> Home {
         let addr = ptr as usize;
@@ -52,7 +66,7 @@ impl SlabAlloc {
             let c = tag - 1;
             // SAFETY: the page map says the region is a mapped chunk of a
             // class core: readable.
-            return match unsafe { self.class(c).resolve(addr) } {
+            return match unsafe { self.class(c).resolve(addr, true) } {
                 Resolved::Slot(..) => Home::Class(c),
                 _ => Home::Foreign,
             };
@@ -75,7 +89,7 @@ impl SlabAlloc {
         if tag != 0 && tag <= CLASSES {
             // SAFETY: the page map says the region is a mapped chunk of
             // a class core: readable. `free_class` checks the rest.
-            return unsafe { self.free_class(tag - 1, p) };
+            return unsafe { self.free_class(tag - 1, p, true) };
         }
         self.free_large(p);
     }
