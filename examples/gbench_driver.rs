@@ -3,21 +3,65 @@
 //! `gbench_jemalloc`, `gbench_system`, built next to this one), in
 //! interleaved rounds (the order rotates every round), one process per
 //! run; prints the median throughput and peak RSS (`VmHWM`) per workload
-//! and allocator, and homeslab's ratios to mimalloc.
+//! and allocator, each allocator's ratios to mimalloc, and for homeslab the
+//! mmap-family calls per second (the binary's optional fifth field).
 //!
 //! ```sh
 //! cargo build --release --examples
-//! target/release/examples/gbench_driver [rounds] [scale]
+//! target/release/examples/gbench_driver [rounds] [scale] [workload,...] [allocator,...]
 //! ```
+//!
+//! The lists default to every workload and every allocator; mimalloc, the
+//! ratios' reference, is always run.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 const ALLOCS: [&str; 4] = ["homeslab", "mimalloc", "jemalloc", "system"];
-const WORKLOADS: [&str; 4] = ["larson", "prodcons", "churn", "vecgrow"];
+const WORKLOADS: [&str; 9] = [
+    "larson",
+    "prodcons",
+    "churn",
+    "vecgrow",
+    "threads",
+    "spawn40",
+    "regex",
+    "vecgrow8m",
+    "serde",
+];
 
-/// (workload, alloc) → (ops/s samples, VmHWM KiB samples).
-type Samples = BTreeMap<(&'static str, &'static str), (Vec<f64>, Vec<f64>)>;
+const USAGE: &str = "usage: gbench_driver [rounds] [scale] [workload,...] [allocator,...]
+  workloads:  larson prodcons churn vecgrow threads spawn40 regex vecgrow8m serde
+  allocators: homeslab mimalloc jemalloc system (mimalloc is always run)";
+
+/// (workload, alloc) → (ops/s samples, VmHWM KiB samples, mmap-family
+/// calls/s samples: none for the binaries that do not print them).
+type Samples = BTreeMap<(&'static str, &'static str), (Vec<f64>, Vec<f64>, Vec<f64>)>;
+
+/// How a workload's throughput is shown: its ops per second divided by the
+/// divisor, in the unit.
+fn unit(workload: &str) -> (f64, &'static str) {
+    match workload {
+        "spawn40" => (1e3, "k threads/s"),
+        "regex" => (1e3, "k ops/s"),
+        "serde" => (1e3, "k records/s"),
+        "vecgrow8m" => (1024.0 * 1024.0, "GiB/s"),
+        _ => (1e6, "Mops/s"),
+    }
+}
+
+/// The entries of `all` named in the comma-separated `list` (all if none).
+fn pick(list: Option<String>, all: &[&'static str]) -> Vec<&'static str> {
+    let Some(list) = list else {
+        return all.to_vec();
+    };
+    let chosen: Vec<&str> = list.split(',').collect();
+    if let Some(bad) = chosen.iter().find(|c| !all.contains(c)) {
+        eprintln!("unknown name {bad}\n{USAGE}");
+        std::process::exit(2);
+    }
+    all.iter().copied().filter(|a| chosen.contains(a)).collect()
+}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -31,8 +75,18 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    // 0 for an argument that is not a number: the usage.
+    let rounds: usize = args.next().map_or(5, |s| s.parse().unwrap_or(0));
     let scale: String = args.next().unwrap_or_else(|| "1".into());
+    if rounds == 0 || scale.parse::<u64>().is_err() {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    }
+    let workloads = pick(args.next(), &WORKLOADS);
+    let mut allocs = pick(args.next(), &ALLOCS);
+    if !allocs.contains(&"mimalloc") {
+        allocs.push("mimalloc");
+    }
     let dir = std::env::current_exe()
         .unwrap()
         .parent()
@@ -40,9 +94,9 @@ fn main() {
         .to_path_buf();
     let mut got: Samples = BTreeMap::new();
     for round in 0..rounds {
-        for w in WORKLOADS {
-            for i in 0..ALLOCS.len() {
-                let a = ALLOCS[(i + round) % ALLOCS.len()];
+        for &w in &workloads {
+            for i in 0..allocs.len() {
+                let a = allocs[(i + round) % allocs.len()];
                 let bin = dir.join(format!("gbench_{a}"));
                 let out = Command::new(&bin)
                     .args([w, &scale])
@@ -59,31 +113,40 @@ fn main() {
                 let ops: f64 = f[1].parse().unwrap();
                 let secs: f64 = f[2].parse().unwrap();
                 let hwm: f64 = f[3].parse().unwrap();
+                let calls: Option<f64> = f.get(4).map(|c| c.parse().unwrap());
                 let e = got.entry((w, a)).or_default();
                 e.0.push(ops / secs);
                 e.1.push(hwm);
+                e.2.extend(calls.map(|c| c / secs));
                 eprintln!(
-                    "round {round} {w:9} {a:9} {:>12.0} ops/s {:>8.0} KiB",
+                    "round {round} {w:9} {a:9} {:>12.0} ops/s {:>8.0} KiB{}",
                     ops / secs,
-                    hwm
+                    hwm,
+                    calls.map_or(String::new(), |c| format!(" {c:>6.0} mmap-family calls"))
                 );
             }
         }
     }
     println!("medians of {rounds} rounds, scale {scale}\n");
     println!(
-        "| workload | allocator | Mops/s | peak RSS MiB | vs mimalloc: speed | vs mimalloc: RSS |"
+        "| workload | allocator | throughput | peak RSS MiB | vs mimalloc: speed | vs mimalloc: RSS | mmap-family calls/s |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
-    for w in WORKLOADS {
-        let (mut mo, mut mr) = got[&(w, "mimalloc")].clone();
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for &w in &workloads {
+        let (div, unit) = unit(w);
+        let (mut mo, mut mr, _) = got[&(w, "mimalloc")].clone();
         let (m_ops, m_rss) = (median(&mut mo), median(&mut mr));
-        for a in ALLOCS {
-            let (mut o, mut r) = got[&(w, a)].clone();
+        for &a in &allocs {
+            let (mut o, mut r, mut c) = got[&(w, a)].clone();
             let (ops, rss) = (median(&mut o), median(&mut r));
+            let calls = if c.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.0}", median(&mut c))
+            };
             println!(
-                "| {w} | {a} | {:.2} | {:.1} | {:.2}× | {:.2}× |",
-                ops / 1e6,
+                "| {w} | {a} | {:.2} {unit} | {:.1} | {:.2}× | {:.2}× | {calls} |",
+                ops / div,
                 rss / 1024.0,
                 ops / m_ops,
                 rss / m_rss

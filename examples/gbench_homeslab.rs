@@ -4,4 +4,7 @@
 #[global_allocator]
 static GLOBAL: homeslab::Global = homeslab::Global;
 
+/// The mmap-family call count printed after each run (homeslab only).
+const OS_CALLS: Option<fn() -> u64> = Some(homeslab::os_calls);
+
 include!("gbench/workloads.rs");

@@ -4,4 +4,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The mmap-family call count printed after each run (homeslab only).
+const OS_CALLS: Option<fn() -> u64> = None;
+
 include!("gbench/workloads.rs");

@@ -4,4 +4,7 @@
 #[global_allocator]
 static GLOBAL: std::alloc::System = std::alloc::System;
 
+/// The mmap-family call count printed after each run (homeslab only).
+const OS_CALLS: Option<fn() -> u64> = None;
+
 include!("gbench/workloads.rs");
