@@ -50,7 +50,12 @@ pub(crate) use raw::Home;
 ///   64–112 KiB, 2 MiB for 128–224 KiB, 4 MiB for 256 KiB), 9 to 15
 ///   blocks each. A region's pages become resident as its blocks are
 ///   used; its whole size counts in `mapped_bytes` (the least `max_bytes`
-///   is one 4 MiB region).
+///   is one 4 MiB region). Each thread keeps up to `retained_empty_slabs`
+///   empty slabs per class (default 4: up to 16 MiB for the 256 KiB class)
+///   until it calls `trim()` or exits; further empty slabs go back to
+///   their class's page source, which gives their pages to the OS once
+///   idle for `release_after`, looked for when that class next takes or
+///   returns a slab (or on `trim()`).
 /// - **Large blocks** (above 256 KiB, or aligned above 4096): up to 16 MiB,
 ///   spans of an arena of 32 MiB chunks, reused and coalesced when freed,
 ///   grown and shrunk in place where the next span is free; freed spans
