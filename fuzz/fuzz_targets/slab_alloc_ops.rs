@@ -1,10 +1,10 @@
 //! `SlabAlloc` with arbitrary layouts, checked against a model: allocate
 //! (zeroed or not), grow (zeroed or not), shrink, deallocate here or on a
 //! helper thread, with any alignment up to 64 KiB and sizes from 1 byte
-//! to 512 KiB (size classes up to 256 KiB, and large blocks). Blocks are freed and
-//! resized with any size between the requested one and the length
-//! returned (the layout-fit rule), and the whole returned length is
-//! written; contents survive resizes, zeroed memory reads zero, live
+//! to 512 KiB (size classes up to 256 KiB, and large blocks). Blocks are
+//! freed and resized with any size between the requested one and the
+//! length returned (the layout-fit rule), and the whole returned length
+//! is written; contents survive resizes, zeroed memory reads zero, live
 //! blocks never overlap, refused double frees and interior pointers are
 //! counted, and at the end everything is freed and the allocator dropped.
 #![no_main]

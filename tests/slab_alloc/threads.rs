@@ -134,8 +134,8 @@ fn assert_pages_stamped(buf: &[u8], seed: u64, what: &str) {
 
 /// Several threads allocate, free and `trim()` at the same time: every
 /// round each thread allocates eight blocks of the 32 KiB class (in a
-/// 512 KiB slab), frees them and trims, so that whole chunks go free while another thread's trim is
-/// advising their regions. No block may be handed out twice (the live set
+/// 512 KiB slab), frees them and trims, so that whole chunks go free while
+/// another thread's trim is advising their regions. No block may be handed out twice (the live set
 /// sees any overlap), lose its stamp, or make the page source panic; at the
 /// end nothing is live and a final trim empties the allocator.
 ///
