@@ -3,20 +3,29 @@
 //! block's slot when the stride is not a compile-time constant.
 //!
 //! The table: 16-byte steps up to 128 bytes (8 classes), then four classes
-//! per doubling up to 32 KiB (32 classes): 160, 192, 224, 256, 320, …,
-//! 28 672, 32 768. A request wastes at most 15 bytes below 128 and at most
-//! 25% above (12.5% on average over a doubling, as mimalloc and jemalloc).
-//! A class's blocks are aligned to the largest power of two dividing its
-//! size, up to 4096 (so 64 → 64, 192 → 64, 4096 and 8192 → 4096): a request
-//! with a stronger alignment takes the first class above it that has it.
-//! Anything larger than 32 KiB, or aligned above 4096, is a large block.
+//! per doubling up to 256 KiB (44 classes): 160, 192, 224, 256, 320, …,
+//! 32 768, 40 960, …, 229 376, 262 144. A request wastes at most 15 bytes
+//! below 128 and at most 25% above (12.5% on average over a doubling, as
+//! mimalloc and jemalloc). A class's blocks are aligned to the largest
+//! power of two dividing its size, up to 4096 (so 64 → 64, 192 → 64, 4096
+//! and 40 960 → 4096): a request with a stronger alignment takes the first
+//! class above it that has it. Anything larger than 256 KiB, or aligned
+//! above 4096, is a large block.
+//!
+//! Regions ([`Geometry::of`]) run from 16 KiB to 4 MiB. From 8 KiB up,
+//! a class's region is the smallest power of two that holds eight blocks
+//! after the header: the classes from 2^k to below 2^(k+1) bytes have
+//! regions of 16 × 2^k bytes, holding 9 to 15 blocks (fifteen for 2^k
+//! itself, whose header leaves room for only seven in half that): 512 KiB
+//! for 32–56 KiB, 1 MiB for 64–112 KiB, 2 MiB for 128–224 KiB, 4 MiB for
+//! 256 KiB. Header and unused tail take at most a sixteenth of a region.
 
 use crate::slab::{Geometry, MAX_ALIGN};
 
 /// Number of size classes.
-pub(crate) const CLASSES: usize = 40;
+pub(crate) const CLASSES: usize = 52;
 /// The largest class size.
-pub(crate) const MAX_CLASS: usize = 32 * 1024;
+pub(crate) const MAX_CLASS: usize = 256 * 1024;
 
 /// Block size of each class.
 pub(crate) const SIZES: [usize; CLASSES] = sizes();
@@ -139,10 +148,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_is_increasing_and_ends_at_32k() {
+    fn table_is_increasing_and_ends_at_256k() {
         assert_eq!(SIZES[0], 16);
         assert_eq!(SIZES[7], 128);
         assert_eq!(&SIZES[8..12], &[160, 192, 224, 256]);
+        assert_eq!(SIZES[39], 32 * 1024);
+        assert_eq!(&SIZES[40..44], &[40 << 10, 48 << 10, 56 << 10, 64 << 10]);
         assert_eq!(SIZES[CLASSES - 1], MAX_CLASS);
         assert!(SIZES.windows(2).all(|w| w[0] < w[1]));
     }
@@ -174,6 +185,22 @@ mod tests {
             let a = natural_align(size);
             assert_eq!(g.shape().slots_off as usize % a, 0, "class {c}");
         }
+    }
+
+    /// The regions the module's docs state, from 8 KiB up: 16 × 2^k bytes
+    /// for the classes from 2^k to below 2^(k+1), at most a sixteenth of
+    /// it header or unused tail.
+    #[test]
+    fn medium_class_regions_are_sixteen_times_their_doubling() {
+        for (c, &size) in SIZES.iter().enumerate().filter(|&(_, &s)| s >= 8192) {
+            let g = geometry(c);
+            let doubling = 1 << (usize::BITS - 1 - size.leading_zeros());
+            assert_eq!(g.region, 16 * doubling, "class {c} ({size} B)");
+            assert!((9..=15).contains(&g.capacity), "class {c}: {g:?}");
+            assert!(g.region - g.capacity * size <= g.region / 16, "{g:?}");
+        }
+        assert_eq!(geometry(CLASSES - 1).region, 4 << 20);
+        assert_eq!(geometry(CLASSES - 1).capacity, 15);
     }
 
     #[test]

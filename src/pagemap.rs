@@ -6,8 +6,8 @@
 //! loads (a top-level table of leaves, 1 GiB each, then the leaf byte),
 //! without reading the memory at `p` — so a pointer that is not ours (from
 //! before the library was loaded, or foreign) is recognised, never
-//! dereferenced. A granule is smaller than any region (16 KiB to
-//! 512 KiB, aligned to their size), so it lies in at most one region.
+//! dereferenced. A granule is no larger than any region (16 KiB to
+//! 4 MiB, aligned to their size), so it lies in at most one region.
 //!
 //! Written when a tagged page source maps a chunk (and cleared before it
 //! unmaps one), read by any thread. Leaves come from meta memory and are

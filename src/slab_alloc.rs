@@ -40,11 +40,23 @@ pub(crate) use raw::Home;
 /// they are freed, even after the last clone is gone.
 ///
 /// - **Classes**: 16-byte steps to 128 bytes, then four per doubling to
-///   32 KiB (40 classes; at most 25% rounding above 128 bytes). A class's
+///   256 KiB (52 classes; at most 25% rounding above 128 bytes). A class's
 ///   blocks are aligned to the largest power of two dividing its size (up
 ///   to 4096); a stronger alignment takes the first class that has it.
-///   `allocate` returns the class size as the slice length.
-/// - **Large blocks** (above 32 KiB, or aligned above 4096): up to 16 MiB,
+///   `allocate` returns the class size as the slice length. Each class's
+///   slabs are regions aligned to their size: 16 to 64 KiB for the
+///   classes up to 7 KiB, then 16 times the power of two at or below the
+///   class size (128 KiB for 8–14 KiB, 512 KiB for 32–56 KiB, 1 MiB for
+///   64–112 KiB, 2 MiB for 128–224 KiB, 4 MiB for 256 KiB), 9 to 15
+///   blocks each. A region's pages become resident as its blocks are
+///   used; its whole size counts in `mapped_bytes` (the least `max_bytes`
+///   is one 4 MiB region). Each thread keeps up to `retained_empty_slabs`
+///   empty slabs per class (default 4: up to 16 MiB for the 256 KiB class)
+///   until it calls `trim()` or exits; further empty slabs go back to
+///   their class's page source, which gives their pages to the OS once
+///   idle for `release_after`, looked for when that class next takes or
+///   returns a slab (or on `trim()`).
+/// - **Large blocks** (above 256 KiB, or aligned above 4096): up to 16 MiB,
 ///   spans of an arena of 32 MiB chunks, reused and coalesced when freed,
 ///   grown and shrunk in place where the next span is free; freed spans
 ///   keep their pages until unused for `release_after` or `trim()` (at once
@@ -54,7 +66,7 @@ pub(crate) use raw::Home;
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
 ///   [`Stats::foreign_frees`], never acted on. The region a class
-///   pointer masks to (16–512 KiB, by class) must be readable memory (the
+///   pointer masks to (16 KiB–4 MiB, by class) must be readable memory (the
 ///   header check reads it); large pointers are looked up, never read.
 ///
 /// ```

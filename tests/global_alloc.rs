@@ -277,6 +277,62 @@ fn realloc_stays_in_place_within_a_class_and_grows_large_blocks() {
     no_nesting();
 }
 
+/// `realloc` of medium blocks (above 32 KiB, up to 256 KiB: size
+/// classes): in place within the class down to half of it, a move below
+/// that; across 256 KiB a move into a large block and back into a class,
+/// the contents kept each time.
+#[test]
+fn realloc_of_medium_blocks_across_their_edges() {
+    let fill = |p: *mut u8, n: usize, seed: u8| {
+        // SAFETY: `p` is a live block of at least `n` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(p, n) };
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = seed ^ (i % 251) as u8;
+        }
+    };
+    let kept = |p: *mut u8, n: usize, seed: u8| {
+        // SAFETY: as in `fill`.
+        let bytes = unsafe { std::slice::from_raw_parts(p, n) };
+        bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == seed ^ (i % 251) as u8)
+    };
+    // SAFETY: valid layouts; every pointer is ours and freed once.
+    unsafe {
+        let l = Layout::from_size_align(33_000, 8).unwrap();
+        let p = Global.alloc(l);
+        assert!(!p.is_null());
+        assert_eq!(Global.usable_size(p), 40 * 1024);
+        fill(p, 33_000, 1);
+        assert_eq!(Global.realloc(p, l, 40 * 1024), p, "grow within the class");
+        let l = Layout::from_size_align(40 * 1024, 8).unwrap();
+        assert_eq!(Global.realloc(p, l, 20 * 1024), p, "shrink to half stays");
+        let l = Layout::from_size_align(20 * 1024, 8).unwrap();
+        let q = Global.realloc(p, l, 20 * 1024 - 1);
+        assert_ne!(q, p, "below half moves");
+        assert!(kept(q, 20 * 1024 - 1, 1));
+        let l = Layout::from_size_align(20 * 1024 - 1, 8).unwrap();
+        // Up to the last class, then past it into a large block.
+        let r = Global.realloc(q, l, 256 * 1024);
+        assert!(!r.is_null() && kept(r, 20 * 1024 - 1, 1));
+        assert_eq!(Global.usable_size(r), 256 * 1024);
+        fill(r, 256 * 1024, 2);
+        let l = Layout::from_size_align(256 * 1024, 8).unwrap();
+        let large = Global.realloc(r, l, 256 * 1024 + 1);
+        assert_ne!(large, r);
+        assert!(!large.is_null() && kept(large, 256 * 1024, 2));
+        assert_eq!(Global.usable_size(large), 260 * 1024, "whole pages");
+        // Back below 256 KiB: into the 224 KiB class.
+        let l = Layout::from_size_align(256 * 1024 + 1, 8).unwrap();
+        let back = Global.realloc(large, l, 200 * 1024);
+        assert!(!back.is_null() && kept(back, 200 * 1024, 2));
+        assert_eq!(Global.usable_size(back), 224 * 1024);
+        Global.dealloc(back, Layout::from_size_align(200 * 1024, 8).unwrap());
+    }
+    no_nesting();
+}
+
 #[test]
 fn out_of_memory_is_null_and_foreign_pointers_are_refused() {
     // SAFETY: valid layouts; a null result is not used.

@@ -374,7 +374,15 @@ fn slab_alloc_classes_large_and_remote_frees() {
     use homeslab::allocator_api2::alloc::{Allocator, Layout};
     use homeslab::SlabAlloc;
     let a = SlabAlloc::new();
-    let layouts = [(24, 8), (100, 64), (700, 256), (5000, 4096), (40_000, 8)];
+    // The last is large (aligned above 4096); 40 000 bytes a medium class.
+    let layouts = [
+        (24, 8),
+        (100, 64),
+        (700, 256),
+        (5000, 4096),
+        (40_000, 8),
+        (64, 8192),
+    ];
     let mut blocks = Vec::new();
     for (i, &(size, align)) in layouts.iter().enumerate() {
         let l = Layout::from_size_align(size, align).unwrap();
@@ -426,7 +434,7 @@ fn slab_alloc_classes_large_and_remote_frees() {
     let s = a.stats();
     assert_eq!((s.live_blocks, s.large_blocks), (0, 0), "{s:?}");
     // A double free of a large block is refused without reading it.
-    let l = Layout::from_size_align(50_000, 8).unwrap();
+    let l = Layout::from_size_align(100, 8192).unwrap();
     let p = a.allocate(l).unwrap().cast::<u8>();
     // SAFETY: allocated with `l`; the second free is refused by design.
     unsafe {

@@ -1,7 +1,9 @@
 //! Large blocks cost few system calls: a vector grown by `realloc` to
 //! 8 MiB and a churn of 40 KiB – 2 MiB blocks make a bounded number of
-//! `mmap`-family calls (`homeslab::os_calls`) per thousand operations.
-//! One test in its own binary: nothing else counts meanwhile.
+//! `mmap`-family calls (`homeslab::os_calls`) per thousand operations;
+//! medium blocks (above 32 KiB up to 256 KiB, size classes) make none
+//! once their classes have slabs. One test in its own binary: nothing
+//! else counts meanwhile.
 
 use std::alloc::Layout;
 
@@ -80,6 +82,30 @@ fn churn(a: &SlabAlloc) -> u64 {
     ops
 }
 
+/// Blocks of every medium class (32 KiB + 1 to 256 KiB), 16 live at a
+/// time, then all freed, `rounds` times.
+fn medium_churn(a: &SlabAlloc, rounds: u64) -> u64 {
+    let mut ops = 0;
+    for r in 0..rounds {
+        let blocks: Vec<_> = (0..16u64)
+            .map(|i| {
+                let size = 32 * KIB + 1 + mix(r << 8 | i) as usize % (224 * KIB);
+                let l = Layout::from_size_align(size, 8).unwrap();
+                let p = a.allocate(l).unwrap().cast::<u8>();
+                // SAFETY: the block is ours, at least `size` bytes.
+                unsafe { p.as_ptr().add(size - 1).write(1) };
+                (p, l)
+            })
+            .collect();
+        for (p, l) in blocks {
+            // SAFETY: ours, with layout `l`.
+            unsafe { a.deallocate(p, l) };
+        }
+        ops += 32;
+    }
+    ops
+}
+
 /// At most this many calls per thousand operations.
 const BOUND: u64 = 10;
 
@@ -93,4 +119,13 @@ fn large_blocks_make_few_os_calls() {
     println!("40 KiB - 2 MiB churn: {calls2} calls for {ops2} operations");
     assert!(calls * 1000 <= BOUND * ops, "{calls} calls");
     assert!(calls2 * 1000 <= BOUND * ops2, "{calls2} calls");
+
+    // Medium blocks: slabs of their classes, mapped while warming up
+    // (`release_after(None)`: no idle release meanwhile), none after.
+    let m = SlabAlloc::builder().release_after(None).build().unwrap();
+    let (warmup, _) = count(|| medium_churn(&m, 20));
+    let (calls3, ops3) = count(|| medium_churn(&m, 200));
+    println!("medium blocks: {warmup} calls warming up, then {calls3} for {ops3} operations");
+    assert!(m.stats().large_blocks == 0);
+    assert_eq!(calls3, 0, "medium blocks made system calls once warm");
 }

@@ -1,6 +1,6 @@
 //! Property test: random `allocate` / `allocate_zeroed` / `grow` /
 //! `grow_zeroed` / `shrink` / `deallocate` sequences on a `SlabAlloc` with
-//! arbitrary layouts (sizes 0 – 300 000 bytes, weighted toward small;
+//! arbitrary layouts (sizes 0 – 600 000 bytes, weighted toward small;
 //! alignments 1 – 8192), checked against a model of the live blocks.
 //!
 //! The model keeps each live block's pointer, layout, returned length and
@@ -19,7 +19,7 @@ use homeslab::allocator_api2::alloc::Allocator;
 use homeslab::SlabAlloc;
 use proptest::prelude::*;
 
-const MAX_SIZE: usize = 300_000;
+const MAX_SIZE: usize = 600_000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -60,7 +60,8 @@ fn size() -> impl Strategy<Value = usize> {
         8 => 1..=256usize,
         4 => 257..=4096usize,
         2 => 4097..=40_000usize,
-        1 => 40_001..=MAX_SIZE,
+        1 => 40_001..=262_144usize,
+        1 => 262_145..=MAX_SIZE,
     ]
 }
 
@@ -113,10 +114,10 @@ fn mismatch(buf: &[u8], seed: u64) -> Option<usize> {
 }
 
 /// True if the documented rule makes `l` a large block (a mapping of its
-/// own): above 32 KiB, or aligned above 4096 (zero-size layouts are no
+/// own): above 256 KiB, or aligned above 4096 (zero-size layouts are no
 /// block at all).
 fn is_large(l: Layout) -> bool {
-    l.size() > 0 && (l.size() > 32 * 1024 || l.align() > 4096)
+    l.size() > 0 && (l.size() > 256 * 1024 || l.align() > 4096)
 }
 
 // ---------------------------------------------------------------- model

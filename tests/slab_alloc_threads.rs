@@ -27,8 +27,9 @@ unsafe impl Send for Block {}
 fn layout(x: u64) -> Layout {
     let size = match x % 8 {
         0..=3 => 1 + (x >> 8) as usize % 512,
-        4..=6 => 1 + (x >> 8) as usize % (32 * 1024),
-        _ => 1 + (x >> 8) as usize % (128 * 1024),
+        4..=5 => 1 + (x >> 8) as usize % (32 * 1024),
+        6 => 1 + (x >> 8) as usize % (256 * 1024),
+        _ => 1 + (x >> 8) as usize % (512 * 1024),
     };
     Layout::from_size_align(size, 1 << ((x >> 40) % 7)).unwrap()
 }

@@ -1,10 +1,10 @@
 //! `SlabAlloc` with arbitrary layouts, checked against a model: allocate
 //! (zeroed or not), grow (zeroed or not), shrink, deallocate here or on a
 //! helper thread, with any alignment up to 64 KiB and sizes from 1 byte
-//! to 256 KiB (size classes and large mappings). Blocks are freed and
-//! resized with any size between the requested one and the length
-//! returned (the layout-fit rule), and the whole returned length is
-//! written; contents survive resizes, zeroed memory reads zero, live
+//! to 512 KiB (size classes up to 256 KiB, and large blocks). Blocks are
+//! freed and resized with any size between the requested one and the
+//! length returned (the layout-fit rule), and the whole returned length
+//! is written; contents survive resizes, zeroed memory reads zero, live
 //! blocks never overlap, refused double frees and interior pointers are
 //! counted, and at the end everything is freed and the allocator dropped.
 #![no_main]
@@ -19,7 +19,7 @@ use homeslab::{flush_remote_frees, SlabAlloc};
 use homeslab_fuzz::Helper;
 use libfuzzer_sys::fuzz_target;
 
-const MAX_CLASS: usize = 32 * 1024;
+const MAX_CLASS: usize = 256 * 1024;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 struct Size {
@@ -33,8 +33,8 @@ impl Size {
         let size = match self.bucket % 4 {
             0 => 1 + self.n as usize % 256,
             1 => 1 + self.n as usize % 4096,
-            2 => 1 + self.n as usize % (MAX_CLASS + 64),
-            _ => 1 + self.n as usize % (256 * 1024),
+            2 => 1 + self.n as usize % (32 * 1024),
+            _ => 1 + self.n as usize % (2 * MAX_CLASS),
         };
         let align_log = match self.align_log % 8 {
             0..=4 => self.align_log % 4,

@@ -10,7 +10,7 @@ use homeslab::SlabAlloc;
 use loom::thread;
 
 /// loom's model runner with room for a `stats()` call, which reads the
-/// counters of all 40 class cores (each a branch point for loom).
+/// counters of all 52 class cores (each a branch point for loom).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.max_branches = 100_000;
@@ -77,7 +77,8 @@ fn two_classes_freed_across_threads() {
 fn large_blocks_race_a_double_free() {
     model(|| {
         let a = allocator();
-        let big = Layout::from_size_align(40_000, 8).unwrap();
+        // Above the largest class (256 KiB): an arena span.
+        let big = Layout::from_size_align(300_000, 8).unwrap();
         let huge_align = Layout::from_size_align(64, 8192).unwrap();
         let x = fill(&a, big, 3);
         let b = a.clone();

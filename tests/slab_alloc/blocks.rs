@@ -17,8 +17,8 @@ use crate::common::mix;
 pub const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
-/// The largest size class (documented: classes go up to 32 KiB).
-pub const MAX_CLASS: usize = 32 * KIB;
+/// The largest size class (documented: classes go up to 256 KiB).
+pub const MAX_CLASS: usize = 256 * KIB;
 /// The strongest alignment a class serves (documented: up to 4096).
 pub const MAX_CLASS_ALIGN: usize = 4096;
 
@@ -289,8 +289,9 @@ pub fn still_works(a: &SlabAlloc, n: u64, avoid: &[usize]) {
         .map(|id| {
             let r = mix(id ^ 0x5eed);
             let size = match r % 10 {
-                0 => 32 * KIB + 1 + (r >> 8) as usize % (200 * KIB),
-                1..=3 => 1 + (r >> 8) as usize % MAX_CLASS,
+                0 => MAX_CLASS + 1 + (r >> 8) as usize % (200 * KIB),
+                1 => 32 * KIB + 1 + (r >> 8) as usize % (MAX_CLASS - 32 * KIB),
+                2..=3 => 1 + (r >> 8) as usize % (32 * KIB),
                 _ => 1 + (r >> 8) as usize % 512,
             };
             let b = Block::stamped(a, layout(size, 1 << ((r >> 40) % 8)), mix(id));

@@ -29,7 +29,7 @@ struct Bundle {
     vec: AVec<u64, SlabAlloc>,
     /// Stamped with `seed`.
     bytes: ABox<[u8; 3000], SlabAlloc>,
-    /// `slice[i] == val(seed + 2, i)`; large (a mapping of its own).
+    /// `slice[i] == val(seed + 2, i)`; large (an arena span).
     slice: ABox<[u64], SlabAlloc>,
     /// `strings[i]` is the decimal of `val(seed + 3, i)`.
     strings: AVec<AVec<u8, SlabAlloc>, SlabAlloc>,
@@ -41,16 +41,17 @@ impl Bundle {
         for k in 0..500 {
             map.insert(k, val(seed, k));
         }
-        // Grows through the classes into a large block.
+        // Grows through the classes (to 256 KiB) into a large block.
         let mut vec = AVec::new_in(a.clone());
-        for i in 0..10_000 {
+        for i in 0..40_000 {
             vec.push(val(seed + 1, i));
         }
         let mut bytes = ABox::new_in([0u8; 3000], a.clone());
         stamp(&mut bytes[..], seed);
-        // 320 000 bytes shrunk to 240 000 by `into_boxed_slice` (mremap).
-        let mut sv = AVec::with_capacity_in(40_000, a.clone());
-        sv.extend((0..30_000).map(|i| val(seed + 2, i)));
+        // 480 000 bytes shrunk to 320 000 by `into_boxed_slice`: large
+        // before and after (in place in the arena).
+        let mut sv = AVec::with_capacity_in(60_000, a.clone());
+        sv.extend((0..40_000).map(|i| val(seed + 2, i)));
         let slice = sv.into_boxed_slice();
         let mut strings = AVec::new_in(a.clone());
         for i in 0..200 {
@@ -84,7 +85,7 @@ impl Bundle {
             assert_eq!(*v, val(s + 1, i as u64), "{stage}: vec[{i}]");
         }
         assert_stamped(&self.bytes[..], s, stage);
-        assert_eq!(self.slice.len(), 30_000, "{stage}");
+        assert_eq!(self.slice.len(), 40_000, "{stage}");
         for (i, v) in self.slice.iter().enumerate() {
             assert_eq!(*v, val(s + 2, i as u64), "{stage}: slice[{i}]");
         }

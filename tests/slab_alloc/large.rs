@@ -26,9 +26,9 @@ fn no_idle_release() -> SlabAlloc {
 #[test]
 fn freed_neighbours_coalesce_and_serve_their_sum() {
     let a = no_idle_release();
-    let x = Block::stamped(&a, layout(64 * KIB, 8), 1);
-    let y = Block::stamped(&a, layout(192 * KIB, 8), 2);
-    let z = Block::stamped(&a, layout(64 * KIB, 8), 3);
+    let x = Block::stamped(&a, layout(320 * KIB, 8), 1);
+    let y = Block::stamped(&a, layout(768 * KIB, 8), 2);
+    let z = Block::stamped(&a, layout(320 * KIB, 8), 3);
     assert_eq!(y.addr(), x.addr() + x.len, "first fit carves in order");
     assert_eq!(z.addr(), y.addr() + y.len);
     let (start, sum) = (x.addr(), x.len + y.len);
@@ -48,20 +48,20 @@ fn freed_neighbours_coalesce_and_serve_their_sum() {
 #[test]
 fn blocks_grow_and_shrink_in_place() {
     let a = no_idle_release();
-    let mut b = Block::stamped(&a, layout(100 * KIB, 8), 7);
+    let mut b = Block::stamped(&a, layout(300 * KIB, 8), 7);
     let at = b.addr();
     let old = b.len;
     // Leave a dirty span after `b`.
     let d = Block::stamped(&a, layout(MIB, 8), 8);
     assert_eq!(d.addr(), at + old);
     d.free(&a);
-    b.resize(&a, 100 * KIB, layout(MIB, 8), true).unwrap();
+    b.resize(&a, 300 * KIB, layout(MIB, 8), true).unwrap();
     assert_eq!(b.addr(), at, "grown in place");
-    assert_stamped(&b.bytes()[..100 * KIB], 7, "grown block");
+    assert_stamped(&b.bytes()[..300 * KIB], 7, "grown block");
     assert_zero(&b.bytes()[old..], "grown_zeroed tail");
-    b.resize(&a, MIB, layout(40 * KIB, 8), false).unwrap();
+    b.resize(&a, MIB, layout(280 * KIB, 8), false).unwrap();
     assert_eq!(b.addr(), at, "shrunk in place");
-    assert_stamped(&b.bytes()[..40 * KIB], 7, "shrunk block");
+    assert_stamped(&b.bytes()[..280 * KIB], 7, "shrunk block");
     assert_eq!(a.stats().large_bytes, b.len as u64);
     b.free(&a);
     assert_quiet(&a);
@@ -75,16 +75,16 @@ fn blocks_grow_and_shrink_in_place() {
 #[test]
 fn arena_addresses_that_start_no_block_are_refused() {
     let a = no_idle_release();
-    let x = Block::stamped(&a, layout(64 * KIB, 8), 1);
-    let y = Block::stamped(&a, layout(64 * KIB, 8), 2);
-    let mut z = Block::stamped(&a, layout(256 * KIB, 8), 3);
-    let guard = Block::stamped(&a, layout(64 * KIB, 8), 4);
+    let x = Block::stamped(&a, layout(320 * KIB, 8), 1);
+    let y = Block::stamped(&a, layout(320 * KIB, 8), 2);
+    let mut z = Block::stamped(&a, layout(MIB, 8), 3);
+    let guard = Block::stamped(&a, layout(320 * KIB, 8), 4);
     let (xa, ya) = (x.addr(), y.addr());
     x.free(&a);
     y.free(&a);
-    z.resize(&a, 256 * KIB, layout(64 * KIB, 8), false).unwrap();
-    let l = layout(64 * KIB, 8);
-    let bogus = [xa, ya, z.addr() + 128 * KIB, z.addr() + 4096];
+    z.resize(&a, MIB, layout(320 * KIB, 8), false).unwrap();
+    let l = layout(320 * KIB, 8);
+    let bogus = [xa, ya, z.addr() + 512 * KIB, z.addr() + 4096];
     for (i, &p) in bogus.iter().enumerate() {
         // SAFETY: no live large block of `a` starts at `p`: looked up in
         // the table and refused, never dereferenced.
@@ -93,7 +93,7 @@ fn arena_addresses_that_start_no_block_are_refused() {
         assert_eq!(s.foreign_frees, 1 + i as u64, "{p:#x}: {s:?}");
         assert_eq!((s.large_blocks, s.live_blocks), (2, 2), "{s:?}");
     }
-    let w = Block::stamped(&a, layout(128 * KIB, 8), 5);
+    let w = Block::stamped(&a, layout(640 * KIB, 8), 5);
     assert_eq!(w.addr(), xa, "the merged span serves its sum");
     assert_stamped(z.bytes(), 3, "shrunk block");
     assert_stamped(guard.bytes(), 4, "neighbour");
@@ -124,7 +124,7 @@ fn idle_spans_are_purged_after_release_after() {
     let s = a.stats();
     assert_eq!(s.mapped_bytes, 2 * MIB as u64, "dirty until idle: {s:?}");
     thread::sleep(period * 3);
-    let keep = Block::stamped(&a, layout(64 * KIB, 8), 2);
+    let keep = Block::stamped(&a, layout(320 * KIB, 8), 2);
     let t = a.stats();
     assert_eq!(t.mapped_bytes, keep.len as u64, "{t:?}");
     assert!(t.released_bytes >= s.released_bytes + 2 * MIB as u64 - keep.len as u64);
@@ -137,7 +137,7 @@ fn idle_spans_are_purged_after_release_after() {
 #[test]
 fn trim_returns_everything() {
     let a = no_idle_release();
-    let sizes = [40 * KIB, 300 * KIB, 2 * MIB, 5 * MIB, 15 * MIB, 20 * MIB];
+    let sizes = [257 * KIB, 300 * KIB, 2 * MIB, 5 * MIB, 15 * MIB, 20 * MIB];
     let blocks: Vec<Block> = sizes
         .iter()
         .enumerate()
@@ -159,30 +159,30 @@ fn trim_returns_everything() {
 #[test]
 fn under_a_budget_freed_spans_are_purged_at_once() {
     let a = SlabAlloc::builder()
-        .max_bytes(3 * MIB as u64)
+        .max_bytes(4 * MIB as u64)
         .release_after(None)
         .build()
         .unwrap();
-    let x = Block::stamped(&a, layout(2 * MIB, 8), 1);
+    let x = Block::stamped(&a, layout(3 * MIB, 8), 1);
     assert!(Block::try_new(&a, layout(2 * MIB, 8)).is_none());
     let released = a.stats().released_bytes;
     x.free(&a);
     let s = a.stats();
     assert_eq!(s.mapped_bytes, 0, "{s:?}");
-    assert_eq!(s.released_bytes, released + 2 * MIB as u64, "{s:?}");
-    let y = Block::zeroed(&a, layout(3 * MIB, 8));
-    assert!(Block::try_new(&a, layout(64 * KIB, 8)).is_none());
+    assert_eq!(s.released_bytes, released + 3 * MIB as u64, "{s:?}");
+    let y = Block::zeroed(&a, layout(4 * MIB, 8));
+    assert!(Block::try_new(&a, layout(320 * KIB, 8)).is_none());
     y.free(&a);
     assert_quiet(&a);
 }
 
-/// A size from `r`: mostly 33 KiB – 600 KiB, some up to 3 MiB, now and
+/// A size from `r`: mostly 257 KiB – 857 KiB, some up to 3 MiB, now and
 /// then above the arena's largest span (16 MiB).
 fn large_size(r: u64) -> usize {
     match r % 100 {
         0 => 17 * MIB + (r >> 8) as usize % MIB,
-        1..=15 => 33 * KIB + (r >> 8) as usize % (3 * MIB),
-        _ => 33 * KIB + (r >> 8) as usize % (600 * KIB),
+        1..=15 => 257 * KIB + (r >> 8) as usize % (3 * MIB),
+        _ => 257 * KIB + (r >> 8) as usize % (600 * KIB),
     }
 }
 

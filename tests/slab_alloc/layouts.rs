@@ -17,9 +17,9 @@ use crate::blocks::{
 #[test]
 fn class_table_and_returned_lengths() {
     let sizes = SlabAlloc::class_sizes();
-    assert_eq!(sizes.len(), 40);
+    assert_eq!(sizes.len(), 52);
     assert_eq!(&sizes[..8], &[16, 32, 48, 64, 80, 96, 112, 128]);
-    // Four per doubling from 128 to 32 KiB.
+    // Four per doubling from 128 bytes to 256 KiB.
     let mut base = 128;
     for quad in sizes[8..].chunks(4) {
         let step = base / 4;
@@ -62,10 +62,10 @@ fn class_table_and_returned_lengths() {
         assert_eq!(b.len, want, "size {size} align {align}");
         b.free(&a);
     }
-    // Past 32 KiB or 4096-byte alignment: whole pages of a mapping.
+    // Past 256 KiB or 4096-byte alignment: whole pages of a mapping.
     for (size, align) in [
         (MAX_CLASS + 1, 1),
-        (100 * KIB + 3, 8),
+        (300 * KIB + 3, 8),
         (16, 8192),
         (3 * MIB, 4096),
         (MIB + 1, 65536),

@@ -33,11 +33,12 @@ fn builder_rejects_invalid_settings() {
         b().release_after(Some(Duration::ZERO)).build(),
         "release_after",
     );
-    // The 32 KiB class needs at least eight blocks per slab: more than
-    // 256 KiB in one region.
-    for n in [0, 1, 4096, 64 * KIB as u64, 256 * KIB as u64] {
+    // The 256 KiB class needs at least eight blocks per slab: one 4 MiB
+    // region (its header leaves room for seven in 2 MiB).
+    for n in [0, 1, 4096, 256 * KIB as u64, 4 * MIB as u64 - 1] {
         assert_invalid(b().max_bytes(n).build(), "max_bytes");
     }
+    assert!(b().max_bytes(4 * MIB as u64).build().is_ok());
     // Valid edges build and serve.
     for a in [
         b().max_thread_slabs(1).build(),

@@ -3,6 +3,9 @@
 //! - `layouts`: the class table and the lengths `allocate` returns, the
 //!   layout-fit rule of `deallocate`, zeroed allocation on reused memory,
 //!   zero-size layouts;
+//! - `medium`: the classes above 32 KiB up to 256 KiB — blocks of each
+//!   freed here and remotely, their slabs' regions, no new mapping once
+//!   warm, the edge between the last class and the large blocks;
 //! - `resize`: in-place and moving `grow` / `shrink` / `grow_zeroed`;
 //! - `collections`: hashbrown maps, `Vec`s and `Box`es that cross threads;
 //! - `threads`: mixed sizes and alignments freed remotely, `trim` racing
@@ -27,6 +30,7 @@ mod collections;
 mod large;
 mod layouts;
 mod limits;
+mod medium;
 mod refusals;
 mod resize;
 mod threads;

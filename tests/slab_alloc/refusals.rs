@@ -253,7 +253,7 @@ fn interior_and_header_pointers_are_refused() {
 #[test]
 fn large_double_free_and_bogus_pointers_are_refused() {
     let a = SlabAlloc::new();
-    let l = layout(100 * KIB, 8);
+    let l = layout(300 * KIB, 8);
     let b = Block::stamped(&a, l, 1);
     let p = b.ptr;
     b.free(&a);
@@ -267,14 +267,14 @@ fn large_double_free_and_bogus_pointers_are_refused() {
         "{s:?}"
     );
 
-    let live = Block::stamped(&a, layout(200 * KIB, 8), 2);
+    let live = Block::stamped(&a, layout(400 * KIB, 8), 2);
     let small = Block::stamped(&a, layout(64, 8), 3);
     let bogus = [
         (0x7f00_dead_0000, layout(MIB, 8)),
         (0x7f00_dead_0000, layout(16, 8192)),
-        (live.addr() + 4096, layout(200 * KIB, 8)),
-        (live.addr() + 8, layout(200 * KIB, 8)),
-        (small.addr(), layout(100 * KIB, 8)),
+        (live.addr() + 4096, layout(400 * KIB, 8)),
+        (live.addr() + 8, layout(400 * KIB, 8)),
+        (small.addr(), layout(300 * KIB, 8)),
     ];
     for (i, &(p, l)) in bogus.iter().enumerate() {
         // SAFETY: no large block of `a` starts at `p`: looked up in the

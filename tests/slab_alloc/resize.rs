@@ -135,11 +135,12 @@ fn grow_zeroed_zeroes_the_new_tail() {
         assert_zero(&b.bytes()[from..], "grow_zeroed tail across classes");
         b.free(&a);
     }
-    // Class to large and large to large.
+    // Class to large and large to large (and medium classes between).
     for (from, to, align) in [
-        (1000, 100 * KIB, 8),
+        (1000, 300 * KIB, 8),
         (40_000, 100_000, 8),
         (100_000, 2 * MIB + 3, 16),
+        (300_000, 600_000, 8),
         (40_000, 300_000, 8192),
         (5000, 200_000, 65536),
     ] {
@@ -153,13 +154,13 @@ fn grow_zeroed_zeroes_the_new_tail() {
     }
     // A large block shrunk (its page-rounded tail keeps old bytes), then
     // grown zeroed from its new size.
-    let mut b = Block::new(&a, layout(200_000, 8));
+    let mut b = Block::new(&a, layout(600_000, 8));
     b.bytes_mut().fill(0xdd);
-    b.resize(&a, 200_000, layout(50_000, 8), false).unwrap();
-    stamp(&mut b.bytes_mut()[..50_000], 5);
-    b.resize(&a, 50_000, layout(150_000, 8), true).unwrap();
-    assert_stamped(&b.bytes()[..50_000], 5, "kept after shrink + grow_zeroed");
-    assert_zero(&b.bytes()[50_000..], "grow_zeroed after a large shrink");
+    b.resize(&a, 600_000, layout(300_000, 8), false).unwrap();
+    stamp(&mut b.bytes_mut()[..300_000], 5);
+    b.resize(&a, 300_000, layout(450_000, 8), true).unwrap();
+    assert_stamped(&b.bytes()[..300_000], 5, "kept after shrink + grow_zeroed");
+    assert_zero(&b.bytes()[300_000..], "grow_zeroed after a large shrink");
     // The fit rule: the old layout may name the returned length.
     let len = b.len;
     b.bytes_mut().fill(0xdd);
@@ -167,5 +168,47 @@ fn grow_zeroed_zeroes_the_new_tail() {
     assert!(b.bytes()[..len].iter().all(|&x| x == 0xdd));
     assert_zero(&b.bytes()[len..], "grow_zeroed from the returned length");
     b.free(&a);
+    assert_quiet(&a);
+}
+
+/// A block grown step by step across the medium classes' edges — from the
+/// small classes past 32 KiB, through the medium classes to 256 KiB, past
+/// it into a large block — and shrunk back the same way keeps its
+/// contents at every step, plain and zeroed (the new tail reads zero),
+/// and is a large block exactly when above 256 KiB.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn resize_across_the_medium_edges_keeps_contents() {
+    let a = SlabAlloc::new();
+    let up = [
+        16 * KIB,
+        32 * KIB,
+        32 * KIB + 1,
+        64 * KIB,
+        200 * KIB,
+        MAX_CLASS,
+        MAX_CLASS + 1,
+        MIB,
+    ];
+    for zero in [false, true] {
+        let mut b = Block::stamped(&a, layout(up[0], 8), 0);
+        let mut sizes: Vec<(usize, usize)> = up.windows(2).map(|w| (w[0], w[1])).collect();
+        sizes.extend(up.windows(2).rev().map(|w| (w[1], w[0])));
+        for (i, &(from, to)) in sizes.iter().enumerate() {
+            let seed = i as u64;
+            b.resize(&a, from, layout(to, 8), zero && to > from)
+                .unwrap();
+            assert_stamped(&b.bytes()[..from.min(to)], seed, "resized");
+            if zero && to > from {
+                assert_zero(&b.bytes()[from..], "grow_zeroed tail");
+            }
+            let s = a.stats();
+            assert_eq!(s.live_blocks, 1, "{from} -> {to}: {s:?}");
+            assert_eq!(s.large_blocks, u64::from(to > MAX_CLASS), "{to}: {s:?}");
+            assert_eq!(is_large(b.layout), to > MAX_CLASS);
+            stamp(b.bytes_mut(), seed + 1);
+        }
+        b.free(&a);
+    }
     assert_quiet(&a);
 }

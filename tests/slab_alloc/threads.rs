@@ -20,9 +20,10 @@ fn mixed_layout(r: u64) -> Layout {
     let size = match r % 100 {
         0..=54 => 1 + r2 as usize % 256,
         55..=79 => 257 + r2 as usize % (4096 - 256),
-        80..=92 => 4097 + r2 as usize % (MAX_CLASS - 4096),
-        93..=97 => MAX_CLASS + 1 + r2 as usize % (256 * KIB),
-        _ => 256 * KIB + 1 + r2 as usize % (3 * MIB - 256 * KIB),
+        80..=92 => 4097 + r2 as usize % (32 * KIB - 4096),
+        93..=95 => 32 * KIB + 1 + r2 as usize % (MAX_CLASS - 32 * KIB),
+        96..=97 => MAX_CLASS + 1 + r2 as usize % (256 * KIB),
+        _ => 2 * MAX_CLASS + 1 + r2 as usize % (3 * MIB - 2 * MAX_CLASS),
     };
     let align = match (r2 >> 32) % 100 {
         0 => 8192,
@@ -132,9 +133,9 @@ fn assert_pages_stamped(buf: &[u8], seed: u64, what: &str) {
 }
 
 /// Several threads allocate, free and `trim()` at the same time: every
-/// round each thread fills one 512 KiB slab of the 32 KiB class, frees it
-/// and trims, so that whole chunks go free while another thread's trim is
-/// advising their regions. No block may be handed out twice (the live set
+/// round each thread allocates eight blocks of the 32 KiB class (in a
+/// 512 KiB slab), frees them and trims, so that whole chunks go free while
+/// another thread's trim is advising their regions. No block may be handed out twice (the live set
 /// sees any overlap), lose its stamp, or make the page source panic; at the
 /// end nothing is live and a final trim empties the allocator.
 ///
@@ -160,7 +161,7 @@ fn concurrent_trims_while_allocating() {
                     let blocks: Vec<(u64, Block)> = (0..8)
                         .map(|i| {
                             let id = t << 40 | r << 8 | i;
-                            let mut b = Block::new(&a, layout(MAX_CLASS, 8));
+                            let mut b = Block::new(&a, layout(32 * KIB, 8));
                             live.insert(&b, id);
                             stamp_pages(b.bytes_mut(), mix(id));
                             (id, b)
