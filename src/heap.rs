@@ -135,8 +135,9 @@ impl List {
     }
 }
 
-/// Owner-only heap state.
+/// Owner-only heap state (`current` first: see [`Heap`]'s layout).
 #[derive(Debug)]
+#[repr(C)]
 struct Core {
     current: *mut Slab,
     partial: List,
@@ -165,18 +166,23 @@ pub(crate) enum LocalFree {
 /// `owner` is read by every free (any thread) and `returned` written by remote
 /// freers; each sits on its own cache line, apart from the owner's hot `core`
 /// and counters.
+///
+/// The owner's fields are laid out in the order its fast paths read them
+/// (`repr(C)`): the hot slot, the counters and the current slab share one
+/// cache line, the magazine's counts start the next.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Heap {
     /// The owner's serial or a reserved state ([`owner`]).
     pub(crate) owner: CachePadded<AtomicU64>,
     /// Slabs that were detached full and got a remote free.
     returned: CachePadded<SlabQueue<Slab>>,
-    core: UnsafeCell<Core>,
     /// The block of its own the owner freed last, kept for its next
     /// allocation ([`HOT_EMPTY`], [`HOT_OFF`], or a held slot's [`Entry`]).
     /// Written by the owner only; an atomic so that `stats` may read it.
     hot: AtomicUsize,
     pub(crate) stats: HeapStats,
+    core: UnsafeCell<Core>,
     /// Blocks the owner freed and keeps for reuse.
     pub(crate) mag: Magazine,
 }

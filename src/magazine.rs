@@ -47,8 +47,10 @@ const PUBLISH: Ordering = Ordering::Release;
 #[cfg(homeslab_mutation = "magazine_publish_relaxed")]
 const PUBLISH: Ordering = Ordering::Relaxed;
 
-/// One thread's magazine of one pool.
+/// One thread's magazine of one pool. The counts come first (`repr(C)`):
+/// an empty magazine costs its owner one line.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Magazine {
     /// Entries in use.
     len: AtomicU32,
