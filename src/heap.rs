@@ -185,6 +185,42 @@ pub(crate) struct Heap {
     core: UnsafeCell<Core>,
     /// Blocks the owner freed and keeps for reuse.
     pub(crate) mag: Magazine,
+    /// The size class this heap serves: its index in its set (see
+    /// [`crate::registry`]).
+    class: usize,
+}
+
+/// One owner's heaps in one pool core, one per size class, contiguous:
+/// class `c`'s heap is the first plus `c`. A thread takes, owns and gives
+/// up a set as a whole. A raw pointer (not a reference to the first heap),
+/// so that reaching the others stays within its provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeapSet(*const Heap);
+
+impl HeapSet {
+    /// The set whose first heap `first` points to.
+    ///
+    /// # Safety
+    /// `first` points to a set of heaps that lives as long as it is used,
+    /// with a provenance that covers the whole set.
+    pub(crate) const unsafe fn from_raw(first: *const Heap) -> Self {
+        Self(first)
+    }
+
+    /// The pointer to the first heap.
+    pub(crate) const fn as_ptr(self) -> *const Heap {
+        self.0
+    }
+
+    /// Class `c`'s heap.
+    ///
+    /// # Safety
+    /// `c` is below the set's length, and the set lives for `'a`.
+    #[inline(always)]
+    pub(crate) unsafe fn class<'a>(self, c: usize) -> &'a Heap {
+        // SAFETY: per the contract and `from_raw`'s.
+        unsafe { &*self.0.add(c) }
+    }
 }
 
 /// What [`Heap::hold`] did.
@@ -205,13 +241,15 @@ unsafe impl Sync for Heap {}
 unsafe impl Send for Heap {}
 
 impl Heap {
-    /// A heap nobody owns yet (an orphan, for the first thread to adopt).
-    pub(crate) fn new() -> Self {
-        Self::with_owner(owner::ORPHAN)
+    /// Class `class`'s heap of a set nobody owns yet (an orphan, for the
+    /// first thread to adopt).
+    pub(crate) fn new(class: usize) -> Self {
+        Self::with_owner(owner::ORPHAN, class)
     }
 
-    pub(crate) fn with_owner(owner: u64) -> Self {
+    pub(crate) fn with_owner(owner: u64, class: usize) -> Self {
         Self {
+            class,
             owner: CachePadded::new(AtomicU64::new(owner)),
             returned: CachePadded::new(SlabQueue::new()),
             core: UnsafeCell::new(Core {
@@ -226,6 +264,12 @@ impl Heap {
             stats: HeapStats::default(),
             mag: Magazine::new(),
         }
+    }
+
+    /// The size class this heap serves.
+    #[inline(always)]
+    pub(crate) fn class_index(&self) -> usize {
+        self.class
     }
 
     /// # Safety

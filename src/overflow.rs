@@ -1,8 +1,8 @@
-//! The shared overflow tier: [`OverflowTier`], a heap whose owner is
-//! whoever holds its mutex.
+//! The shared overflow tier: [`OverflowTier`], a set of heaps (one per
+//! size class) whose owner is whoever holds its mutex.
 //!
 //! It serves threads past `max_thread_heaps`, heaps past `max_thread_slabs`,
-//! and threads in teardown. It also keeps the *orphans* — heaps of exited
+//! and threads in teardown. It also keeps the *orphans* — heap sets of exited
 //! threads that no new thread has taken over — and, as their owner while it
 //! holds its lock ([`crate::heap::owner`]), lets their free slots serve
 //! other threads before anything new is mapped.
@@ -22,24 +22,25 @@
 
 use crate::error::AllocError;
 use crate::factory::SlabFactory;
-use crate::heap::{owner, Heap};
+use crate::heap::{owner, Heap, HeapSet};
 use crate::meta::{mvec, MVec};
 use crate::slab::Popped;
 use crate::sync::{bump, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// State guarded by the tier lock.
 struct TierState {
-    /// Heaps of exited threads not yet taken over by a new thread.
-    orphans: MVec<*const Heap>,
+    /// Heap sets of exited threads not yet taken over by a new thread.
+    orphans: MVec<HeapSet>,
 }
 
-// SAFETY: the orphan pointers are heaps owned by the pool's registry, which
+// SAFETY: the orphans are heap sets owned by the pool's registry, which
 // outlives the tier; they are only dereferenced under the lock.
 unsafe impl Send for TierState {}
 
 /// The mutex-guarded, growable shared tier.
 pub(crate) struct OverflowTier {
-    heap: Heap,
+    /// One heap per class ([`OverflowTier::heaps`]).
+    heaps: MVec<Heap>,
     lock: Mutex<TierState>,
     /// Allocations served (written under the lock).
     allocs: AtomicU64,
@@ -54,9 +55,12 @@ pub(crate) struct TierGuard<'a> {
 }
 
 impl OverflowTier {
-    pub(crate) fn new() -> Self {
+    /// A tier for `classes` size classes.
+    pub(crate) fn new(classes: usize) -> Self {
+        let mut heaps = mvec();
+        heaps.extend((0..classes.max(1)).map(|c| Heap::with_owner(owner::TIER, c)));
         Self {
-            heap: Heap::with_owner(owner::TIER),
+            heaps,
             lock: Mutex::new(TierState { orphans: mvec() }),
             allocs: AtomicU64::new(0),
             grown: AtomicU64::new(0),
@@ -76,10 +80,17 @@ impl OverflowTier {
         self.lock.raw()
     }
 
-    /// The tier's own heap (owner [`owner::TIER`], [`owner::DEAD`] once
+    /// The tier's own heaps (owner [`owner::TIER`], [`owner::DEAD`] once
     /// the pool closed).
-    pub(crate) fn heap(&self) -> &Heap {
-        &self.heap
+    pub(crate) fn heaps(&self) -> HeapSet {
+        // SAFETY: the vector's pointer covers every heap; they live as long
+        // as the tier, and the vector never grows after `new`.
+        unsafe { HeapSet::from_raw(self.heaps.as_ptr()) }
+    }
+
+    /// Every heap of the tier.
+    pub(crate) fn each_heap(&self) -> impl Iterator<Item = &Heap> {
+        self.heaps.iter()
     }
 
     /// Allocations the tier has served.
@@ -92,30 +103,32 @@ impl OverflowTier {
         self.grown.load(Ordering::Relaxed)
     }
 
-    /// Allocates from the tier: its own segments, then orphans' free slots,
-    /// then a new segment mapped outside the lock.
-    pub(crate) fn alloc(&self, f: &SlabFactory) -> Result<Popped, AllocError> {
+    /// Allocates a block of class `c` (made by `f`) from the tier: its own
+    /// segments, then orphans' free slots, then a new segment mapped
+    /// outside the lock.
+    pub(crate) fn alloc(&self, c: usize, f: &SlabFactory) -> Result<Popped, AllocError> {
+        let heap = &self.heaps[c];
         let mut g = self.lock();
         loop {
-            if let Some(p) = g.try_alloc(f)? {
+            if let Some(p) = g.try_alloc(c, f)? {
                 bump(&self.allocs, 1);
                 return Ok(p);
             }
             drop(g);
-            let slab = f.make((&self.heap as *const Heap).cast());
+            let slab = f.make((heap as *const Heap).cast());
             g = self.lock();
             let slab = slab?;
             // SAFETY: the lock is held, so we stand for the tier heap's owner.
-            unsafe { self.heap.adopt(slab.as_ptr()) };
+            unsafe { heap.adopt(slab.as_ptr()) };
             bump(&self.grown, 1);
         }
     }
 }
 
 impl TierGuard<'_> {
-    /// Without growing: the tier's segments, then each orphan's.
-    fn try_alloc(&mut self, f: &SlabFactory) -> Result<Option<Popped>, AllocError> {
-        let heap = &self.tier.heap;
+    /// Class `c` without growing: the tier's segments, then each orphan's.
+    fn try_alloc(&mut self, c: usize, f: &SlabFactory) -> Result<Option<Popped>, AllocError> {
+        let heap = &self.tier.heaps[c];
         // SAFETY: the lock is held: we are the tier heap's owner.
         unsafe {
             if let Some(p) = heap.alloc_fast(f.shape()) {
@@ -125,19 +138,18 @@ impl TierGuard<'_> {
                 return Ok(Some(p));
             }
         }
+        let classes = self.tier.heaps.len();
         let mut i = 0;
         while i < self.state.orphans.len() {
             let orphan = self.state.orphans[i];
-            let got = self.borrow(orphan, |h| {
+            let got = self.borrow(orphan, c, |h| {
                 // SAFETY: `borrow` made us the orphan's owner.
                 unsafe { h.alloc_slow(f, false) }
             })?;
             if got.is_some() {
                 return Ok(got);
             }
-            // SAFETY: as above.
-            let slabs = self.borrow(orphan, |h| unsafe { h.slab_count() });
-            if slabs == 0 {
+            if self.slabs_of(orphan, classes) == 0 {
                 self.state.orphans.swap_remove(i);
             } else {
                 i += 1;
@@ -146,36 +158,46 @@ impl TierGuard<'_> {
         Ok(None)
     }
 
-    /// Runs `f` as the owner of the orphan `heap` (the lock's holder is;
-    /// adoption also takes the lock).
-    fn borrow<R>(&mut self, heap: *const Heap, f: impl FnOnce(&Heap) -> R) -> R {
-        // SAFETY: orphans are heaps of the registry, alive as long as the pool.
-        f(unsafe { &*heap })
+    /// Runs `f` as the owner of class `c`'s heap of the orphan `set` (the
+    /// lock's holder is; adoption also takes the lock).
+    fn borrow<R>(&mut self, set: HeapSet, c: usize, f: impl FnOnce(&Heap) -> R) -> R {
+        // SAFETY: orphans are sets of the registry, alive as long as the
+        // pool, of the tier's number of classes.
+        f(unsafe { set.class(c) })
     }
 
-    /// Adds an orphaned heap.
-    pub(crate) fn add_orphan(&mut self, heap: *const Heap) {
-        self.state.orphans.push(heap);
+    /// The slabs the orphan `set` of `classes` heaps holds.
+    fn slabs_of(&mut self, set: HeapSet, classes: usize) -> usize {
+        (0..classes)
+            // SAFETY: `borrow` made us the owner.
+            .map(|c| self.borrow(set, c, |h| unsafe { h.slab_count() }))
+            .sum()
     }
 
-    /// Removes `heap` from the orphans (a new thread took it over).
-    pub(crate) fn remove_orphan(&mut self, heap: *const Heap) {
-        self.state.orphans.retain(|&h| h != heap);
+    /// Adds an orphaned heap set.
+    pub(crate) fn add_orphan(&mut self, set: HeapSet) {
+        self.state.orphans.push(set);
     }
 
-    /// Releases the empty segments of the tier and of every orphan; drops
-    /// orphans left with nothing.
-    pub(crate) fn release_empty(&mut self, f: &SlabFactory) {
-        // SAFETY: the lock is held: we are the tier heap's owner.
-        unsafe { self.tier.heap.release_empty(f) };
+    /// Removes `set` from the orphans (a new thread took it over).
+    pub(crate) fn remove_orphan(&mut self, set: HeapSet) {
+        self.state.orphans.retain(|&h| h != set);
+    }
+
+    /// Releases the empty segments of the tier and of every orphan (class
+    /// `c`'s made by `fs[c]`); drops orphans left with nothing.
+    pub(crate) fn release_empty(&mut self, fs: &[SlabFactory]) {
+        for (heap, f) in self.tier.heaps.iter().zip(fs) {
+            // SAFETY: the lock is held: we are the tier heaps' owner.
+            unsafe { heap.release_empty(f) };
+        }
         let orphans = core::mem::replace(&mut self.state.orphans, mvec());
         for o in orphans {
-            // SAFETY: `borrow` makes us the owner.
-            let left = self.borrow(o, |h| unsafe {
-                h.release_empty(f);
-                h.slab_count()
-            });
-            if left > 0 {
+            for (c, f) in fs.iter().enumerate() {
+                // SAFETY: `borrow` makes us the owner.
+                self.borrow(o, c, |h| unsafe { h.release_empty(f) });
+            }
+            if self.slabs_of(o, fs.len()) > 0 {
                 self.state.orphans.push(o);
             }
         }

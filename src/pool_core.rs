@@ -2,6 +2,12 @@
 //! routing: owner heap first, the overflow tier when no heap may serve (the
 //! free routing is in [`free`]).
 //!
+//! A core serves one or more size classes (one for a `Pool`, one per class
+//! for a `SlabAlloc`): a slab factory per class, and one registry, tier,
+//! thread-context entry and exit hook for them all. A thread's heaps in the
+//! core form one [`HeapSet`], class `c`'s heap the set's `c`th: a thread
+//! that touches any class takes the whole set, once.
+//!
 //! Lifetime: `PoolCore` sits in an `Arc`. Each `Pool` handle holds a strong
 //! reference and so does every slab in use (the [`SlabFactory`] takes it
 //! when it makes the slab), so a block keeps its pool alive
@@ -13,8 +19,8 @@
 use crate::config::Config;
 use crate::error::AllocError;
 use crate::factory::SlabFactory;
-use crate::heap::Heap;
-use crate::meta::Arc;
+use crate::heap::{Heap, HeapSet};
+use crate::meta::{mvec, Arc, MVec};
 use crate::objects::Objects;
 use crate::overflow::OverflowTier;
 use crate::registry::Registry;
@@ -51,8 +57,9 @@ pub(crate) struct PoolCore {
     at: EntryAt,
     /// Its index (given back at close).
     index: u8,
-    /// Makes and retires the slabs; the heaps are handed it.
-    factory: SlabFactory,
+    /// Each class's slab factory (one for a pool); the heaps are handed
+    /// their class's.
+    factories: MVec<SlabFactory>,
     registry: Registry,
     tier: OverflowTier,
     live_heaps: AtomicUsize,
@@ -72,20 +79,31 @@ pub(crate) struct PoolCore {
 }
 
 impl PoolCore {
-    /// A pool core charging `budget` (its own, or one shared by the classes
-    /// of an allocator) for what it maps.
-    fn new(config: Config, budget: Arc<Budget>, objects: Option<Objects>) -> Self {
+    /// A pool core of one class per `configs` entry (the first one's knobs
+    /// rule the core), charging `budget` for what it maps.
+    fn new(configs: &[Config], budget: Arc<Budget>, objects: Option<Objects>) -> Self {
         use std::hash::BuildHasher;
         let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
-        let factory = SlabFactory::new(&config, budget, objects, seed);
+        let mut factories = mvec();
+        let mut objects = objects;
+        for (c, config) in configs.iter().enumerate() {
+            let seed = seed.wrapping_add(c as u64);
+            factories.push(SlabFactory::new(
+                config,
+                budget.clone(),
+                objects.take(),
+                seed,
+            ));
+        }
+        let classes = factories.len();
         let index = thread::claim_index();
         Self {
-            factory,
+            factories,
             id: next_serial(),
             at: EntryAt::new(index),
             index,
-            registry: Registry::new(),
-            tier: OverflowTier::new(),
+            registry: Registry::new(classes),
+            tier: OverflowTier::new(classes),
             live_heaps: AtomicUsize::new(0),
             last_sweep: AtomicU64::new(crate::sync::unmodelled::now_nanos()),
             sweeping: Mutex::new(()),
@@ -94,17 +112,27 @@ impl PoolCore {
             foreign_frees: AtomicU64::new(0),
             stray_frees: AtomicU64::new(0),
             this: AtomicPtr::new(core::ptr::null_mut()),
-            config,
+            config: configs[0].clone(),
         }
     }
 
-    /// A pool core in its `Arc`, ready to share.
+    /// A pool core of one class in its `Arc`, ready to share.
     pub(crate) fn build(
         config: Config,
         budget: Arc<Budget>,
         objects: Option<Objects>,
     ) -> Arc<PoolCore> {
-        let shared = Arc::new(PoolCore::new(config, budget, objects));
+        Self::build_classes(&[config], budget, objects)
+    }
+
+    /// A pool core of one class per `configs` entry (at least one) in its
+    /// `Arc`, ready to share.
+    pub(crate) fn build_classes(
+        configs: &[Config],
+        budget: Arc<Budget>,
+        objects: Option<Objects>,
+    ) -> Arc<PoolCore> {
+        let shared = Arc::new(PoolCore::new(configs, budget, objects));
         PoolCore::set_this(&shared);
         shared
     }
@@ -118,7 +146,20 @@ impl PoolCore {
         shared
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
-        shared.factory.bind(Arc::as_ptr(shared), shared);
+        for f in shared.factories.iter() {
+            f.bind(Arc::as_ptr(shared), shared);
+        }
+    }
+
+    /// Class `c`'s slab factory.
+    #[inline(always)]
+    fn factory(&self, c: usize) -> &SlabFactory {
+        &self.factories[c]
+    }
+
+    /// The number of classes.
+    pub(crate) fn classes(&self) -> usize {
+        self.factories.len()
     }
 
     /// This pool, as the pointer `Arc::as_ptr` gave (see [`PoolCore::set_this`]).
@@ -131,92 +172,97 @@ impl PoolCore {
         (self.at, self.id)
     }
 
-    /// Everything but the fast path.
+    /// Everything but the fast path, for class `c`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn alloc_slow(&self) -> Result<Popped, AllocError> {
-        if let Some(heap) = thread::owned_heap(self.at, self.id) {
-            // SAFETY: an entry with this pool's id holds only a heap this
+    pub(crate) fn alloc_slow(&self, c: usize) -> Result<Popped, AllocError> {
+        if let Some(set) = thread::owned_heap(self.at, self.id) {
+            // SAFETY: an entry with this pool's id holds only a set this
             // thread owns, of this live pool (see `alloc_owned`).
-            let heap = unsafe { &*heap };
-            return self.alloc_owned_slow(heap);
+            let heap = unsafe { HeapSet::from_raw(set).class(c) };
+            return self.alloc_owned_slow(heap, c);
         }
-        self.alloc_uncached(thread::serial())
+        self.alloc_uncached(thread::serial(), c)
     }
 
-    /// The heap is not in the thread's context (first use, or the entry is
+    /// The set is not in the thread's context (first use, or the entry is
     /// shared with other pools).
     #[cold]
-    fn alloc_uncached(&self, me: u64) -> Result<Popped, AllocError> {
+    fn alloc_uncached(&self, me: u64, c: usize) -> Result<Popped, AllocError> {
         if me != 0 {
-            if let Some(heap) = self.registry.get() {
+            if let Some(set) = self.registry.get() {
+                // SAFETY: `c` is one of this core's classes.
+                let heap = unsafe { set.class(c) };
                 if heap.owner.load(Ordering::Relaxed) == me {
-                    thread::cache_heap(self.at, self.id, heap);
+                    thread::cache_heap(self.at, self.id, set.as_ptr());
                     // SAFETY: this thread owns `heap`.
-                    if let Some(p) = unsafe { heap.alloc_fast(self.factory.shape()) } {
+                    if let Some(p) = unsafe { heap.alloc_fast(self.factory(c).shape()) } {
                         bump(&heap.stats.allocs, 1);
                         return Ok(p);
                     }
-                    return self.alloc_owned_slow(heap);
+                    return self.alloc_owned_slow(heap, c);
                 }
             }
         }
-        self.alloc_cold()
+        self.alloc_cold(c)
     }
 
     #[cold]
-    fn alloc_owned_slow(&self, heap: &Heap) -> Result<Popped, AllocError> {
+    fn alloc_owned_slow(&self, heap: &Heap, c: usize) -> Result<Popped, AllocError> {
+        let f = self.factory(c);
         // SAFETY: the caller checked that this thread owns `heap`.
-        if let Some(p) = unsafe { heap.alloc_held(self.factory.shape()) } {
+        if let Some(p) = unsafe { heap.alloc_held(f.shape()) } {
             bump(&heap.stats.allocs, 1);
             return Ok(p);
         }
         self.sweep_if_due(heap);
         // SAFETY: as above.
-        let got = match unsafe { heap.alloc_slow(&self.factory, false) }? {
+        let got = match unsafe { heap.alloc_slow(f, false) }? {
             Some(p) => Some(p),
             // SAFETY: as above.
-            None => unsafe { heap.alloc_slow(&self.factory, true) }?,
+            None => unsafe { heap.alloc_slow(f, true) }?,
         };
         match got {
             Some(p) => {
                 bump(&heap.stats.allocs, 1);
                 Ok(p)
             }
-            None => self.tier.alloc(&self.factory),
+            None => self.tier.alloc(c, f),
         }
     }
 
-    /// First use on this thread, a heap still held by a dying thread, the
+    /// First use on this thread, a set still held by a dying thread, the
     /// heap limit, or teardown.
     #[cold]
-    fn alloc_cold(&self) -> Result<Popped, AllocError> {
-        if let Some(heap) = self.take_heap() {
-            // SAFETY: `take_heap` made this thread the owner.
-            if let Some(p) = unsafe { heap.alloc_fast(self.factory.shape()) } {
+    fn alloc_cold(&self, c: usize) -> Result<Popped, AllocError> {
+        if let Some(set) = self.take_heaps() {
+            // SAFETY: `c` is one of this core's classes.
+            let heap = unsafe { set.class(c) };
+            // SAFETY: `take_heaps` made this thread the owner.
+            if let Some(p) = unsafe { heap.alloc_fast(self.factory(c).shape()) } {
                 bump(&heap.stats.allocs, 1);
                 return Ok(p);
             }
-            return self.alloc_owned_slow(heap);
+            return self.alloc_owned_slow(heap, c);
         }
-        self.tier.alloc(&self.factory)
+        self.tier.alloc(c, self.factory(c))
     }
 
-    /// This thread's registry heap, made its own and cached in its context
+    /// This thread's registry set, made its own and cached in its context
     /// (see [`PoolCore::acquire`]); `None` in teardown, past the heap
     /// limit, or once the pool has closed.
     #[cold]
-    fn take_heap(&self) -> Option<&Heap> {
+    fn take_heaps(&self) -> Option<HeapSet> {
         if !thread::may_activate() {
             return None;
         }
         // The registry slot first, then our exit hooks: see `thread`.
-        let heap = self.registry.get_or_create()?;
-        if !self.acquire(heap) {
+        let set = self.registry.get_or_create(Heap::new)?;
+        if !self.acquire(set) {
             return None;
         }
-        thread::cache_heap(self.at, self.id, heap);
-        Some(heap)
+        thread::cache_heap(self.at, self.id, set.as_ptr());
+        Some(set)
     }
 
     fn pool_ref(&self) -> PoolRef {
@@ -231,7 +277,7 @@ impl PoolCore {
 
     /// True if `addr` lies in memory this pool mapped.
     pub(crate) fn owns_address(&self, addr: usize) -> bool {
-        self.factory.source().contains(addr)
+        self.factories.iter().any(|f| f.source().contains(addr))
     }
 
     /// A new handle.
@@ -249,36 +295,53 @@ impl PoolCore {
     /// Releases every empty slab this thread's heap, the tier and the orphans
     /// hold, then unmaps what the page source no longer needs.
     pub(crate) fn trim(&self) -> u64 {
-        let me = thread::serial();
-        let mut mine = None;
-        if me != 0 {
-            if let Some(h) = self.registry.get() {
-                if h.owner.load(Ordering::Relaxed) == me {
-                    mine = Some(h);
-                    // SAFETY: this thread owns `h`.
-                    unsafe { home::flush_magazine(h) };
-                }
-            }
+        let mine = self.my_heaps();
+        if let Some(set) = mine {
+            // SAFETY: this thread owns the set.
+            unsafe { self.each_heap(set, |h, _| home::flush_magazine(h)) };
         }
         self.sweep_magazines(mine);
-        if let Some(h) = mine {
-            // SAFETY: this thread owns `h`.
-            unsafe { h.release_empty(&self.factory) };
+        if let Some(set) = mine {
+            // SAFETY: this thread owns the set.
+            unsafe { self.each_heap(set, |h, f| h.release_empty(f)) };
         }
-        // What the heaps release becomes warm free regions in the source,
-        // which its trim hands to the OS and counts.
-        self.tier.lock().release_empty(&self.factory);
-        self.factory.source().trim()
+        // What the heaps release becomes warm free regions in the sources,
+        // which their trims hand to the OS and count.
+        self.tier.lock().release_empty(&self.factories);
+        self.factories.iter().map(|f| f.source().trim()).sum()
+    }
+
+    /// The calling thread's set, if it owns one.
+    fn my_heaps(&self) -> Option<HeapSet> {
+        let me = thread::serial();
+        let set = self.registry.get()?;
+        // SAFETY: a set has a class 0.
+        (me != 0 && unsafe { set.class(0) }.owner.load(Ordering::Relaxed) == me).then_some(set)
+    }
+
+    /// Runs `f` on each heap of `set` (a set of this core) with its class's
+    /// factory.
+    ///
+    /// # Safety
+    /// Whatever `f` requires of the heaps (usually: the caller owns them).
+    unsafe fn each_heap(&self, set: HeapSet, mut f: impl FnMut(&Heap, &SlabFactory)) {
+        for (c, factory) in self.factories.iter().enumerate() {
+            // SAFETY: `c` is one of the set's classes; the set lives as
+            // long as the registry.
+            f(unsafe { set.class(c) }, factory)
+        }
     }
 
     /// The object caching state (object pools only).
     pub(crate) fn objects(&self) -> Option<&Objects> {
-        self.factory.objects()
+        self.factory(0).objects()
     }
 
-    /// Makes the next `n` OS mappings fail.
+    /// Makes the next `n` OS mappings of every class fail.
     pub(crate) fn inject_map_failures(&self, n: usize) {
-        self.factory.source().inject_map_failures(n);
+        for f in self.factories.iter() {
+            f.source().inject_map_failures(n);
+        }
     }
 
     /// Sums the per-thread counters.
@@ -293,8 +356,9 @@ impl PoolCore {
             s.corruption_events += l(&h.stats.corruption);
             s.held_blocks += (h.mag.held() + h.hot_held()) as u64;
         });
-        let tier = self.tier.heap();
-        s.corruption_events += tier.stats.corruption.load(Ordering::Relaxed);
+        for h in self.tier.each_heap() {
+            s.corruption_events += h.stats.corruption.load(Ordering::Relaxed);
+        }
         let stray = self.stray_frees.load(Ordering::Relaxed);
         s.remote_frees += stray;
         s.overflow_allocs = self.tier.allocs();
@@ -305,13 +369,18 @@ impl PoolCore {
         s.thread_heaps = self.live_heaps.load(Ordering::Relaxed) as u64;
         s.double_frees = self.double_frees.load(Ordering::Relaxed);
         s.foreign_frees = self.foreign_frees.load(Ordering::Relaxed);
-        s.mapped_bytes = self.factory.source().mapped_bytes();
-        s.peak_mapped_bytes = self.factory.source().peak_mapped_bytes();
-        s.reserved_bytes = self.factory.source().reserved_bytes();
-        s.released_bytes = self.factory.source().released_bytes();
-        s.slab_bytes = self.config.geometry.region as u64;
-        s.slab_capacity = self.config.geometry.capacity as u64;
-        if let Some(o) = self.factory.objects() {
+        for f in self.factories.iter() {
+            let src = f.source();
+            s.mapped_bytes += src.mapped_bytes();
+            s.peak_mapped_bytes += src.peak_mapped_bytes();
+            s.reserved_bytes += src.reserved_bytes();
+            s.released_bytes += src.released_bytes();
+        }
+        if self.classes() == 1 {
+            s.slab_bytes = self.config.geometry.region as u64;
+            s.slab_capacity = self.config.geometry.capacity as u64;
+        }
+        if let Some(o) = self.objects() {
             o.add_counts(&mut s);
         }
         s
@@ -334,13 +403,13 @@ impl Handle {
         Self { core, at, id }
     }
 
-    /// Allocates one block of `shape` (the core's): the fast path inline,
-    /// the rest out of line.
+    /// Allocates one block of `shape` (the core's, of one class): the
+    /// fast path inline, the rest out of line.
     #[inline(always)]
     pub(crate) fn alloc(&self, shape: Shape) -> Result<Popped, AllocError> {
-        match alloc_owned(self.at, self.id, shape) {
+        match alloc_owned(self.at, self.id, 0, shape) {
             Some(p) => Ok(p),
-            None => self.core.alloc_slow(),
+            None => self.core.alloc_slow(0),
         }
     }
 }
@@ -370,18 +439,19 @@ impl Drop for Handle {
     }
 }
 
-/// The owner fast path of the pool with thread-context entry `at` and `id`
-/// (its [`PoolCore::context_key`]) and slab `shape`: this thread's heap from
-/// its context's table, a pop from the heap's current slab. Also says what
-/// the slot held ([`Slab::pop_fresh`]).
+/// The owner fast path of class `c` (of slab `shape`) of the pool with
+/// thread-context entry `at` and `id` (its [`PoolCore::context_key`]): this
+/// thread's heap set from its context's table, a pop from the class heap's
+/// current slab. Also says what the slot held ([`Slab::pop_fresh`]).
 /// `None`: take [`PoolCore::alloc_slow`].
 #[inline(always)]
-pub(crate) fn alloc_owned(at: EntryAt, id: u64, shape: Shape) -> Option<Popped> {
-    let heap = thread::owned_heap(at, id)?;
-    // SAFETY: an entry with this pool's id holds only a heap this thread
-    // owns, of this (live: the caller holds a handle) pool; ownership ends
-    // only when the thread exits, which clears the context.
-    let heap = unsafe { &*heap };
+pub(crate) fn alloc_owned(at: EntryAt, id: u64, c: usize, shape: Shape) -> Option<Popped> {
+    let set = thread::owned_heap(at, id)?;
+    // SAFETY: an entry with this pool's id holds only a set this thread
+    // owns, of this (live: the caller holds a handle) pool, whose classes
+    // include `c`; ownership ends only when the thread exits, which clears
+    // the context.
+    let heap = unsafe { HeapSet::from_raw(set).class(c) };
     // SAFETY: this thread owns `heap`.
     let got = match unsafe { heap.alloc_held(shape) } {
         Some(p) => p,

@@ -2,10 +2,11 @@
 //! allocator-api2's `Allocator` (the 0.2 line that hashbrown and bumpalo
 //! use), on the same core as [`Pool`](crate::Pool).
 //!
-//! Each size class ([`crate::class`]) is a pool core of its own — owner
-//! heaps found through the thread context, remote frees held in magazines
-//! and sent home grouped by slab, the overflow tier, hardening, refusals, trim, idle release — and
-//! all of them charge one byte budget. Large blocks ([`crate::large`]) are
+//! All the size classes ([`crate::class`]) are served by one pool core: a
+//! thread takes one heap set for them all (one thread-context entry, one
+//! exit hook), a slab factory per class, one overflow tier, one byte
+//! budget — with the core's remote frees held in magazines and sent home
+//! grouped by slab, hardening, refusals, trim and idle release. Large blocks ([`crate::large`]) are
 //! spans of an arena, or mappings of their own when larger than 16 MiB.
 
 use core::alloc::Layout;
@@ -15,7 +16,7 @@ use core::ptr::NonNull;
 use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 
 use crate::class::{self, Divisor, CLASSES, MAX_CLASS};
-use crate::config::{knob_setters, Knobs};
+use crate::config::{knob_setters, Config, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
 use crate::meta::Arc;
@@ -89,7 +90,8 @@ pub struct SlabAlloc {
 #[derive(Clone, Copy)]
 #[repr(align(64))]
 struct Class {
-    /// The class core's thread-context entry and id.
+    /// The core's thread-context entry and id (the same in every class:
+    /// kept here so the fast path reads one line).
     at: EntryAt,
     id: u64,
     shape: Shape,
@@ -98,7 +100,7 @@ struct Class {
     /// The header check's value for this class ([`Slab::magic_tag`]).
     tag: usize,
     div: Divisor,
-    /// The core (owned by `Inner::cores`).
+    /// The core (owned by `Inner::core`).
     core: *const PoolCore,
 }
 
@@ -116,9 +118,9 @@ impl Class {
     }
 
     /// [`Slab::resolve`] for a block of this class: a slab of this class's
-    /// core (checked unless `tagged`: the page map tagged the region for
-    /// this class, and only this class's core maps such regions), and a
-    /// slot of it.
+    /// shape and of the core (checked unless `tagged`: the page map tagged
+    /// the region for this class, and only the core maps such regions),
+    /// and a slot of it.
     ///
     /// # Safety
     /// The header of `addr`'s region (of this class's size) is readable.
@@ -145,26 +147,24 @@ impl Class {
 
 struct Inner {
     classes: [Class; CLASSES],
-    cores: [Arc<PoolCore>; CLASSES],
+    core: Arc<PoolCore>,
     large: Large,
     budget: Arc<Budget>,
     /// Class frees refused before reaching a core (no header of this class).
     foreign: AtomicU64,
 }
 
-// SAFETY: `Class::core` points into `Inner::cores`, which `Inner` owns;
-// the cores are `Sync` and everything else is atomic or locked.
+// SAFETY: `Class::core` points to `Inner::core`, which `Inner` owns; the
+// core is `Sync` and everything else is atomic or locked.
 unsafe impl Send for Inner {}
 // SAFETY: as above.
 unsafe impl Sync for Inner {}
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last clone: each class closes (its slabs stay until their
+        // The last clone: the core closes (its slabs stay until their
         // last block is freed).
-        for core in &self.cores {
-            core.drop_handle();
-        }
+        self.core.drop_handle();
     }
 }
 
@@ -216,26 +216,11 @@ impl SlabAlloc {
 
     /// A snapshot of the counters, summed over the classes and the large
     /// blocks (exact when the allocator is quiescent). `slab_bytes` and
-    /// `slab_capacity` are 0 (they differ by class); `thread_heaps` is the
-    /// most threads owning a heap in any one class.
+    /// `slab_capacity` are 0 (they differ by class); `thread_heaps` counts
+    /// the threads owning a heap set (one for all classes).
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
-        let mut s = Stats::default();
-        for core in &inner.cores {
-            let c = core.stats();
-            s.allocs += c.allocs;
-            s.frees += c.frees;
-            s.live_blocks += c.live_blocks;
-            s.remote_frees += c.remote_frees;
-            s.corruption_events += c.corruption_events;
-            s.double_frees += c.double_frees;
-            s.foreign_frees += c.foreign_frees;
-            s.overflow_allocs += c.overflow_allocs;
-            s.overflow_segments += c.overflow_segments;
-            s.reserved_bytes += c.reserved_bytes;
-            s.released_bytes += c.released_bytes;
-            s.thread_heaps = s.thread_heaps.max(c.thread_heaps);
-        }
+        let mut s = inner.core.stats();
         let l = inner.large.stats();
         s.allocs += l.allocs;
         s.frees += l.frees;
@@ -256,15 +241,12 @@ impl SlabAlloc {
     /// arena's chunks left wholly free.
     /// Returns the bytes released.
     pub fn trim(&self) -> u64 {
-        let slabs: u64 = self.inner.cores.iter().map(|c| c.trim()).sum();
-        slabs + self.inner.large.trim()
+        self.inner.core.trim() + self.inner.large.trim()
     }
 
     /// Testing aid: makes the next `n` OS mappings of every class fail.
     pub fn inject_map_failures(&self, n: usize) {
-        for core in &self.inner.cores {
-            core.inject_map_failures(n);
-        }
+        self.inner.core.inject_map_failures(n);
     }
 
     /// One block of class `c`: the owner fast path inline, the rest out of
@@ -272,10 +254,10 @@ impl SlabAlloc {
     #[inline(always)]
     fn alloc_class(&self, c: usize) -> Result<(NonNull<u8>, bool), AllocError> {
         let d = self.class(c);
-        let (p, info) = match alloc_owned(d.at, d.id, d.shape()) {
+        let (p, info) = match alloc_owned(d.at, d.id, c, d.shape()) {
             Some(got) => got,
             // SAFETY: `Inner` owns the core.
-            None => unsafe { &*d.core }.alloc_slow()?,
+            None => unsafe { &*d.core }.alloc_slow(c)?,
         };
         Ok((p, info == FRESH))
     }
@@ -506,12 +488,12 @@ impl SlabAllocBuilder {
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes));
-        let cores: [Arc<PoolCore>; CLASSES] = core::array::from_fn(|c| {
-            PoolCore::build(self.knobs.config(class::geometry(c)), budget.clone(), None)
-        });
+        let configs: [Config; CLASSES] =
+            core::array::from_fn(|c| self.knobs.config(class::geometry(c)));
+        let core = PoolCore::build_classes(&configs, budget.clone(), None);
+        let (at, id) = core.context_key();
         let classes = core::array::from_fn(|c| {
             let g = class::geometry(c);
-            let (at, id) = cores[c].context_key();
             Class {
                 at,
                 id,
@@ -519,13 +501,13 @@ impl SlabAllocBuilder {
                 mask: !(g.region - 1),
                 tag: Slab::magic_tag(g.shape()),
                 div: Divisor::new(g.stride),
-                core: Arc::as_ptr(&cores[c]),
+                core: Arc::as_ptr(&core),
             }
         });
         Ok(SlabAlloc {
             inner: Arc::new(Inner {
                 classes,
-                cores,
+                core,
                 large: Large::new(budget.clone(), self.knobs.release_after),
                 budget,
                 foreign: AtomicU64::new(0),

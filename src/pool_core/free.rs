@@ -5,7 +5,7 @@
 //! refused frees. A block's slab names its pool, so nothing here needs a
 //! pool handle.
 
-use crate::heap::{owner, Heap, Held, LocalFree};
+use crate::heap::{owner, Heap, HeapSet, Held, LocalFree};
 use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, Ordering};
@@ -63,7 +63,7 @@ impl PoolCore {
     /// full magazine sends older blocks home), or, if the thread can hold
     /// nothing (or the pool has no magazines), published at once. If the
     /// block is of this thread's own heap and the pool has closed
-    /// (`closing`), the heap is abandoned first.
+    /// (`closing`), the thread's set is abandoned first.
     ///
     /// # Safety
     /// As [`PoolCore::free_block`].
@@ -71,17 +71,21 @@ impl PoolCore {
     unsafe fn free_foreign(slab: *mut Slab, idx: usize, closing: bool) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
+        // SAFETY: a slab in use keeps its heap pointer fixed and valid; the
+        // block (not yet freed) keeps the pool alive.
+        let c = unsafe { (*Heap::of_slab(&*slab, Ordering::Relaxed)).class_index() };
         if closing {
-            // SAFETY: a slab in use keeps its heap pointer fixed and valid;
-            // the block (not yet freed) keeps the pool alive.
-            sh.abandon(unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) });
+            if let Some(set) = sh.registry.get() {
+                sh.abandon(set);
+            }
         }
         let mine = match thread::owned_heap(sh.at, sh.id) {
-            // SAFETY: an entry with this pool's id holds a heap this thread
-            // owns, of this (live: the slab holds it) pool.
-            Some(h) => unsafe { &*h },
+            // SAFETY: an entry with this pool's id holds a set this thread
+            // owns, of this (live: the slab holds it) pool, whose classes
+            // include the slab's.
+            Some(set) => unsafe { HeapSet::from_raw(set).class(c) },
             // SAFETY: per the contract.
-            None => match unsafe { sh.holder_for(slab) } {
+            None => match unsafe { sh.holder_for(slab, c) } {
                 Holder::Heap(h) => h,
                 // SAFETY: per the contract.
                 Holder::Owner(h) => unsafe {
@@ -108,21 +112,24 @@ impl PoolCore {
         }
     }
 
-    /// A thread without a heap in `slab`'s pool frees one of its blocks:
-    /// the heap it can take (which may be the block's own: its registry
-    /// slot's orphan), or none (also when the pool has no magazines).
+    /// A thread without a heap set in `slab`'s pool frees one of its
+    /// blocks, of class `c`: the class's heap of the set it can take (which
+    /// may be the block's own: its registry slot's orphan), or none (also
+    /// when the pool has no magazines).
     ///
     /// # Safety
     /// As [`PoolCore::free_block`].
     #[cold]
-    unsafe fn holder_for(&self, slab: *mut Slab) -> Holder<'_> {
+    unsafe fn holder_for(&self, slab: *mut Slab, c: usize) -> Holder<'_> {
         // Without magazines a heap would hold nothing.
         if self.config.magazine == 0 {
             return Holder::None;
         }
-        let Some(h) = self.take_heap() else {
+        let Some(set) = self.take_heaps() else {
             return Holder::None;
         };
+        // SAFETY: `c` is one of the set's classes.
+        let h = unsafe { set.class(c) };
         // SAFETY: per the contract.
         if core::ptr::eq(Heap::of_slab(unsafe { &*slab }, Ordering::Relaxed), h) {
             Holder::Owner(h)
@@ -217,13 +224,15 @@ impl PoolCore {
         if used != 0 {
             // Nothing is released: the slab keeps the pool alive throughout.
             // SAFETY: this thread owns `heap`; the slab is its.
-            return unsafe { (*heap).after_free(&(*pool).factory, slab, list, used) };
+            return unsafe {
+                (*heap).after_free((*pool).factory((*heap).class_index()), slab, list, used)
+            };
         }
         // SAFETY: as above.
         let keep = unsafe { keep_alive(pool) };
         // SAFETY: this thread owns `heap`; the slab is its. The reference
         // made for the call ends with it, before the drop.
-        unsafe { (*heap).after_free(&keep.0.factory, slab, list, used) };
+        unsafe { (*heap).after_free(keep.0.factory((*heap).class_index()), slab, list, used) };
         drop(keep);
     }
 
@@ -269,7 +278,7 @@ impl PoolCore {
         let _g = self.tier.lock();
         // SAFETY: a heap of this pool (alive); dead for good, so the tier
         // lock's holder owns it.
-        unsafe { (*heap).release_empty(&self.factory) };
+        unsafe { (*heap).release_empty(self.factory((*heap).class_index())) };
     }
 
     /// Counts a refused free of a pointer that claims this pool.

@@ -5,16 +5,16 @@
 use super::PoolCore;
 
 impl PoolCore {
-    /// Tags this core's chunks in the process-wide page map (see
+    /// Tags class `c`'s chunks in the process-wide page map (see
     /// [`crate::pagemap`]) with `tag`, from now on. Call before first use.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn set_page_tag(&self, tag: u8) {
-        self.factory.source().set_tag(tag);
+    pub(crate) fn set_page_tag(&self, c: usize, tag: u8) {
+        self.factory(c).source().set_tag(tag);
     }
 
     /// Runs `f` on each lock of this core, in lock order (magazine
-    /// sweeps, tier, page source): the `fork` prepare handler takes them all, the parent and
-    /// child handlers release them.
+    /// sweeps, tier, each class's page source): the `fork` prepare handler
+    /// takes them all, the parent and child handlers release them.
     #[cfg(not(loom))]
     pub(crate) fn for_each_lock(&self, mut f: impl FnMut(&crate::sync::lock::RawLock)) {
         // A sweep takes the tier's lock inside its own (when it sends blocks
@@ -23,6 +23,8 @@ impl PoolCore {
         // the child waits for a thief that does not exist there.
         f(self.sweeping.raw());
         f(self.tier.raw_lock());
-        f(self.factory.source().raw_lock());
+        for factory in self.factories.iter() {
+            f(factory.source().raw_lock());
+        }
     }
 }

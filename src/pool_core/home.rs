@@ -3,7 +3,7 @@
 //! magazines (a trim, the close, the idle sweep), and the grouped
 //! publication of what either took.
 
-use crate::heap::Heap;
+use crate::heap::{Heap, HeapSet};
 use crate::magazine::{Stolen, CAPACITY};
 use crate::slab::{Chain, Entry, Slab};
 use crate::sync::{heavy_fence, unmodelled, Ordering, Spin};
@@ -110,21 +110,21 @@ pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
 }
 
 impl PoolCore {
-    /// Steals the magazines of every heap of this pool but `mine` (whose
-    /// owner, the caller, flushes it itself). Returns false if one could
-    /// not be taken.
-    pub(super) fn sweep_magazines(&self, mine: Option<&Heap>) -> bool {
+    /// Steals the magazines of every heap of this pool but those of the
+    /// set `mine` (whose owner, the caller, flushes them itself). Returns
+    /// false if one could not be taken.
+    pub(super) fn sweep_magazines(&self, mine: Option<HeapSet>) -> bool {
         self.sweep(mine, false)
     }
 
     /// At the close: turns every magazine of the pool off and empties it,
     /// so that blocks freed from now on go home at once (and their slabs,
     /// once empty, are released). `mine` as in [`PoolCore::sweep_magazines`].
-    pub(super) fn close_magazines(&self, mine: Option<&Heap>) -> bool {
+    pub(super) fn close_magazines(&self, mine: Option<HeapSet>) -> bool {
         self.sweep(mine, true)
     }
 
-    fn sweep(&self, mine: Option<&Heap>, close: bool) -> bool {
+    fn sweep(&self, mine: Option<HeapSet>, close: bool) -> bool {
         if self.config.magazine == 0 {
             return true; // no heap of this pool ever had one
         }
@@ -133,10 +133,14 @@ impl PoolCore {
         let _one = self.sweeping.lock();
         self.last_sweep
             .store(unmodelled::now_nanos(), Ordering::Relaxed);
+        let classes = self.classes();
         let others = |f: &mut dyn FnMut(&Heap)| {
-            self.registry.for_each(|h| {
-                if mine.map_or(true, |m| !core::ptr::eq(m, h)) {
-                    f(h)
+            self.registry.for_each_set(|set| {
+                if mine != Some(set) {
+                    for c in 0..classes {
+                        // SAFETY: `c` is one of the set's classes.
+                        f(unsafe { set.class(c) })
+                    }
                 }
             })
         };
@@ -195,9 +199,12 @@ impl PoolCore {
         if unmodelled::now_nanos().saturating_sub(last) < period.as_nanos() as u64 {
             return;
         }
-        // SAFETY: the caller (an owner's slow path) owns `heap`.
-        unsafe { flush_magazine(heap) };
-        self.sweep_magazines(Some(heap));
+        let mine = self.my_heaps();
+        if let Some(set) = mine {
+            // SAFETY: this thread owns the set.
+            unsafe { self.each_heap(set, |h, _| flush_magazine(h)) };
+        }
+        self.sweep_magazines(mine);
     }
 }
 

@@ -2,7 +2,7 @@
 //! its heaps: a plain record of functions over a type-erased pool
 //! reference (see [`crate::thread::Hook`]), built without allocating.
 
-use crate::heap::Heap;
+use crate::heap::{Heap, HeapSet};
 use crate::thread;
 
 use super::PoolCore;
@@ -11,9 +11,9 @@ use super::PoolCore;
 /// dropped pool alive.
 pub(super) type PoolRef = crate::meta::Weak<PoolCore>;
 
-/// The exit hook handing `heap` back to `pool`: a plain record (see
-/// [`thread::Hook`]), the reference type-erased.
-pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
+/// The exit hook handing the heap set `set` back to `pool`: a plain record
+/// (see [`thread::Hook`]), the reference type-erased.
+pub(super) fn exit_hook(pool: PoolRef, set: HeapSet) -> thread::Hook {
     /// # Safety
     /// `p` is a reference from `PoolRef::into_raw`, still owned.
     unsafe fn alive(p: *const ()) -> bool {
@@ -27,8 +27,9 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
         // SAFETY: per the contract.
         let pool = unsafe { PoolRef::from_raw(p.cast()) };
         if let Some(pool) = pool.upgrade() {
-            // SAFETY: the heap lives in the pool's registry (the pool is held).
-            pool.abandon(unsafe { &*heap });
+            // SAFETY: the set lives in the pool's registry (the pool is
+            // held), and the hook was made with its pointer.
+            pool.abandon(unsafe { HeapSet::from_raw(heap) });
         }
     }
     /// # Safety
@@ -45,12 +46,12 @@ pub(super) fn exit_hook(pool: PoolRef, heap: &Heap) -> thread::Hook {
         // Held across the flush: the heap lives in the pool's registry.
         if let Some(pool) = pool.upgrade() {
             // SAFETY: as above.
-            pool.flush_owned(unsafe { &*heap });
+            pool.flush_owned(unsafe { HeapSet::from_raw(heap) });
         }
     }
     thread::Hook {
         pool: PoolRef::into_raw(pool).cast(),
-        heap,
+        heap: set.as_ptr(),
         alive,
         exit,
         forget,

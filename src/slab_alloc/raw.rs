@@ -28,8 +28,8 @@ impl SlabAlloc {
     /// Tags every class core's chunks in the page map with its class + 1,
     /// so [`SlabAlloc::home`] finds them. For the one global allocator.
     pub(crate) fn tag_pages(&self) {
-        for (c, core) in self.inner.cores.iter().enumerate() {
-            core.set_page_tag(c as u8 + 1);
+        for c in 0..CLASSES {
+            self.inner.core.set_page_tag(c, c as u8 + 1);
         }
     }
 
@@ -39,8 +39,9 @@ impl SlabAlloc {
     /// [`SlabAlloc::alloc_raw`]).
     #[inline(always)]
     pub(crate) fn alloc_small_owned(&self, size: usize, align: usize) -> Option<*mut u8> {
-        let d = self.class(class::small_class(size, align)?);
-        let (p, _) = alloc_owned(d.at, d.id, d.shape())?;
+        let c = class::small_class(size, align)?;
+        let d = self.class(c);
+        let (p, _) = alloc_owned(d.at, d.id, c, d.shape())?;
         Some(p.as_ptr())
     }
 
@@ -150,13 +151,11 @@ impl SlabAlloc {
         fresh
     }
 
-    /// Runs `f` on every lock of the allocator in lock order (each class's
-    /// tier, then its page source; then the large table).
+    /// Runs `f` on every lock of the allocator in lock order (the core's:
+    /// its tier, then each class's page source; then the large table).
     #[cfg(not(loom))]
     pub(crate) fn for_each_lock(&self, mut f: impl FnMut(&crate::sync::lock::RawLock)) {
-        for core in self.inner.cores.iter() {
-            core.for_each_lock(&mut f);
-        }
+        self.inner.core.for_each_lock(&mut f);
         f(self.inner.large.raw_lock());
     }
 }
