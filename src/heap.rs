@@ -188,6 +188,13 @@ pub(crate) struct Heap {
     /// The size class this heap serves: its index in its set (see
     /// [`crate::registry`]).
     class: usize,
+    /// In a set's first heap: the classes its owner has taken into use
+    /// (their words its own, holding on); written by the owner, read by
+    /// thieves and the close.
+    pub(crate) active: AtomicU64,
+    /// In a set's first heap: the classes whose heaps may hold slabs, for
+    /// whoever owns the set (the owner, or the tier lock's holder).
+    pub(crate) used: AtomicU64,
 }
 
 /// One owner's heaps in one pool core, one per size class, contiguous:
@@ -250,6 +257,8 @@ impl Heap {
     pub(crate) fn with_owner(owner: u64, class: usize) -> Self {
         Self {
             class,
+            active: AtomicU64::new(0),
+            used: AtomicU64::new(0),
             owner: CachePadded::new(AtomicU64::new(owner)),
             returned: CachePadded::new(SlabQueue::new()),
             core: UnsafeCell::new(Core {

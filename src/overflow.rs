@@ -46,6 +46,9 @@ pub(crate) struct OverflowTier {
     allocs: AtomicU64,
     /// Segments mapped for the tier itself (written under the lock).
     grown: AtomicU64,
+    /// The classes whose tier heap may hold segments (written under the
+    /// lock).
+    used: AtomicU64,
 }
 
 /// Proof that the tier lock is held.
@@ -64,6 +67,7 @@ impl OverflowTier {
             lock: Mutex::new(TierState { orphans: mvec() }),
             allocs: AtomicU64::new(0),
             grown: AtomicU64::new(0),
+            used: AtomicU64::new(0),
         }
     }
 
@@ -121,6 +125,8 @@ impl OverflowTier {
             // SAFETY: the lock is held, so we stand for the tier heap's owner.
             unsafe { heap.adopt(slab.as_ptr()) };
             bump(&self.grown, 1);
+            let used = self.used.load(Ordering::Relaxed);
+            self.used.store(used | 1 << c, Ordering::Relaxed);
         }
     }
 }
@@ -138,10 +144,13 @@ impl TierGuard<'_> {
                 return Ok(Some(p));
             }
         }
-        let classes = self.tier.heaps.len();
         let mut i = 0;
         while i < self.state.orphans.len() {
             let orphan = self.state.orphans[i];
+            if Self::orphan_used(orphan) & 1 << c == 0 {
+                i += 1;
+                continue;
+            }
             let got = self.borrow(orphan, c, |h| {
                 // SAFETY: `borrow` made us the orphan's owner.
                 unsafe { h.alloc_slow(f, false) }
@@ -149,13 +158,25 @@ impl TierGuard<'_> {
             if got.is_some() {
                 return Ok(got);
             }
-            if self.slabs_of(orphan, classes) == 0 {
+            if self.slabs_of(orphan) == 0 {
                 self.state.orphans.swap_remove(i);
             } else {
                 i += 1;
             }
         }
         Ok(None)
+    }
+
+    /// The classes of `set` (an orphan, whose masks the lock's holder owns)
+    /// that may hold slabs.
+    fn orphan_used(set: HeapSet) -> u64 {
+        // SAFETY: a set has a class 0; orphans live as long as the pool.
+        unsafe { set.class(0) }.used.load(Ordering::Relaxed)
+    }
+
+    /// The classes whose tier heap may hold segments.
+    pub(crate) fn used(&self) -> u64 {
+        self.tier.used.load(Ordering::Relaxed)
     }
 
     /// Runs `f` as the owner of class `c`'s heap of the orphan `set` (the
@@ -166,12 +187,23 @@ impl TierGuard<'_> {
         f(unsafe { set.class(c) })
     }
 
-    /// The slabs the orphan `set` of `classes` heaps holds.
-    fn slabs_of(&mut self, set: HeapSet, classes: usize) -> usize {
-        (0..classes)
+    /// The slabs the orphan `set` holds; its `used` mask updated to match.
+    fn slabs_of(&mut self, set: HeapSet) -> usize {
+        let (mut slabs, mut used) = (0, 0);
+        let mut mask = Self::orphan_used(set);
+        while mask != 0 {
+            let c = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
             // SAFETY: `borrow` made us the owner.
-            .map(|c| self.borrow(set, c, |h| unsafe { h.slab_count() }))
-            .sum()
+            let n = self.borrow(set, c, |h| unsafe { h.slab_count() });
+            if n > 0 {
+                used |= 1 << c;
+            }
+            slabs += n;
+        }
+        // SAFETY: as in `used`.
+        unsafe { set.class(0) }.used.store(used, Ordering::Relaxed);
+        slabs
     }
 
     /// Adds an orphaned heap set.
@@ -187,17 +219,22 @@ impl TierGuard<'_> {
     /// Releases the empty segments of the tier and of every orphan (class
     /// `c`'s made by `fs[c]`); drops orphans left with nothing.
     pub(crate) fn release_empty(&mut self, fs: &[SlabFactory]) {
-        for (heap, f) in self.tier.heaps.iter().zip(fs) {
-            // SAFETY: the lock is held: we are the tier heaps' owner.
-            unsafe { heap.release_empty(f) };
+        for (c, (heap, f)) in self.tier.heaps.iter().zip(fs).enumerate() {
+            if self.used() & 1 << c != 0 {
+                // SAFETY: the lock is held: we are the tier heaps' owner.
+                unsafe { heap.release_empty(f) };
+            }
         }
         let orphans = core::mem::replace(&mut self.state.orphans, mvec());
         for o in orphans {
-            for (c, f) in fs.iter().enumerate() {
+            let mut mask = Self::orphan_used(o);
+            while mask != 0 {
+                let c = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
                 // SAFETY: `borrow` makes us the owner.
-                self.borrow(o, c, |h| unsafe { h.release_empty(f) });
+                self.borrow(o, c, |h| unsafe { h.release_empty(&fs[c]) });
             }
-            if self.slabs_of(o, fs.len()) > 0 {
+            if self.slabs_of(o) > 0 {
                 self.state.orphans.push(o);
             }
         }

@@ -179,8 +179,11 @@ impl PoolCore {
         if let Some(set) = thread::owned_heap(self.at, self.id) {
             // SAFETY: an entry with this pool's id holds only a set this
             // thread owns, of this live pool (see `alloc_owned`).
-            let heap = unsafe { HeapSet::from_raw(set).class(c) };
-            return self.alloc_owned_slow(heap, c);
+            let set = unsafe { HeapSet::from_raw(set) };
+            if self.take_class(set, c) {
+                // SAFETY: `c` is one of the set's classes.
+                return self.alloc_owned_slow(unsafe { set.class(c) }, c);
+            }
         }
         self.alloc_uncached(thread::serial(), c)
     }
@@ -191,9 +194,9 @@ impl PoolCore {
     fn alloc_uncached(&self, me: u64, c: usize) -> Result<Popped, AllocError> {
         if me != 0 {
             if let Some(set) = self.registry.get() {
-                // SAFETY: `c` is one of this core's classes.
-                let heap = unsafe { set.class(c) };
-                if heap.owner.load(Ordering::Relaxed) == me {
+                if self.word(set) == me && self.take_class(set, c) {
+                    // SAFETY: `c` is one of this core's classes.
+                    let heap = unsafe { set.class(c) };
                     thread::cache_heap(self.at, self.id, set.as_ptr());
                     // SAFETY: this thread owns `heap`.
                     if let Some(p) = unsafe { heap.alloc_fast(self.factory(c).shape()) } {
@@ -235,7 +238,7 @@ impl PoolCore {
     /// heap limit, or teardown.
     #[cold]
     fn alloc_cold(&self, c: usize) -> Result<Popped, AllocError> {
-        if let Some(set) = self.take_heaps() {
+        if let Some(set) = self.take_heaps().filter(|&set| self.take_class(set, c)) {
             // SAFETY: `c` is one of this core's classes.
             let heap = unsafe { set.class(c) };
             // SAFETY: `take_heaps` made this thread the owner.
@@ -296,14 +299,15 @@ impl PoolCore {
     /// hold, then unmaps what the page source no longer needs.
     pub(crate) fn trim(&self) -> u64 {
         let mine = self.my_heaps();
+        let active = mine.map_or(0, |set| self.head(set).active.load(Ordering::Relaxed));
         if let Some(set) = mine {
             // SAFETY: this thread owns the set.
-            unsafe { self.each_heap(set, |h, _| home::flush_magazine(h)) };
+            unsafe { self.each_in(set, active, |h, _| home::flush_magazine(h)) };
         }
         self.sweep_magazines(mine);
         if let Some(set) = mine {
             // SAFETY: this thread owns the set.
-            unsafe { self.each_heap(set, |h, f| h.release_empty(f)) };
+            unsafe { self.each_in(set, active, |h, f| h.release_empty(f)) };
         }
         // What the heaps release becomes warm free regions in the sources,
         // which their trims hand to the OS and count.
@@ -315,21 +319,7 @@ impl PoolCore {
     fn my_heaps(&self) -> Option<HeapSet> {
         let me = thread::serial();
         let set = self.registry.get()?;
-        // SAFETY: a set has a class 0.
-        (me != 0 && unsafe { set.class(0) }.owner.load(Ordering::Relaxed) == me).then_some(set)
-    }
-
-    /// Runs `f` on each heap of `set` (a set of this core) with its class's
-    /// factory.
-    ///
-    /// # Safety
-    /// Whatever `f` requires of the heaps (usually: the caller owns them).
-    unsafe fn each_heap(&self, set: HeapSet, mut f: impl FnMut(&Heap, &SlabFactory)) {
-        for (c, factory) in self.factories.iter().enumerate() {
-            // SAFETY: `c` is one of the set's classes; the set lives as
-            // long as the registry.
-            f(unsafe { set.class(c) }, factory)
-        }
+        (me != 0 && self.word(set) == me).then_some(set)
     }
 
     /// The object caching state (object pools only).

@@ -80,10 +80,20 @@ impl PoolCore {
             }
         }
         let mine = match thread::owned_heap(sh.at, sh.id) {
-            // SAFETY: an entry with this pool's id holds a set this thread
-            // owns, of this (live: the slab holds it) pool, whose classes
-            // include the slab's.
-            Some(set) => unsafe { HeapSet::from_raw(set).class(c) },
+            Some(set) => {
+                // SAFETY: an entry with this pool's id holds a set this
+                // thread owns, of this (live: the slab holds it) pool, whose
+                // classes include the slab's.
+                let set = unsafe { HeapSet::from_raw(set) };
+                if !sh.take_class(set, c) {
+                    // The pool closed: nothing is held any more.
+                    sh.abandon(set);
+                    // SAFETY: per the contract.
+                    return unsafe { Self::free_at_once(slab, idx, None) };
+                }
+                // SAFETY: as above.
+                unsafe { set.class(c) }
+            }
             // SAFETY: per the contract.
             None => match unsafe { sh.holder_for(slab, c) } {
                 Holder::Heap(h) => h,
@@ -125,7 +135,7 @@ impl PoolCore {
         if self.config.magazine == 0 {
             return Holder::None;
         }
-        let Some(set) = self.take_heaps() else {
+        let Some(set) = self.take_heaps().filter(|&set| self.take_class(set, c)) else {
             return Holder::None;
         };
         // SAFETY: `c` is one of the set's classes.

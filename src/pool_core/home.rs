@@ -133,24 +133,23 @@ impl PoolCore {
         let _one = self.sweeping.lock();
         self.last_sweep
             .store(unmodelled::now_nanos(), Ordering::Relaxed);
-        let classes = self.classes();
-        let others = |f: &mut dyn FnMut(&Heap)| {
+        // The heaps each owner has taken into use (an orphan's hold nothing).
+        let each = |f: &mut dyn FnMut(&Heap), all: bool| {
             self.registry.for_each_set(|set| {
-                if mine != Some(set) {
-                    for c in 0..classes {
-                        // SAFETY: `c` is one of the set's classes.
-                        f(unsafe { set.class(c) })
-                    }
+                if all || mine != Some(set) {
+                    let active = self.head(set).active.load(Ordering::Acquire);
+                    // SAFETY: the set's classes, read by a thief: holding
+                    // only reads and writes their magazines' atomics.
+                    unsafe { self.each_in(set, active, |h, _| f(h)) };
                 }
             })
         };
+        let others = |f: &mut dyn FnMut(&Heap)| each(f, false);
         // Ask every owner to keep out, then one heavy fence for all of them.
         let mut asked = 0;
-        self.registry.for_each(|h| {
-            if close {
-                h.mag.turn_off();
-            }
-        });
+        if close {
+            each(&mut |h| h.mag.turn_off(), true);
+        }
         others(&mut |h| {
             if close || h.mag.held() != 0 {
                 h.mag.request();
@@ -201,8 +200,9 @@ impl PoolCore {
         }
         let mine = self.my_heaps();
         if let Some(set) = mine {
+            let active = self.head(set).active.load(Ordering::Relaxed);
             // SAFETY: this thread owns the set.
-            unsafe { self.each_heap(set, |h, _| flush_magazine(h)) };
+            unsafe { self.each_in(set, active, |h, _| flush_magazine(h)) };
         }
         self.sweep_magazines(mine);
     }
