@@ -119,6 +119,9 @@ impl PoolCore {
             .this
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
         shared.factory.bind(Arc::as_ptr(shared), shared);
+        // SAFETY: the source lives in the core, which stays in its `Arc`
+        // until dropped there.
+        unsafe { shared.factory.source().join() };
     }
 
     /// This pool, as the pointer `Arc::as_ptr` gave (see [`PoolCore::set_this`]).
