@@ -150,7 +150,14 @@ macro_rules! knob_setters {
         }
 
         /// Idle free regions are released to the OS after `period`
-        /// (`None`: only on `trim()`; default 5 s).
+        /// (`None`: only on `trim()`; default 5 s). The release runs on slow
+        /// paths (a slab taken from or returned to the page source; for a
+        /// [`SlabAlloc`](crate::SlabAlloc), those of every size class and
+        /// every large operation), at most twice a period, and covers all
+        /// the memory of the pool or allocator: what one size class freed
+        /// is released on another's slow path. Without slow paths nothing
+        /// runs: a program that stopped allocating keeps its idle memory
+        /// until `trim()`.
         pub fn release_after(mut self, period: Option<std::time::Duration>) -> Self {
             self.knobs.release_after = period;
             self

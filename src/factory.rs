@@ -48,12 +48,7 @@ impl SlabFactory {
     ) -> Self {
         let plain = config.geometry.shape();
         Self {
-            source: PageSource::with_budget(
-                config.geometry.region,
-                config.chunk_bytes,
-                budget,
-                config.release_after,
-            ),
+            source: PageSource::with_budget(config.geometry.region, config.chunk_bytes, budget),
             geometry: config.geometry,
             shape: if objects.is_some() {
                 plain.caching()

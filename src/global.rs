@@ -14,9 +14,10 @@
 //!   may keep a block in place when the new size is at least half of its
 //!   class, and C's `free(p)` needs no size.
 //! - **fork** (Unix; [`fork`]). `pthread_atfork` handlers take every lock
-//!   of the allocator before the fork (each class's magazine-sweep lock,
-//!   tier and page source, the large table, the registry ids, the meta
-//!   allocator, in lock order) and release them
+//!   of the allocator before the fork (each class's magazine-sweep and
+//!   tier locks, the budget's member list, each class's page source, the
+//!   large table, the registry ids, the meta allocator, in lock order) and
+//!   release them
 //!   after it, in the parent and in the child: the child never inherits a
 //!   lock held by a thread that does not exist in it.
 //! - **Out of memory** is a null pointer, never a panic or an abort.

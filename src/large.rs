@@ -6,13 +6,16 @@
 //! by address-ordered first fit, coalesced with their free neighbours when
 //! freed, grown in place when the span after them is free. A freed span
 //! stays *dirty* (its pages resident, counted in `mapped_bytes`) until it
-//! has been free for `release_after` (looked for on the large operations,
-//! at most twice a period), then its pages go back to the OS
+//! has been free for `release_after`, then its pages go back to the OS
 //! (`MADV_DONTNEED`; they read zero after) and it stays free as a clean
-//! span. So a buffer freed and allocated again, or a vector growing, costs
-//! no system call. `trim()` purges every free span and unmaps the chunks
-//! left wholly free. Larger blocks get a mapping of their own, returned to
-//! the OS when freed and resized with `mremap` where the OS has it.
+//! span. The arena is a member of the allocator's budget, whose sweep
+//! looks for such spans (and for the size classes' idle regions) on the
+//! slow paths of every class and on every large operation, at most twice a
+//! period ([`Budget::sweep_if_due`]). So a buffer freed and allocated
+//! again, or a vector growing, costs no system call. `trim()` purges every
+//! free span and unmaps the chunks left wholly free. Larger blocks get a
+//! mapping of their own, returned to the OS when freed and resized with
+//! `mremap` where the OS has it.
 //!
 //! The live blocks are kept in a table keyed by the block's address, under
 //! a lock: a free or resize of an address that is not a live large block —
@@ -27,12 +30,12 @@
 //! untouched pages are not charged. Under a `max_bytes` budget a freed span
 //! is purged at once, so its room is the classes' again.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::AllocError;
 use crate::meta::{mvec, Arc, MVec};
 use crate::os::{self, Mapping, PAGE};
-use crate::source::Budget;
+use crate::source::{Budget, Idle};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
 mod arena;
@@ -69,15 +72,13 @@ struct State {
     /// Live blocks by address.
     blocks: table::Table,
     arena: Arena,
-    /// When idle spans were last looked for.
-    last_purge: Instant,
 }
 
 /// The large blocks of one allocator.
 pub(crate) struct Large {
     state: Mutex<State>,
+    /// Charged for the spans and mappings; runs the idle release.
     budget: Arc<Budget>,
-    release_after: Option<Duration>,
     allocs: AtomicU64,
     frees: AtomicU64,
     /// Usable bytes of the live blocks.
@@ -103,15 +104,13 @@ pub(crate) struct LargeStats {
 }
 
 impl Large {
-    pub(crate) fn new(budget: Arc<Budget>, release_after: Option<Duration>) -> Self {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
         Self {
             state: Mutex::new(State {
                 blocks: table::Table::new(),
                 arena: Arena::new(),
-                last_purge: Instant::now(),
             }),
             budget,
-            release_after,
             allocs: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -119,6 +118,16 @@ impl Large {
             released: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// Joins the budget's idle release (see [`Budget::sweep_if_due`]); it
+    /// leaves when dropped.
+    ///
+    /// # Safety
+    /// The arena is not moved from here on (it is dropped in place).
+    pub(crate) unsafe fn join(&self) {
+        // SAFETY: per the contract; `Drop` leaves.
+        unsafe { self.budget.join(self) };
     }
 
     /// A block of at least `size` bytes aligned to `align` (zeroed if
@@ -129,6 +138,7 @@ impl Large {
         align: usize,
         zero: bool,
     ) -> Result<(usize, usize), AllocError> {
+        self.budget.sweep_if_due();
         let len = page_up(size).ok_or(AllocError::OutOfMemory)?;
         if len.saturating_add(align.max(PAGE) - PAGE) <= MAX_SPAN {
             self.alloc_span(len, align, zero)
@@ -146,10 +156,7 @@ impl Large {
         zero: bool,
     ) -> Result<(usize, usize), AllocError> {
         loop {
-            let mut purge = mvec();
             let mut st = self.state.lock();
-            let now = Instant::now();
-            self.purge_due(&mut st, now, &mut purge);
             let got = st.arena.carve(len, align, |n| self.budget.charge(n));
             let got = match got {
                 Ok(Some(c)) => match st.blocks.insert(Block::Span {
@@ -160,15 +167,13 @@ impl Large {
                     Err(_) => {
                         // No room in the table: the span goes back, its
                         // bytes charged as dirty ones.
-                        let _ = st.arena.give(c.addr, c.len, c.len, now);
+                        let _ = st.arena.give(c.addr, c.len, c.len, Instant::now());
                         Err(AllocError::OutOfMemory)
                     }
                 },
                 other => other,
             };
             drop(st);
-            let purged = !purge.is_empty();
-            self.purge(purge);
             if let Some(c) = got? {
                 self.allocs.fetch_add(1, Ordering::Relaxed);
                 self.bytes.fetch_add(c.len as u64, Ordering::Relaxed);
@@ -178,10 +183,6 @@ impl Large {
                     unsafe { (c.addr as *mut u8).write_bytes(0, c.len) };
                 }
                 return Ok((c.addr, c.len));
-            }
-            if purged {
-                // The purged spans were out of the list: look again.
-                continue;
             }
             if !self.budget.fits(len as u64) {
                 return Err(AllocError::MemoryLimit {
@@ -220,6 +221,7 @@ impl Large {
     /// Frees the block at `addr` (a span back to the arena, a mapping back
     /// to the OS). False: no live large block there.
     pub(crate) fn free(&self, addr: usize) -> bool {
+        self.budget.sweep_if_due();
         let mut st = self.state.lock();
         let Some(block) = st.blocks.remove(addr) else {
             return false;
@@ -241,32 +243,14 @@ impl Large {
         true
     }
 
-    /// Frees the span `addr..addr + len` into the arena, dirty, and picks
-    /// the spans to purge now: every dirty one under a `max_bytes` budget,
-    /// else those idle for `release_after`. Should the arena's list have no
-    /// room (no memory), the span stays out of it, still charged.
+    /// Frees the span `addr..addr + len` into the arena, dirty; under a
+    /// `max_bytes` budget picks every dirty span to purge now (else the
+    /// budget's sweep purges them once idle). Should the arena's list have
+    /// no room (no memory), the span stays out of it, still charged.
     fn give(&self, st: &mut State, addr: usize, len: usize, purge: &mut MVec<Span>) {
-        let now = Instant::now();
-        let _ = st.arena.give(addr, len, len, now);
+        let _ = st.arena.give(addr, len, len, Instant::now());
         if self.budget.limit() != u64::MAX {
             st.arena.take_dirty(None, purge);
-        } else {
-            self.purge_due(st, now, purge);
-        }
-    }
-
-    /// The idle-purge policy: if half a `release_after` passed since the
-    /// last look, takes the free spans dirty for a whole period out.
-    fn purge_due(&self, st: &mut State, now: Instant, out: &mut MVec<Span>) {
-        let Some(period) = self.release_after else {
-            return;
-        };
-        if now.duration_since(st.last_purge) < period / 2 {
-            return;
-        }
-        st.last_purge = now;
-        if let Some(cutoff) = now.checked_sub(period) {
-            st.arena.take_dirty(Some(cutoff), out);
         }
     }
 
@@ -340,6 +324,7 @@ impl Large {
         size: usize,
         zero: bool,
     ) -> Result<Option<(usize, usize)>, ()> {
+        self.budget.sweep_if_due();
         let mut st = self.state.lock();
         let len = match st.blocks.get(addr) {
             None => return Err(()),
@@ -462,5 +447,21 @@ impl Large {
     #[cfg(not(loom))]
     pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
         self.state.raw()
+    }
+}
+
+/// The idle-purge policy: free spans dirty for a whole period give their
+/// pages back (the budget's sweep decides when to look).
+impl Idle for Large {
+    fn release_idle(&self, cutoff: Instant) -> u64 {
+        let mut spans = mvec();
+        self.state.lock().arena.take_dirty(Some(cutoff), &mut spans);
+        self.purge(spans)
+    }
+}
+
+impl Drop for Large {
+    fn drop(&mut self) {
+        self.budget.leave(self);
     }
 }

@@ -303,7 +303,7 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
             unsafe { p.cast::<T>().drop_in_place() }
         }
         let objects = Objects::new(drop_obj::<T>, hooks);
-        let budget = Arc::new(Budget::new(max_bytes));
+        let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
         Ok(ObjectPool {
             shared: Handle::new(PoolCore::build(
                 self.knobs.config(geometry),

@@ -234,7 +234,7 @@ impl<T> PoolBuilder<T> {
     pub fn build(self) -> Result<Pool<T>, ConfigError> {
         let geometry = Layout::<T>::checked(self.slab_capacity)?;
         let max_bytes = self.knobs.check(geometry.region)?;
-        let budget = Arc::new(Budget::new(max_bytes));
+        let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
         Ok(Pool {
             shared: Handle::new(PoolCore::build(self.knobs.config(geometry), budget, None)),
             _t: PhantomData,

@@ -148,6 +148,9 @@ impl PoolCore {
             .store(Arc::as_ptr(shared).cast_mut(), Ordering::Relaxed);
         for f in shared.factories.iter() {
             f.bind(Arc::as_ptr(shared), shared);
+            // SAFETY: the source lives in the core, which stays in its `Arc`
+            // until dropped there.
+            unsafe { f.source().join() };
         }
     }
 

@@ -55,13 +55,17 @@ pub(crate) use raw::Home;
 ///   empty slabs per class (default 4: up to 16 MiB for the 256 KiB class)
 ///   until it calls `trim()` or exits; further empty slabs go back to
 ///   their class's page source, which gives their pages to the OS once
-///   idle for `release_after`, looked for when that class next takes or
-///   returns a slab (or on `trim()`).
+///   idle for `release_after` (or on `trim()`). The idle release is
+///   allocator-wide: the slow path of any class (taking or returning a
+///   slab) or any large operation looks for idle memory in every class and
+///   the large arena, at most twice a period, so what one class freed goes
+///   back while the program uses only other sizes.
 /// - **Large blocks** (above 256 KiB, or aligned above 4096): up to 16 MiB,
 ///   spans of an arena of 32 MiB chunks, reused and coalesced when freed,
 ///   grown and shrunk in place where the next span is free; freed spans
-///   keep their pages until unused for `release_after` or `trim()` (at once
-///   if `max_bytes` is set). Larger blocks get a mapping each, unmapped when
+///   keep their pages until unused for `release_after` (released by the
+///   same allocator-wide idle release) or `trim()` (at once if `max_bytes`
+///   is set). Larger blocks get a mapping each, unmapped when
 ///   freed, resized with `mremap` where the OS has it.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
@@ -487,7 +491,7 @@ impl SlabAllocBuilder {
             .max()
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
-        let budget = Arc::new(Budget::new(max_bytes));
+        let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
         let configs: [Config; CLASSES] =
             core::array::from_fn(|c| self.knobs.config(class::geometry(c)));
         let core = PoolCore::build_classes(&configs, budget.clone(), None);
@@ -504,14 +508,16 @@ impl SlabAllocBuilder {
                 core: Arc::as_ptr(&core),
             }
         });
-        Ok(SlabAlloc {
-            inner: Arc::new(Inner {
-                classes,
-                core,
-                large: Large::new(budget.clone(), self.knobs.release_after),
-                budget,
-                foreign: AtomicU64::new(0),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            classes,
+            core,
+            large: Large::new(budget.clone()),
+            budget,
+            foreign: AtomicU64::new(0),
+        });
+        // SAFETY: the arena lives in `Inner`, which stays in its `Arc` until
+        // dropped there.
+        unsafe { inner.large.join() };
+        Ok(SlabAlloc { inner })
     }
 }

@@ -7,32 +7,137 @@
 //! be resident) or *cold* (never touched, or released with `MADV_DONTNEED`).
 //! `mapped_bytes` counts regions in use plus warm free regions: the memory
 //! that may be resident. No syscall runs under the source's lock.
+//!
+//! The idle release belongs to the [`Budget`] that the sources of one pool
+//! or allocator share: each member ([`Idle`]: every page source, and a
+//! `SlabAlloc`'s large arena) calls [`Budget::sweep_if_due`] on its slow
+//! paths, and at most once per half `release_after` one of those callers
+//! gives back what has been idle for a whole period in *every* member. So
+//! what one size class freed goes back to the OS while the program uses
+//! only other classes.
 
+use core::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::error::AllocError;
 use crate::meta::{mvec, Arc, MVec};
 use crate::os::Backing;
 use crate::pagemap;
+use crate::sync::unmodelled::now_nanos;
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// Idle memory charged to a [`Budget`], which the budget's sweep gives back.
+pub(crate) trait Idle: Sync {
+    /// Gives back to the OS the memory free since before `cutoff`; the bytes
+    /// released. Takes the member's own locks, one at a time.
+    fn release_idle(&self, cutoff: Instant) -> u64;
+}
+
+/// A budget's members ([`Budget::join`]).
+#[derive(Debug)]
+struct Members(MVec<NonNull<dyn Idle>>);
+
+// SAFETY: each member is `Sync` (the `Idle` bound), so any thread may use
+// it; the pointers are only dereferenced under the list's lock, while the
+// member has not left.
+unsafe impl Send for Members {}
 
 /// A `max_bytes` budget and the bytes charged to it: the regions in use or
 /// warm of every page source (and the large mappings) of one pool or
 /// allocator. Charged and refunded only on slow paths.
+///
+/// It also runs its members' idle release (see the module docs). Lock
+/// order: the member list's lock comes after every pool core's own locks
+/// (a sweep may start on a slow path that holds them) and before every
+/// member's locks, which a sweep takes under it one at a time; nothing else
+/// is taken under it but the meta allocator's.
 #[derive(Debug)]
 pub(crate) struct Budget {
     limit: u64,
     mapped: AtomicU64,
     peak: AtomicU64,
+    /// How long memory stays idle before a sweep gives it back (`None`:
+    /// only `trim` does).
+    release_after: Option<Duration>,
+    /// When the last sweep started ([`now_nanos`]).
+    last_sweep: AtomicU64,
+    members: Mutex<Members>,
 }
 
 impl Budget {
-    pub(crate) fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64, release_after: Option<Duration>) -> Self {
         Self {
             limit,
             mapped: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            release_after,
+            last_sweep: AtomicU64::new(now_nanos()),
+            members: Mutex::new(Members(mvec())),
         }
+    }
+
+    /// Adds `member` to the sweep. False if there was no memory for it (it
+    /// then releases its idle memory only on `trim`).
+    ///
+    /// # Safety
+    /// `member` stays valid at its address until it calls
+    /// [`Budget::leave`], which it does before it is dropped.
+    pub(crate) unsafe fn join(&self, member: &(dyn Idle + 'static)) -> bool {
+        let mut m = self.members.lock();
+        if m.0.try_reserve(1).is_err() {
+            return false;
+        }
+        m.0.push(NonNull::from(member));
+        true
+    }
+
+    /// Takes `member` out of the sweep (if it joined); once this returns, no
+    /// sweep uses it.
+    pub(crate) fn leave(&self, member: &(dyn Idle + 'static)) {
+        let me: *const dyn Idle = member;
+        let me = me.cast::<()>();
+        self.members
+            .lock()
+            .0
+            .retain(|m| m.as_ptr().cast::<()>().cast_const() != me);
+    }
+
+    /// The allocator-wide idle release, called on every member's slow paths
+    /// (with none of the member's locks held): if half a `release_after`
+    /// passed since the last sweep, the caller that claims this one (a
+    /// compare-exchange on the timestamp) gives back, in every member, what
+    /// has been idle for a whole period. The bytes released.
+    pub(crate) fn sweep_if_due(&self) -> u64 {
+        let Some(period) = self.release_after else {
+            return 0;
+        };
+        let now = now_nanos();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < (period / 2).as_nanos() as u64
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        let Some(cutoff) = Instant::now().checked_sub(period) else {
+            return 0;
+        };
+        let members = self.members.lock();
+        members
+            .0
+            .iter()
+            // SAFETY: a member is valid until it leaves, and leaving takes
+            // this lock, held here.
+            .map(|m| unsafe { m.as_ref() }.release_idle(cutoff))
+            .sum()
+    }
+
+    /// The lock of the member list, for the `fork` handlers.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_lock(&self) -> &crate::sync::lock::RawLock {
+        self.members.raw()
     }
 
     /// Charges `n` bytes, or refuses if that would pass the limit.
@@ -106,7 +211,6 @@ struct FreeRegion {
 struct SourceState {
     chunks: MVec<Chunk>,
     free: MVec<FreeRegion>,
-    last_sweep: Instant,
 }
 
 // SAFETY: a chunk's memory is owned by the chunk alone (under Miri and loom
@@ -119,9 +223,8 @@ pub(crate) struct PageSource {
     region_bytes: usize,
     chunk_bytes: usize,
     /// Charged for every region in use or warm (shared with the other
-    /// sources of a size-classed allocator).
+    /// sources of a size-classed allocator); runs the idle release.
     budget: Arc<Budget>,
-    release_after: Option<Duration>,
     state: Mutex<SourceState>,
     /// Regions in use plus warm free regions, in bytes.
     mapped: AtomicU64,
@@ -145,16 +248,16 @@ impl PageSource {
         max_bytes: u64,
         release_after: Option<Duration>,
     ) -> Self {
-        let budget = Arc::new(Budget::new(max_bytes));
-        Self::with_budget(region_bytes, chunk_bytes, budget, release_after)
+        let budget = Arc::new(Budget::new(max_bytes, release_after));
+        Self::with_budget(region_bytes, chunk_bytes, budget)
     }
 
-    /// A source charging `budget` for what it maps.
+    /// A source charging `budget` for what it maps. It takes part in the
+    /// budget's idle release once it [`join`](PageSource::join)s.
     pub(crate) fn with_budget(
         region_bytes: usize,
         chunk_bytes: usize,
         budget: Arc<Budget>,
-        release_after: Option<Duration>,
     ) -> Self {
         debug_assert!(region_bytes.is_power_of_two());
         let chunk_bytes = chunk_bytes.max(region_bytes) / region_bytes * region_bytes;
@@ -162,11 +265,9 @@ impl PageSource {
             region_bytes,
             chunk_bytes,
             budget,
-            release_after,
             state: Mutex::new(SourceState {
                 chunks: mvec(),
                 free: mvec(),
-                last_sweep: Instant::now(),
             }),
             mapped: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
@@ -174,6 +275,16 @@ impl PageSource {
             fail_maps: AtomicUsize::new(0),
             tag: AtomicUsize::new(0),
         }
+    }
+
+    /// Joins the budget's idle release (see [`Budget::sweep_if_due`]); it
+    /// leaves when dropped.
+    ///
+    /// # Safety
+    /// The source is not moved from here on (it is dropped in place).
+    pub(crate) unsafe fn join(&self) {
+        // SAFETY: per the contract; `Drop` leaves.
+        unsafe { self.budget.join(self) };
     }
 
     /// Tags the regions of chunks mapped from now on in the page map.
@@ -205,9 +316,8 @@ impl PageSource {
         loop {
             let mut st = self.state.lock();
             if let Some(got) = self.take_free(&mut st)? {
-                let cutoff = self.sweep_due(&mut st, None);
                 drop(st);
-                self.sweep(cutoff);
+                self.budget.sweep_if_due();
                 return Ok(got);
             }
             drop(st);
@@ -266,9 +376,8 @@ impl PageSource {
             addr,
             warm_since: Some(now),
         });
-        let cutoff = self.sweep_due(&mut st, Some(now));
         drop(st);
-        self.sweep(cutoff);
+        self.budget.sweep_if_due();
     }
 
     /// True if `addr` lies inside one of this source's chunks.
@@ -277,28 +386,6 @@ impl PageSource {
         st.chunks
             .iter()
             .any(|c| (c.base..c.base + c.regions * self.region_bytes).contains(&addr))
-    }
-
-    /// The working-set policy: warm free regions idle for a whole period go
-    /// back to the OS. Runs on the slow paths that already reach the source,
-    /// under the lock they hold, with one clock read (`now`, if the caller
-    /// has read it): if half a period passed since the last sweep, starts
-    /// one and returns its cutoff for [`PageSource::sweep`].
-    fn sweep_due(&self, st: &mut SourceState, now: Option<Instant>) -> Option<Instant> {
-        let period = self.release_after?;
-        let now = now.unwrap_or_else(Instant::now);
-        if now.duration_since(st.last_sweep) < period / 2 {
-            return None;
-        }
-        st.last_sweep = now;
-        now.checked_sub(period)
-    }
-
-    /// Releases the warm regions free since before `cutoff` (outside the lock).
-    fn sweep(&self, cutoff: Option<Instant>) {
-        if let Some(cutoff) = cutoff {
-            self.release_warm(|since| since <= cutoff);
-        }
     }
 
     /// Releases every warm free region and unmaps chunks left wholly free.
@@ -443,6 +530,20 @@ impl PageSource {
     /// Bytes given back to the OS so far.
     pub(crate) fn released_bytes(&self) -> u64 {
         self.released.load(Ordering::Relaxed)
+    }
+}
+
+/// The working-set policy: warm free regions idle for a whole period go
+/// back to the OS (the budget's sweep decides when to look).
+impl Idle for PageSource {
+    fn release_idle(&self, cutoff: Instant) -> u64 {
+        self.release_warm(|since| since <= cutoff)
+    }
+}
+
+impl Drop for PageSource {
+    fn drop(&mut self) {
+        self.budget.leave(self);
     }
 }
 

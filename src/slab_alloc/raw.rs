@@ -151,11 +151,16 @@ impl SlabAlloc {
         fresh
     }
 
-    /// Runs `f` on every lock of the allocator in lock order (the core's:
-    /// its tier, then each class's page source; then the large table).
+    /// Runs `f` on every lock of the allocator in lock order: the core's
+    /// magazine-sweep and tier locks; the budget's member list (a class's
+    /// slow path may run the budget's sweep under those); every class's
+    /// page source and the large table (the sweep takes each of them under
+    /// the list's lock, one at a time; none is taken under another).
     #[cfg(not(loom))]
     pub(crate) fn for_each_lock(&self, mut f: impl FnMut(&crate::sync::lock::RawLock)) {
         self.inner.core.for_each_lock(&mut f);
+        f(self.inner.budget.raw_lock());
+        self.inner.core.source_locks(&mut f);
         f(self.inner.large.raw_lock());
     }
 }

@@ -79,6 +79,8 @@ fn max_bytes_caps_mapped_memory() {
 #[test]
 fn idle_regions_are_released_after_the_period() {
     let src = PageSource::new(R, 1 << 20, u64::MAX, Some(Duration::from_millis(1)));
+    // SAFETY: `src` stays in place until dropped.
+    unsafe { src.join() };
     let a = src.acquire().unwrap();
     let b = src.acquire().unwrap();
     src.release(a);
@@ -90,4 +92,59 @@ fn idle_regions_are_released_after_the_period() {
         src.released_bytes() >= R as u64,
         "region a was idle > 1 period"
     );
+}
+
+/// Two sources on one budget: a region idle in one is released by the
+/// other's slow path (the budget's sweep covers every member); a source that
+/// left is no longer swept; without joining, nothing but `trim` releases.
+#[test]
+fn the_budget_sweeps_every_member_from_any_members_slow_path() {
+    let period = Duration::from_millis(2);
+    let budget = Arc::new(Budget::new(u64::MAX, Some(period)));
+    let b = PageSource::with_budget(R, 1 << 20, budget.clone());
+    // SAFETY: `b` stays in place until dropped.
+    unsafe { b.join() };
+    let y = b.acquire().unwrap();
+    {
+        let a = PageSource::with_budget(R, 1 << 20, budget.clone());
+        // SAFETY: `a` stays in place until dropped (at the end of the block).
+        unsafe { a.join() };
+        let x = a.acquire().unwrap();
+        a.release(x);
+        assert_eq!(budget.mapped(), 2 * R as u64);
+        // Idle past the period, and no slow path of this budget since: the
+        // next one sweeps.
+        std::thread::sleep(2 * period);
+        b.release(y);
+        assert_eq!(
+            a.released_bytes(),
+            R as u64,
+            "a's idle region, released by b"
+        );
+        assert_eq!(b.released_bytes(), 0, "b's region is not idle yet");
+        assert_eq!(budget.mapped(), R as u64);
+    }
+    assert_eq!(budget.members.lock().0.len(), 1, "a left when dropped");
+    let c = PageSource::with_budget(R, 1 << 20, budget.clone());
+    let z = c.acquire().unwrap();
+    c.release(z);
+    std::thread::sleep(2 * period);
+    // `c` never joined: its region stays; `b`'s is released (by this
+    // sweep, or by one that `c`'s slow paths ran).
+    budget.sweep_if_due();
+    assert_eq!((b.released_bytes(), c.released_bytes()), (R as u64, 0));
+    assert_eq!(c.trim(), R as u64);
+    assert_eq!(budget.mapped(), 0);
+}
+
+/// At most one sweep per half period, whoever asks.
+#[test]
+fn the_budget_sweeps_at_most_twice_a_period() {
+    let budget = Budget::new(u64::MAX, Some(Duration::from_secs(3600)));
+    assert_eq!(budget.sweep_if_due(), 0);
+    let off = Budget::new(u64::MAX, None);
+    assert_eq!(off.sweep_if_due(), 0);
+    let last = budget.last_sweep.load(Ordering::Relaxed);
+    assert_eq!(budget.sweep_if_due(), 0);
+    assert_eq!(budget.last_sweep.load(Ordering::Relaxed), last, "not due");
 }

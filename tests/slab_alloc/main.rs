@@ -13,6 +13,10 @@
 //! - `large`: the large blocks' arena (coalescing, growth in place, idle
 //!   purge, trim, the budget) and threads resizing large blocks while
 //!   another trims;
+//! - `idle`: the allocator-wide idle release — a class's idle regions (or
+//!   the arena's idle spans) released by the slow paths of another class
+//!   or of large blocks, only by `trim` without `release_after`, and
+//!   threads in many classes while the sweep runs;
 //! - `refusals`: refused frees (double, foreign, interior, large);
 //! - `limits`: builder validation, the `max_bytes` budget, injected mapping
 //!   failures, impossible requests.
@@ -27,6 +31,7 @@ mod common;
 
 mod blocks;
 mod collections;
+mod idle;
 mod large;
 mod layouts;
 mod limits;
