@@ -6,6 +6,7 @@
 //! pool handle.
 
 use crate::heap::{owner, Heap, HeapSet, Held, LocalFree};
+use crate::magazine::CAPACITY;
 use crate::meta::Arc;
 use crate::slab::{Chain, ListState, Slab};
 use crate::sync::{bump, fence, Ordering};
@@ -247,33 +248,63 @@ impl PoolCore {
     }
 
     /// Publishes a chain of held blocks on `slab`'s remote list (their
-    /// frees were counted when they were held). After the push the owner may
-    /// drain and release the slab, and with it the pool's last reference,
-    /// so the pool is kept alive across; then, after a SeqCst fence, if the
-    /// heap is dead ([`owner::DEAD`]), the publisher collects its empty
-    /// slabs itself. Whoever makes a heap dead (an abandoning owner, the
-    /// close) fences between that store and releasing its empty slabs:
-    /// whichever fence comes first, the other side sees its write, so the
-    /// last of them to touch the slab releases it.
+    /// frees were counted when they were held): [`PoolCore::publish_all`]
+    /// of one chain.
     ///
     /// # Safety
     /// The caller holds every block of the chain, so `slab` is live.
     pub(crate) unsafe fn publish(slab: *mut Slab, chain: Chain) {
-        // SAFETY: a live slab's pool is live (the slab holds a reference).
-        let s = unsafe { &*slab };
-        let pool = s.pool as *const PoolCore;
-        let heap = Heap::of_slab(s, Ordering::Acquire);
-        // SAFETY: the pool is alive (the block's slab holds it).
-        let keep = unsafe { keep_alive(pool) };
         // SAFETY: per the contract.
-        if unsafe { s.push_chain(chain) } {
-            // SAFETY: a slab's heap outlives the slab.
-            unsafe { (*heap).push_returned(slab) };
+        unsafe { Self::publish_all(&[(slab, chain)]) }
+    }
+
+    /// Publishes chains of held blocks, each on its slab's remote list
+    /// (their frees were counted when they were held); every slab is of
+    /// one pool. After a push the owner may drain and release the slab,
+    /// and with it the pool's last reference, so the pool is kept alive
+    /// across — once for the batch. Then, after one SeqCst fence, each heap
+    /// pushed to that is dead ([`owner::DEAD`]) has its empty slabs
+    /// collected by the publisher. Whoever makes a heap dead (an abandoning
+    /// owner, the close) fences between that store and releasing its empty
+    /// slabs: whichever fence comes first, the other side sees its write (a
+    /// push before the publisher's fence is before it), so the last of them
+    /// to touch a slab releases it.
+    ///
+    /// # Safety
+    /// The caller holds every block of the chains, so their slabs are live;
+    /// at most [`CAPACITY`] chains, all of one pool.
+    pub(crate) unsafe fn publish_all(chains: &[(*mut Slab, Chain)]) {
+        let Some(&(first, _)) = chains.first() else {
+            return;
+        };
+        debug_assert!(chains.len() <= CAPACITY);
+        // SAFETY: a live slab's pool is live (the slab holds a reference).
+        let pool = unsafe { (*first).pool } as *const PoolCore;
+        // SAFETY: as above.
+        let keep = unsafe { keep_alive(pool) };
+        let mut heaps = [core::ptr::null::<Heap>(); CAPACITY];
+        let mut n = 0;
+        for &(slab, chain) in chains {
+            // SAFETY: per the contract.
+            let s = unsafe { &*slab };
+            debug_assert!(core::ptr::eq(s.pool, pool.cast()));
+            let heap = Heap::of_slab(s, Ordering::Acquire);
+            // SAFETY: per the contract.
+            if unsafe { s.push_chain(chain) } {
+                // SAFETY: a slab's heap lives as long as its pool (kept).
+                unsafe { (*heap).push_returned(slab) };
+            }
+            if !heaps[..n].contains(&heap) && n < CAPACITY {
+                heaps[n] = heap;
+                n += 1;
+            }
         }
         fence(Ordering::SeqCst);
-        // SAFETY: a slab's heap lives as long as its pool (kept alive).
-        if unsafe { (*heap).owner.load(Ordering::Relaxed) } == owner::DEAD {
-            keep.0.collect(heap);
+        for &heap in &heaps[..n] {
+            // SAFETY: a slab's heap lives as long as its pool (kept alive).
+            if unsafe { (*heap).owner.load(Ordering::Relaxed) } == owner::DEAD {
+                keep.0.collect(heap);
+            }
         }
     }
 

@@ -76,16 +76,21 @@ fn steal_magazine(heap: &Heap, always: bool) -> bool {
 
 /// Publishes held blocks on their slabs' remote lists, one chain per slab
 /// (sorting the entries groups them: an entry is its slab's address plus
-/// the slot). The frees were counted when the blocks were held.
+/// the slot), with one keep-alive and one fence for them all
+/// ([`PoolCore::publish_all`]). The frees were counted when the blocks
+/// were held.
 ///
 /// # Safety
-/// The caller holds every block named in `entries`.
+/// The caller holds every block named in `entries`: at most [`CAPACITY`],
+/// all of one pool (one magazine's).
 pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
     // Blocks freed in a run usually come grouped already; sort only if a
     // slab comes back after another.
     if !grouped(entries) {
         entries.sort_unstable();
     }
+    let mut chains = [(core::ptr::null_mut(), Chain::one(0)); CAPACITY];
+    let mut n = 0;
     let mut i = 0;
     while i < entries.len() {
         let (slab, first) = Slab::of_entry(entries[i]);
@@ -104,9 +109,12 @@ pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
             chain.count += 1;
             i += 1;
         }
-        // SAFETY: we hold the chain's blocks, linked above.
-        unsafe { PoolCore::publish(slab, chain) };
+        chains[n] = (slab, chain);
+        n += 1;
     }
+    // SAFETY: we hold the chains' blocks, linked above; a magazine holds
+    // blocks of its own pool only, at most `CAPACITY`.
+    unsafe { PoolCore::publish_all(&chains[..n]) };
 }
 
 impl PoolCore {
