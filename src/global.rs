@@ -88,6 +88,16 @@ fn built() -> Option<&'static SlabAlloc> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
+/// [`GlobalAlloc::alloc`] but its inline fast path.
+#[cold]
+#[inline(never)]
+fn alloc_slow(layout: Layout, zero: bool) -> *mut u8 {
+    match core() {
+        Some(c) => c.alloc_raw(layout, zero),
+        None => core::ptr::null_mut(),
+    }
+}
+
 /// [`Global::malloc`] but its inline fast path.
 #[cold]
 #[inline(never)]
@@ -215,10 +225,13 @@ fn env_var(_name: &'static [u8]) -> Option<&'static [u8]> {
 unsafe impl GlobalAlloc for Global {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match core() {
-            Some(c) => c.alloc_raw(layout, false),
-            None => core::ptr::null_mut(),
+        // A small request on a thread that owns its class's heap: inline.
+        if let Some(c) = built() {
+            if let Some(p) = c.alloc_small_owned(layout.size(), layout.align()) {
+                return p;
+            }
         }
+        alloc_slow(layout, false)
     }
 
     #[inline]
