@@ -10,7 +10,7 @@ use homeslab::SlabAlloc;
 use loom::thread;
 
 /// loom's model runner with room for a `stats()` call, which reads the
-/// counters of all 52 class cores (each a branch point for loom).
+/// counters of all 52 heaps of each heap set (each a branch point for loom).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.max_branches = 100_000;
