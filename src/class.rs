@@ -64,7 +64,7 @@ pub(crate) const fn natural_align(size: usize) -> usize {
 
 /// The slab geometry of class `c`.
 pub(crate) const fn geometry(c: usize) -> Geometry {
-    Geometry::of(SIZES[c], natural_align(SIZES[c]))
+    Geometry::colored(SIZES[c], natural_align(SIZES[c]))
 }
 
 /// Class of each size up to 1024 in 16-byte steps: `SMALL[(size + 15) / 16]`.

@@ -145,7 +145,7 @@ impl SlabFactory {
         }
         // SAFETY: per the contract, nobody uses the slab.
         unsafe { Slab::destroy(NonNull::new_unchecked(slab)) };
-        self.source.release(slab as usize);
+        self.source.release(Slab::base_of(slab));
         // SAFETY: balances the `retain` in `make`; the caller holds another
         // reference.
         unsafe { self.keep.release() };

@@ -392,9 +392,14 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner, `slab` belongs to this heap and `idx` came
-    /// from its [`Slab::slot_index`].
+    /// from its [`Slab::slot_index`]; `colored` is the slab's shape's.
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize) -> LocalFree {
+    pub(crate) unsafe fn free_local(
+        &self,
+        slab: *mut Slab,
+        idx: usize,
+        colored: bool,
+    ) -> LocalFree {
         // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
@@ -402,7 +407,7 @@ impl Heap {
                 if s.hold_own(idx).is_err() {
                     return LocalFree::DoubleFree;
                 }
-                self.hot.store(s.entry(idx), Ordering::Relaxed);
+                self.hot.store(s.entry(idx, colored), Ordering::Relaxed);
                 bump(&self.stats.local_frees, 1);
                 return LocalFree::Done;
             }

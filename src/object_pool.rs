@@ -345,7 +345,11 @@ impl<T: Send + 'static> ObjectBox<T> {
     /// # Safety
     /// `ptr` is the block of a live `ObjectBox<T>`.
     unsafe fn objects<'a>(ptr: NonNull<T>) -> &'a Objects {
-        let slab = Slab::of(ptr.as_ptr() as usize, Layout::<T>::GEOMETRY.region);
+        let slab = Slab::of(
+            ptr.as_ptr() as usize,
+            Layout::<T>::GEOMETRY.region,
+            Layout::<T>::SHAPE,
+        );
         // SAFETY: the block lies in a live slab of an object pool of `T`,
         // which keeps its core alive; such a core has object state.
         match unsafe { PoolCore::of_live_slab(slab) }.objects() {

@@ -192,7 +192,11 @@ impl<T> Pool<T> {
         nth: usize,
         word: u16,
     ) -> Option<u16> {
-        let slab = Slab::of(block.as_ptr() as usize, Layout::<T>::GEOMETRY.region);
+        let slab = Slab::of(
+            block.as_ptr() as usize,
+            Layout::<T>::GEOMETRY.region,
+            Layout::<T>::SHAPE,
+        );
         // SAFETY: per the contract the slab is live and this thread owns it.
         unsafe { (*slab).overwrite_free_word(nth, word) }
     }
@@ -368,7 +372,7 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, shape: Shape) {
         // SAFETY: the header is a live slab, which keeps its pool alive.
         Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
         // SAFETY: as above; `idx` is a slot of `slab`.
-        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx) },
+        Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, shape) },
     }
 }
 

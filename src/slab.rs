@@ -1,9 +1,14 @@
 //! A slab: one region of equal-size slots for a given (size, align), with its
-//! header at the start of the region — the untyped core.
+//! header at or near the start of the region — the untyped core.
 //!
-//! Region layout: `[Slab header][slot words][slots…]`.
-//! The region is aligned to its own size, so `ptr & !(region - 1)` finds the
-//! header of any block in O(1).
+//! Region layout: `[Slab header][slot words][slots…]`, or, for a size
+//! class's slab ([`Shape::colored`]), `[color gap][Slab header][slot
+//! words][slots…]`: the header sits a *color* past the base (0 to 896
+//! bytes in steps of 128, a hash of the base: see `resolve`). The region is
+//! aligned to its own size, so `ptr & !(region - 1)` finds the base of any
+//! block's region in O(1), and the header from it. Slots count from the
+//! base, after the largest color's header and words, so every slab of one
+//! geometry has the same slot offsets.
 //!
 //! Each slot has one 16-bit *slot word*, outside the block: [`ALLOCATED`]
 //! while the slot is handed out, otherwise its freelist link (the next free
@@ -258,7 +263,8 @@ pub(crate) struct Mode {
 }
 
 impl Slab {
-    /// Writes a fresh header into `region` and returns it.
+    /// Writes a fresh header into `region` (at its color, if the geometry
+    /// is colored) and returns it.
     ///
     /// # Safety
     /// `region` is `geo.region` bytes, aligned to `geo.region`, writable, and
@@ -276,14 +282,14 @@ impl Slab {
             zeroed,
             caching,
         } = mode;
-        let slab = region as *mut Slab;
+        let slab = Slab::at_base(region, geo.colored);
         let shape = if caching {
             geo.shape().caching()
         } else {
             geo.shape()
         };
         let header = Slab {
-            magic: MAGIC ^ region ^ shape.tag(),
+            magic: MAGIC ^ slab as usize ^ shape.tag(),
             pool,
             shape,
             capacity: geo.capacity as u32,
@@ -303,11 +309,12 @@ impl Slab {
             remote: CachePadded::new(RemoteStack::new()),
             next_returned: AtomicPtr::new(core::ptr::null_mut()),
         };
-        // SAFETY: the caller gives us the whole region; the header and the
-        // slot words fit before `slots_off` by construction of `Geometry`.
+        // SAFETY: the caller gives us the whole region; the header (at any
+        // color) and the slot words fit before `slots_off` by construction
+        // of `Geometry`.
         unsafe {
             slab.write(header);
-            let words = (region + geometry::WORDS_OFF) as *mut SlotWord;
+            let words = (slab as usize + geometry::WORDS_OFF) as *mut SlotWord;
             for i in 0..geo.capacity {
                 words.add(i).write(SlotWord::new(0));
             }
@@ -342,11 +349,23 @@ impl Slab {
         }
     }
 
-    /// The start of the region, cast from the address (exposed provenance),
-    /// so that it reaches the slot words and slots, not just the header
+    /// The start of the region (the header, or below it by its color if
+    /// `shape`, this slab's, is colored), cast from the address (exposed
+    /// provenance), so that it reaches the slots, not just the header
     /// `&self` covers.
     #[inline(always)]
-    fn region(&self) -> *mut u8 {
+    fn base(&self, shape: Shape) -> *mut u8 {
+        if shape.colored {
+            Self::base_of(self) as *mut u8
+        } else {
+            self.header()
+        }
+    }
+
+    /// The header's address as a pointer that reaches the slot words after
+    /// it (exposed provenance, as [`Slab::base`]).
+    #[inline(always)]
+    fn header(&self) -> *mut u8 {
         self as *const Slab as usize as *mut u8
     }
 
@@ -354,7 +373,7 @@ impl Slab {
     #[inline(always)]
     fn slot(&self, idx: usize) -> *mut u8 {
         let at = self.shape.slots_off as usize + idx * self.shape.stride as usize;
-        self.region().wrapping_add(at)
+        self.base(self.shape).wrapping_add(at)
     }
 
     /// Slot `idx`'s word, at a fixed offset from the header.
@@ -364,7 +383,7 @@ impl Slab {
         // or hold the slot), and `init` constructed `capacity` words there.
         unsafe {
             &*self
-                .region()
+                .header()
                 .add(geometry::WORDS_OFF)
                 .cast::<SlotWord>()
                 .add(idx)
@@ -528,7 +547,7 @@ impl Slab {
                     None => return None,
                 };
                 l.count = l.count.wrapping_add(1);
-                let slots = self.region().add(shape.slots_off as usize);
+                let slots = self.base(shape).add(shape.slots_off as usize);
                 let p = NonNull::new_unchecked(slots.add(idx * shape.stride as usize));
                 asan::mark(p.as_ptr(), shape.stride as usize, false);
                 Some((p, info))

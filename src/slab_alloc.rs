@@ -112,11 +112,14 @@ const _: () = assert!(core::mem::size_of::<Class>() == 64);
 
 impl Class {
     /// The class's slab shape, its caching mark a constant `false` (no
-    /// class caches objects), so the checks object pools need compile away.
+    /// class caches objects) and its colored mark a constant `true` (every
+    /// class's header is colored), so that the checks object pools need
+    /// and the branches on the color compile away.
     #[inline(always)]
     fn shape(&self) -> Shape {
         Shape {
             caching: false,
+            colored: true,
             ..self.shape
         }
     }
@@ -281,7 +284,7 @@ impl SlabAlloc {
             // SAFETY: the header is a live slab of this class's core.
             Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
             // SAFETY: as above; `idx` is a slot of `slab`.
-            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx) },
+            Resolved::Slot(slab, idx) => unsafe { PoolCore::free_block(slab, idx, d.shape()) },
         }
     }
 

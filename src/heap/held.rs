@@ -26,7 +26,7 @@ impl Heap {
         let hot = self.hot.load(Ordering::Relaxed);
         if hot > HOT_OFF {
             self.hot.store(HOT_EMPTY, Ordering::Relaxed);
-            let (slab, idx) = Slab::of_entry(hot);
+            let (slab, idx) = Slab::of_entry(hot, shape.colored);
             // SAFETY: the hot block is ours, held, of our live slab.
             unsafe {
                 if let Some(p) = (*slab).unhold(idx, shape, &self.stats.corruption) {
@@ -41,7 +41,7 @@ impl Heap {
         loop {
             // SAFETY: the caller is the owner.
             let e = unsafe { self.mag.pop() }?;
-            let (slab, idx) = Slab::of_entry(e);
+            let (slab, idx) = Slab::of_entry(e, shape.colored);
             // SAFETY: a held block keeps its slab live; we hold the block.
             if let Some(p) = unsafe { (*slab).unhold(idx, shape, &self.stats.corruption) } {
                 return Some(p);
@@ -54,13 +54,17 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner, `slab` is a live slab of this heap's pool
-    /// and `idx` came from its [`Slab::slot_index`].
+    /// and `idx` came from its [`Slab::slot_index`]; `colored` is the
+    /// slab's shape's.
     #[inline(always)]
-    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize) -> Held {
+    pub(crate) unsafe fn hold(&self, slab: *mut Slab, idx: usize, colored: bool) -> Held {
         // SAFETY: per the contract.
         let s = unsafe { &*slab };
         // SAFETY: the caller is the owner.
-        match unsafe { self.mag.push(|| s.hold(idx).map(|()| s.entry(idx))) } {
+        match unsafe {
+            self.mag
+                .push(|| s.hold(idx).map(|()| s.entry(idx, colored)))
+        } {
             Ok(true) => {}
             Ok(false) => return Held::Full,
             Err(DoubleFree) => return Held::DoubleFree,
@@ -99,7 +103,7 @@ impl Heap {
         // SAFETY: per the contract; the hot block is held, of our own live
         // slab.
         unsafe {
-            let (slab, idx) = Slab::of_entry(hot);
+            let (slab, idx) = Slab::of_any_entry(hot);
             let s = &*slab;
             if s.free_held_local(idx, &self.stats.corruption) {
                 let (list, used) = s.local(|l| (l.list(), l.used()));

@@ -8,7 +8,7 @@
 use crate::heap::{owner, Heap, HeapSet, Held, LocalFree};
 use crate::magazine::CAPACITY;
 use crate::meta::Arc;
-use crate::slab::{Chain, ListState, Slab};
+use crate::slab::{Chain, ListState, Shape, Slab};
 use crate::sync::{bump, fence, Ordering};
 use crate::thread;
 
@@ -22,9 +22,10 @@ impl PoolCore {
     /// # Safety
     /// `slab` passed [`Slab::header_ok`], so its `pool` is a live pool (the
     /// block's slab holds a reference to it); `idx` came from
-    /// [`Slab::slot_index`].
+    /// [`Slab::slot_index`]; `shape` is the slab's (a constant of the
+    /// caller's).
     #[inline(always)]
-    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize) {
+    pub(crate) unsafe fn free_block(slab: *mut Slab, idx: usize, shape: Shape) {
         // SAFETY: a slab in use keeps its heap pointer fixed and valid.
         let heap = unsafe { &*Heap::of_slab(&*slab, Ordering::Relaxed) };
         // No owner word is 0, the serial of a thread that has none.
@@ -32,10 +33,19 @@ impl PoolCore {
         let word = heap.owner.load(Ordering::Relaxed);
         if word == me {
             // SAFETY: this thread owns the heap and the slab is its.
-            return unsafe { Self::after_local_free(heap, slab, heap.free_local(slab, idx)) };
+            return unsafe {
+                Self::after_local_free(heap, slab, heap.free_local(slab, idx, shape.colored))
+            };
         }
+        let closing = word == owner::closing(me);
         // SAFETY: as above.
-        unsafe { Self::free_foreign(slab, idx, word == owner::closing(me)) }
+        unsafe {
+            if shape.colored {
+                Self::free_foreign::<true>(slab, idx, closing)
+            } else {
+                Self::free_foreign::<false>(slab, idx, closing)
+            }
+        }
     }
 
     /// What an owner's free into its own slab leaves to do. `heap` is a
@@ -67,9 +77,9 @@ impl PoolCore {
     /// (`closing`), the thread's set is abandoned first.
     ///
     /// # Safety
-    /// As [`PoolCore::free_block`].
+    /// As [`PoolCore::free_block`], `COLORED` the slab's shape's.
     #[inline(never)]
-    unsafe fn free_foreign(slab: *mut Slab, idx: usize, closing: bool) {
+    unsafe fn free_foreign<const COLORED: bool>(slab: *mut Slab, idx: usize, closing: bool) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
         // SAFETY: a slab in use keeps its heap pointer fixed and valid; the
@@ -100,7 +110,7 @@ impl PoolCore {
                 Holder::Heap(h) => h,
                 // SAFETY: per the contract.
                 Holder::Owner(h) => unsafe {
-                    return Self::after_local_free(h, slab, h.free_local(slab, idx));
+                    return Self::after_local_free(h, slab, h.free_local(slab, idx, COLORED));
                 },
                 // SAFETY: per the contract.
                 Holder::None => return unsafe { Self::free_at_once(slab, idx, None) },
@@ -108,7 +118,7 @@ impl PoolCore {
         };
         loop {
             // SAFETY: this thread owns `mine`, a heap of the slab's pool.
-            match unsafe { mine.hold(slab, idx) } {
+            match unsafe { mine.hold(slab, idx, COLORED) } {
                 Held::Yes => return,
                 Held::DoubleFree => return sh.count_double_free(),
                 // SAFETY: as above.

@@ -75,8 +75,8 @@ fn steal_magazine(heap: &Heap, always: bool) -> bool {
 }
 
 /// Publishes held blocks on their slabs' remote lists, one chain per slab
-/// (sorting the entries groups them: an entry is its slab's address plus
-/// the slot), with one keep-alive and one fence for them all
+/// (sorting the entries groups them: an entry is its slab's region base
+/// above the slot), with one keep-alive and one fence for them all
 /// ([`PoolCore::publish_all`]). The frees were counted when the blocks
 /// were held.
 ///
@@ -93,17 +93,18 @@ pub(crate) unsafe fn send_home(entries: &mut [Entry]) {
     let mut n = 0;
     let mut i = 0;
     while i < entries.len() {
-        let (slab, first) = Slab::of_entry(entries[i]);
+        let base = Slab::entry_base(entries[i]);
+        let (slab, first) = Slab::of_any_entry(entries[i]);
         // SAFETY: a held block keeps its slab live.
         let s = unsafe { &*slab };
         s.link_held(first, 0);
         let mut chain = Chain::one(first);
         i += 1;
         while i < entries.len() {
-            let (next_slab, idx) = Slab::of_entry(entries[i]);
-            if next_slab != slab {
+            if Slab::entry_base(entries[i]) != base {
                 break;
             }
+            let idx = Slab::entry_index(entries[i]);
             s.link_held(idx, chain.first as usize + 1);
             chain.first = idx as u16;
             chain.count += 1;
@@ -219,11 +220,11 @@ impl PoolCore {
 /// True if each slab's entries are contiguous in `entries` (checked for up
 /// to two slabs in turn, the common case; more count as not grouped).
 fn grouped(entries: &[Entry]) -> bool {
-    let mut seen = [core::ptr::null_mut(); 2];
+    let mut seen = [0; 2];
     let mut runs = 0;
-    let mut last = core::ptr::null_mut();
+    let mut last = 0;
     for &e in entries {
-        let (slab, _) = Slab::of_entry(e);
+        let slab = Slab::entry_base(e);
         if slab == last {
             continue;
         }

@@ -1,10 +1,12 @@
 //! Where a slab's parts sit in its region, for one (size, align): the
-//! region size, the slot stride and capacity, and the offset of slot 0 (the
-//! slot words sit right after the header). Computed at compile time per type.
+//! region size, the slot stride and capacity, and the offset of slot 0 from
+//! the region's base (the slot words sit right after the header; a colored
+//! geometry's header sits at its color past the base, and slot 0 after the
+//! largest color's words). Computed at compile time per type.
 
-use super::{Slab, SlotWord, ALLOCATED, CONSTRUCTED};
+use super::{resolve::MAX_COLOR, Slab, SlotWord, ALLOCATED, CONSTRUCTED};
 
-/// Offset of slot 0's word: right after the header, in every slab.
+/// Offset of slot 0's word from the header: right after it, in every slab.
 pub(super) const WORDS_OFF: usize = core::mem::size_of::<Slab>();
 const _: () = assert!(WORDS_OFF % core::mem::align_of::<SlotWord>() == 0);
 
@@ -34,6 +36,8 @@ const _: () = assert!((1 << 11) <= CONSTRUCTED as usize && CONSTRUCTED < ALLOCAT
 // The header keeps stride and span as `u32`: the largest region (a
 // `MAX_SIZE` object, grown to `MIN_SLOTS` slots) stays below 4 GiB.
 const _: () = assert!(2 * MAX_SIZE * MIN_SLOTS <= u32::MAX as usize);
+// The shape's tag keeps the stride below its colored mark.
+const _: () = assert!(MAX_SIZE < 1 << 30);
 
 /// What a free needs of a slab's geometry to find a block's slot: the stride
 /// and where slot 0 starts. Every slab header keeps its own; the pool passes
@@ -48,14 +52,22 @@ pub(crate) struct Shape {
     /// constant of the typed layer, so the checks it needs compile away in
     /// every other pool).
     pub(crate) caching: bool,
+    /// A size class's slab: the header sits at its color past the region's
+    /// base (`resolve`). A constant where the shape is one (false for every
+    /// typed pool, true for a `SlabAlloc`'s classes), so the color's
+    /// arithmetic is absent from the paths of the other kind.
+    pub(crate) colored: bool,
 }
 
 impl Shape {
     /// The fields in one word, mixed into the slab's magic so that one
     /// compare checks "a slab, of this shape" (on 32-bit targets only the
-    /// stride and the caching bit are kept).
+    /// stride and the two marks are kept; strides stay below 2^30).
     pub(crate) const fn tag(self) -> usize {
-        (self.stride as u64 | (self.caching as u64) << 31 | (self.slots_off as u64) << 32) as usize
+        (self.stride as u64
+            | (self.colored as u64) << 30
+            | (self.caching as u64) << 31
+            | (self.slots_off as u64) << 32) as usize
     }
 
     /// The same shape for an object pool's slab.
@@ -87,6 +99,8 @@ pub(crate) struct Geometry {
     pub(crate) stride: usize,
     pub(crate) capacity: usize,
     pub(super) slots_off: usize,
+    /// The header is colored ([`Shape::colored`]).
+    pub(crate) colored: bool,
 }
 
 const fn round_up(x: usize, to: usize) -> usize {
@@ -104,13 +118,24 @@ const fn max(a: usize, b: usize) -> usize {
 impl Geometry {
     /// The geometry for objects of `size` and `align` (a power of two,
     /// at most [`MAX_ALIGN`]; `size` at most [`MAX_SIZE`]). Depends on nothing
-    /// else, so a block's region size is known from its type alone.
+    /// else, so a block's region size is known from its type alone. The
+    /// header sits at the region's base.
     pub(crate) const fn of(size: usize, align: usize) -> Geometry {
+        Self::sized(size, align, false)
+    }
+
+    /// [`Geometry::of`] with a colored header: the region keeps the room
+    /// of the largest color in front of it.
+    pub(crate) const fn colored(size: usize, align: usize) -> Geometry {
+        Self::sized(size, align, true)
+    }
+
+    const fn sized(size: usize, align: usize, colored: bool) -> Geometry {
         let slot_align = max(align, 8);
         let stride = round_up(max(size, 8), slot_align);
         let mut region = MIN_REGION;
         loop {
-            let g = Self::fit(region, stride, slot_align);
+            let g = Self::fit(region, stride, slot_align, colored);
             let few = g.capacity < TARGET_SLOTS && region < GROWN_REGION;
             if g.capacity >= MIN_SLOTS && !few {
                 return g;
@@ -119,9 +144,10 @@ impl Geometry {
         }
     }
 
-    /// The most slots a `region` holds, header and metadata included.
-    const fn fit(region: usize, stride: usize, slot_align: usize) -> Geometry {
-        let header = WORDS_OFF;
+    /// The most slots a `region` holds, header (at the largest color, if
+    /// colored) and metadata included.
+    const fn fit(region: usize, stride: usize, slot_align: usize, colored: bool) -> Geometry {
+        let header = if colored { MAX_COLOR } else { 0 } + WORDS_OFF;
         let word = core::mem::size_of::<SlotWord>();
         let mut cap = if region > header {
             (region - header) / (stride + word)
@@ -141,6 +167,7 @@ impl Geometry {
                     stride,
                     capacity: cap,
                     slots_off,
+                    colored,
                 };
             }
             cap -= 1;
@@ -154,6 +181,7 @@ impl Geometry {
             stride: self.stride as u32,
             slots_off: self.slots_off as u32,
             caching: false,
+            colored: self.colored,
         }
     }
 

@@ -11,7 +11,9 @@
 
 use core::ptr::NonNull;
 
-use super::{geometry, handed_out, DoubleFree, Popped, Shape, Slab, CONSTRUCTED, LINK};
+use super::{
+    geometry, handed_out, resolve::MAX_COLOR, DoubleFree, Popped, Shape, Slab, CONSTRUCTED, LINK,
+};
 use crate::sync::{bump, AtomicU64, Ordering};
 
 /// The word of a held slot (plus [`CONSTRUCTED`] if it keeps its object).
@@ -19,24 +21,67 @@ use crate::sync::{bump, AtomicU64, Ordering};
 pub(crate) const HELD: u16 = LINK;
 const _: () = assert!(!handed_out(HELD) && !handed_out(HELD | CONSTRUCTED));
 
-/// A magazine entry: the slab's address with the slot index in its low
-/// bits (regions are aligned to at least [`geometry::MIN_REGION`], and
-/// slot indices stay below it).
+/// A magazine entry: the region's base with, in its low bits (regions are
+/// aligned to at least [`geometry::MIN_REGION`]), the header's color over
+/// [`COLOR_SHIFT`] and the slot index below (indices stay below 2^11:
+/// `geometry`). An uncolored header is the base, so its entry is the
+/// header's address with the index; a colored one is found without
+/// recomputing the color. Sorting entries groups them by slab.
 pub(crate) type Entry = usize;
-const INDEX_BITS: usize = geometry::MIN_REGION - 1;
+/// The region base's bits, the rest of an entry.
+const BASE: usize = !(geometry::MIN_REGION - 1);
+/// Where an entry keeps the color (in steps of 128 bytes: `resolve`).
+const COLOR_SHIFT: u32 = 11;
+/// The color's bits of a header address: 7 to 9 (its offset from the
+/// base, a multiple of 128 below 1024).
+const COLOR: usize = MAX_COLOR;
+const INDEX: usize = (1 << COLOR_SHIFT) - 1;
+const _: () = assert!(core::mem::align_of::<Slab>() == 1 << 7);
+const _: () = assert!((MAX_COLOR + (1 << 7)).is_power_of_two());
+const _: () = assert!(COLOR << (COLOR_SHIFT - 7) < geometry::MIN_REGION);
 
 impl Slab {
-    /// The entry of slot `idx`.
+    /// The entry of slot `idx`; `colored` is this slab's shape's.
     #[inline(always)]
-    pub(crate) fn entry(&self, idx: usize) -> Entry {
-        debug_assert!(idx < self.capacity as usize);
-        self as *const Slab as usize | idx
+    pub(crate) fn entry(&self, idx: usize, colored: bool) -> Entry {
+        debug_assert!(idx <= INDEX && idx < self.capacity as usize);
+        let at = self as *const Slab as usize;
+        if colored {
+            at & BASE | (at & COLOR) << (COLOR_SHIFT - 7) | idx
+        } else {
+            at | idx
+        }
     }
 
-    /// The slab and slot an entry names.
+    /// The slab and slot an entry names, for a slab whose shape's
+    /// `colored` is `colored`.
     #[inline(always)]
-    pub(crate) fn of_entry(e: Entry) -> (*mut Slab, usize) {
-        ((e & !INDEX_BITS) as *mut Slab, e & INDEX_BITS)
+    pub(crate) fn of_entry(e: Entry, colored: bool) -> (*mut Slab, usize) {
+        if colored {
+            Self::of_any_entry(e)
+        } else {
+            ((e & BASE) as *mut Slab, e & INDEX)
+        }
+    }
+
+    /// The slab and slot an entry names, colored or not.
+    #[inline(always)]
+    pub(crate) fn of_any_entry(e: Entry) -> (*mut Slab, usize) {
+        let header = e & BASE | (e >> (COLOR_SHIFT - 7)) & COLOR;
+        (header as *mut Slab, e & INDEX)
+    }
+
+    /// The base of the region of an entry's slab: the same for all the
+    /// slab's entries, and for no other slab's.
+    #[inline(always)]
+    pub(crate) fn entry_base(e: Entry) -> usize {
+        e & BASE
+    }
+
+    /// The slot an entry names.
+    #[inline(always)]
+    pub(crate) fn entry_index(e: Entry) -> usize {
+        e & INDEX
     }
 
     /// A thread that does not own the slab: the free of slot `idx` (from
@@ -97,7 +142,7 @@ impl Slab {
         }
         word.store(shape.handed_out_word(), Ordering::Relaxed);
         let at = shape.slots_off as usize + idx * shape.stride as usize;
-        let p = self.region().wrapping_add(at);
+        let p = self.base(shape).wrapping_add(at);
         super::asan::mark(p, shape.stride as usize, false);
         // SAFETY: a slot of a live slab's region is never null.
         Some((unsafe { NonNull::new_unchecked(p) }, info))

@@ -23,7 +23,7 @@ impl Slab {
                 // SAFETY: `idx` is below the frontier, so its slot lies in
                 // the region.
                 f(unsafe {
-                    self.region()
+                    self.base(self.shape)
                         .add(self.shape.slots_off as usize + idx * self.shape.stride as usize)
                 });
             }

@@ -170,6 +170,80 @@ fn capacity_one() {
     assert!(pop(s, &c).is_none());
 }
 
+/// Neighbouring region bases take every color; a colored slab's header
+/// sits at its base's color, and at every color its slot words end before
+/// slot 0, which every slot's address resolves back to the header from;
+/// its entries name it back.
+#[test]
+fn headers_are_colored_by_their_base() {
+    use super::resolve::{color, MAX_COLOR};
+    let base = 0x7f12_3456_0000_usize;
+    let colors: std::collections::BTreeSet<usize> = (0..64)
+        .map(|i| color(base + i * geometry::MIN_REGION))
+        .collect();
+    assert_eq!(colors.len(), MAX_COLOR / 128 + 1, "{colors:?}");
+    assert!(colors
+        .iter()
+        .all(|c| c % core::mem::align_of::<Slab>() == 0));
+    assert_eq!(colors.last(), Some(&MAX_COLOR));
+    for (size, align) in [(8, 8), (16, 16), (48, 16), (4096, 4096)] {
+        let g = Geometry::colored(size, align);
+        assert!(g.colored && g.shape().colored);
+        assert!(MAX_COLOR + geometry::WORDS_OFF + 2 * g.capacity <= g.slots_off);
+        // Regions until most colors showed up (the test allocator places them).
+        let regions: Vec<Region> = (0..32).map(|_| Region::new(&g)).collect();
+        for r in &regions {
+            let s = slab(&g, r, false);
+            let at = r.ptr as usize;
+            assert_eq!(s as *const Slab as usize, at + color(at));
+            assert_eq!(Slab::base_of(s), at);
+            assert!(s.header_ok(g.shape()));
+            let c = AtomicU64::new(0);
+            for i in 0..g.capacity {
+                let p = pop(s, &c).unwrap().as_ptr() as usize;
+                assert_eq!(p, at + g.slots_off + i * g.stride);
+                assert_eq!(p % align, 0);
+                let header = Slab::of(p, g.region, g.shape());
+                assert_eq!(header, s as *const Slab as *mut Slab);
+                assert_eq!(Slab::of_entry(s.entry(i, true), true), (header, i));
+                assert_eq!(Slab::of_any_entry(s.entry(i, true)), (header, i));
+                assert_eq!(Slab::entry_base(s.entry(i, true)), at);
+            }
+            // SAFETY: the test is done with the slab.
+            unsafe { Slab::destroy(NonNull::from(s)) };
+        }
+    }
+}
+
+/// A typed pool's slab (an uncolored geometry) keeps its header at the
+/// region's base, and its slots where the base leaves room for no color.
+#[test]
+fn pool_headers_sit_at_the_base() {
+    for (size, align) in [(8, 8), (16, 16), (48, 16), (4096, 4096)] {
+        let g = Geometry::of(size, align);
+        assert!(!g.colored && !g.shape().colored);
+        assert!(g.capacity >= Geometry::colored(size, align).capacity);
+        let regions: Vec<Region> = (0..8).map(|_| Region::new(&g)).collect();
+        for r in &regions {
+            for caching in [false, true] {
+                let s = slab_mode(&g, r, false, caching);
+                let at = r.ptr as usize;
+                assert_eq!(s as *const Slab as usize, at);
+                let c = AtomicU64::new(0);
+                let p = pop(s, &c).unwrap().as_ptr() as usize;
+                assert_eq!(p, at + g.slots_off);
+                let header = Slab::of(p, g.region, s.shape());
+                assert_eq!(header, s as *const Slab as *mut Slab);
+                assert_eq!(s.entry(0, false), at);
+                assert_eq!(Slab::of_entry(s.entry(0, false), false), (header, 0));
+                assert_eq!(Slab::of_any_entry(s.entry(0, false)), (header, 0));
+                // SAFETY: the test is done with the slab.
+                unsafe { Slab::destroy(NonNull::from(s)) };
+            }
+        }
+    }
+}
+
 #[test]
 fn max_alignment() {
     let g = Geometry::of(4096, 4096);
@@ -199,8 +273,7 @@ fn double_free_detected_local_and_remote() {
         assert_eq!(s.free_remote(b), Freed::DoubleFree);
         assert_eq!(free_local(s, b), Freed::DoubleFree);
         // Never-allocated slots are refused too.
-        let never =
-            s as *const Slab as usize + s.shape.slots_off as usize + 5 * s.shape.stride as usize;
+        let never = Slab::base_of(s) + s.shape.slots_off as usize + 5 * s.shape.stride as usize;
         assert_eq!(s.free_remote(never), Freed::DoubleFree);
         assert_eq!(drain(s, &c), 1);
         assert_eq!(used(s), 0);
