@@ -178,8 +178,8 @@ fn vecgrow(scale: u64) -> u64 {
     ops
 }
 
-/// The 40 class sizes of homeslab (16-byte steps to 128 B, then four per
-/// doubling to 32 KiB); mimalloc's and jemalloc's tables are close to it.
+/// 40 sizes: homeslab's classes up to 32 KiB (16-byte steps to 128 B, then
+/// four per doubling); mimalloc's and jemalloc's tables are close to it.
 fn class_sizes() -> [usize; 40] {
     let mut s = [0; 40];
     for (i, x) in s.iter_mut().enumerate() {
@@ -193,7 +193,7 @@ fn class_sizes() -> [usize; 40] {
     s
 }
 
-/// A size in one of the 40 classes, each class used, small ones most: 70%
+/// A size in one of the 40 size ranges, each used, small ones most: 70%
 /// up to 512 B, 25% up to 4 KiB, 5% up to 32 KiB.
 fn class_spread_size(sizes: &[usize; 40], r: u64) -> usize {
     let c = match r % 100 {
@@ -207,7 +207,7 @@ fn class_spread_size(sizes: &[usize; 40], r: u64) -> usize {
 
 /// Threads that come and go: generations of 4 short-lived threads, each
 /// taking over a live set of the previous generation (1000 blocks over
-/// all 40 classes), replacing 500 random members and exiting. Little work
+/// all 40 sizes' classes), replacing 500 random members and exiting. Little work
 /// per thread, so the threads' start and exit show. Ops: replacements.
 fn threads(scale: u64) -> u64 {
     const THREADS: usize = 4;
@@ -252,7 +252,7 @@ fn threads(scale: u64) -> u64 {
 }
 
 /// One thread start and exit at a time: each thread allocates one block of
-/// each of the 40 class sizes (and the vector holding them), frees them and
+/// each of the 40 sizes (and the vector holding them), frees them and
 /// exits. Ops: threads.
 fn spawn40(scale: u64) -> u64 {
     let n = 4000 * scale;
