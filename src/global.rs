@@ -111,6 +111,16 @@ fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
 }
 
+/// A free before the core is built: the pointer is not ours; building
+/// the core counts the refusal.
+#[cold]
+#[inline(never)]
+fn free_unbuilt(ptr: *mut u8) {
+    if let Some(c) = core() {
+        c.free_raw(ptr);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn build() -> Option<&'static SlabAlloc> {
@@ -244,8 +254,9 @@ unsafe impl GlobalAlloc for Global {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        if let Some(c) = core() {
-            c.free_raw(ptr);
+        match built() {
+            Some(c) => c.free_raw(ptr),
+            None => free_unbuilt(ptr),
         }
     }
 
@@ -293,7 +304,7 @@ impl Global {
 
     /// `size` bytes (at least 1) aligned to `align` (a power of two), zeroed
     /// if `zero`; null when out of memory or the request is invalid.
-    #[inline]
+    #[inline(always)]
     pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // A small request on a thread that owns its class's heap: inline.
         if !zero {
@@ -312,11 +323,12 @@ impl Global {
     /// # Safety
     /// If `ptr` is a block of this allocator, the caller holds it and does
     /// not use it after.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut u8) {
         if !ptr.is_null() {
-            if let Some(c) = core() {
-                c.free_raw(ptr);
+            match built() {
+                Some(c) => c.free_raw(ptr),
+                None => free_unbuilt(ptr),
             }
         }
     }

@@ -170,6 +170,14 @@ impl Magazine {
         got
     }
 
+    /// Owner: true if the magazine holds nothing (as [`Magazine::pop`]
+    /// reads it first: a stale answer only sends an allocation to the
+    /// slabs, or to `pop`, which checks again).
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
     /// Owner: pops the newest entry.
     ///
     /// # Safety

@@ -434,9 +434,10 @@ impl Drop for Handle {
 
 /// The owner fast path of class `c` (of slab `shape`) of the pool with
 /// thread-context entry `at` and `id` (its [`PoolCore::context_key`]): this
-/// thread's heap set from its context's table, a pop from the class heap's
-/// current slab. Also says what the slot held ([`Slab::pop_fresh`]).
-/// `None`: take [`PoolCore::alloc_slow`].
+/// thread's heap set from its context's table, then the class heap's hot
+/// block or a pop from its current slab ([`Heap::alloc_inline`]). Also
+/// says what the slot held ([`Slab::pop_fresh`]). `None`: take
+/// [`PoolCore::alloc_slow`].
 #[inline(always)]
 pub(crate) fn alloc_owned(at: EntryAt, id: u64, c: usize, shape: Shape) -> Option<Popped> {
     let set = thread::owned_heap(at, id)?;
@@ -446,11 +447,7 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, c: usize, shape: Shape) -> Optio
     // the context.
     let heap = unsafe { HeapSet::from_raw(set).class(c) };
     // SAFETY: this thread owns `heap`.
-    let got = match unsafe { heap.alloc_held(shape) } {
-        Some(p) => p,
-        // SAFETY: as above.
-        None => unsafe { heap.alloc_fast(shape) }?,
-    };
+    let got = unsafe { heap.alloc_inline(shape) }?;
     bump(&heap.stats.allocs, 1);
     Some(got)
 }

@@ -16,6 +16,31 @@ use crate::slab::{DoubleFree, Popped, Shape, Slab};
 use crate::sync::{bump, Ordering};
 
 impl Heap {
+    /// The owner's inline allocation: the hot block, else — when the
+    /// magazine is empty — a pop from the current slab. Calls nothing, so
+    /// the caller's fast path saves no registers. `None`: take the slow
+    /// path, which starts with [`Heap::alloc_held`] (a corrupted hot
+    /// block is counted and given up there, the magazine popped).
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_inline(&self, shape: Shape) -> Option<Popped> {
+        let hot = self.hot.load(Ordering::Relaxed);
+        if hot > HOT_OFF {
+            let (slab, idx) = Slab::of_entry(hot, shape.colored);
+            // SAFETY: the hot block is ours, held, of our live slab.
+            let p = unsafe { (*slab).try_unhold(idx, shape) }?;
+            self.hot.store(HOT_EMPTY, Ordering::Relaxed);
+            return Some(p);
+        }
+        if !self.mag.is_empty() {
+            return None;
+        }
+        // SAFETY: the caller is the owner.
+        unsafe { self.alloc_fast(shape) }
+    }
+
     /// The hot block, else the magazine's newest block, if any (hardened:
     /// skipping entries whose word was corrupted). `shape` is the pool's.
     ///

@@ -127,13 +127,23 @@ impl Slab {
         shape: Shape,
         corruption: &AtomicU64,
     ) -> Option<Popped> {
+        let got = self.try_unhold(idx, shape);
+        if got.is_none() {
+            bump(corruption, 1);
+        }
+        got
+    }
+
+    /// [`Slab::unhold`] without counting a corrupted word: `None` leaves
+    /// the slot and the count to the caller's slow path.
+    #[inline(always)]
+    pub(crate) fn try_unhold(&self, idx: usize, shape: Shape) -> Option<Popped> {
         debug_assert_eq!(self.shape, shape);
         let word = self.word(idx);
         let mut info = 0;
         if shape.caching || self.hardened {
             let w = word.load(Ordering::Relaxed);
             if self.hardened && w & !CONSTRUCTED != HELD {
-                bump(corruption, 1);
                 return None;
             }
             if shape.caching {

@@ -80,8 +80,9 @@ impl SlabAlloc {
 
     /// Frees `ptr` without its layout: a class block, a large block, or a
     /// pointer that is not ours (refused and counted in
-    /// `Stats::foreign_frees`, never read).
-    #[inline]
+    /// `Stats::foreign_frees`, never read). Inline: every call it makes is
+    /// a tail call.
+    #[inline(always)]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
         let Some(p) = NonNull::new(ptr) else {
             return;
