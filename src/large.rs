@@ -1,8 +1,8 @@
 //! Large blocks of a [`SlabAlloc`](crate::SlabAlloc): anything above the
 //! largest size class, or aligned above 4096.
 //!
-//! Blocks up to [`arena::MAX_SPAN`] (16 MiB, alignment slack included) are
-//! page-granular spans of an arena ([`arena`]): carved from 32 MiB chunks
+//! Blocks up to [`arena::MAX_SPAN`] (32 MiB, alignment slack included) are
+//! page-granular spans of an arena ([`arena`]): carved from 64 MiB chunks
 //! by address-ordered first fit, coalesced with their free neighbours when
 //! freed, grown in place when the span after them is free. A freed span
 //! stays *dirty* (its pages resident, counted in `mapped_bytes`) until it
@@ -12,7 +12,11 @@
 //! looks for such spans (and for the size classes' idle regions) on the
 //! slow paths of every class and on every large operation, at most twice a
 //! period ([`Budget::sweep_if_due`]). So a buffer freed and allocated
-//! again, or a vector growing, costs no system call. `trim()` purges every
+//! again, or a vector growing, costs no system call. Between sweeps the
+//! free spans keep at most a quarter of the bytes in large blocks dirty,
+//! and at least 64 MiB ([`Large::dirty_cap`]): a free past that purges the
+//! spans free longest, so a program replacing big buffers does not hold
+//! a period's worth of them resident. `trim()` purges every
 //! free span and unmaps the chunks left wholly free. Larger blocks get a
 //! mapping of their own, returned to the OS when freed and resized with
 //! `mremap` where the OS has it.
@@ -42,6 +46,10 @@ mod arena;
 mod table;
 
 use arena::{page_up, Arena, Chunk, Span, MAX_SPAN};
+
+/// Dirty bytes the free spans may always keep (see [`Large::dirty_cap`]):
+/// a buffer of up to this size freed and allocated again costs no fault.
+const DIRTY_FLOOR: usize = 64 << 20;
 
 /// A live large block.
 pub(crate) enum Block {
@@ -251,7 +259,16 @@ impl Large {
         let _ = st.arena.give(addr, len, len, Instant::now());
         if self.budget.limit() != u64::MAX {
             st.arena.take_dirty(None, purge);
+        } else {
+            st.arena.take_dirty_over(self.dirty_cap(), purge);
         }
+    }
+
+    /// The most dirty bytes free spans keep between idle purges: a quarter
+    /// of the bytes in large blocks, and at least [`DIRTY_FLOOR`].
+    fn dirty_cap(&self) -> usize {
+        let live = self.bytes.load(Ordering::Relaxed) as usize;
+        (live / 4).max(DIRTY_FLOOR)
     }
 
     /// Gives the pages of `spans` (taken out of the arena by

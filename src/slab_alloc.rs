@@ -7,7 +7,7 @@
 //! exit hook), a slab factory per class, one overflow tier, one byte
 //! budget — with the core's remote frees held in magazines and sent home
 //! grouped by slab, hardening, refusals, trim and idle release. Large blocks ([`crate::large`]) are
-//! spans of an arena, or mappings of their own when larger than 16 MiB.
+//! spans of an arena, or mappings of their own when larger than 32 MiB.
 
 use core::alloc::Layout;
 use core::fmt;
@@ -60,12 +60,13 @@ pub(crate) use raw::Home;
 ///   slab) or any large operation looks for idle memory in every class and
 ///   the large arena, at most twice a period, so what one class freed goes
 ///   back while the program uses only other sizes.
-/// - **Large blocks** (above 256 KiB, or aligned above 4096): up to 16 MiB,
-///   spans of an arena of 32 MiB chunks, reused and coalesced when freed,
+/// - **Large blocks** (above 256 KiB, or aligned above 4096): up to 32 MiB,
+///   spans of an arena of 64 MiB chunks, reused and coalesced when freed,
 ///   grown and shrunk in place where the next span is free; freed spans
 ///   keep their pages until unused for `release_after` (released by the
 ///   same allocator-wide idle release) or `trim()` (at once if `max_bytes`
-///   is set). Larger blocks get a mapping each, unmapped when
+///   is set), at most a quarter of the live large bytes (and at least
+///   64 MiB) of them: past that, the spans free longest are purged. Larger blocks get a mapping each, unmapped when
 ///   freed, resized with `mremap` where the OS has it.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)

@@ -26,7 +26,7 @@ use crate::os::{Backing, PAGE};
 pub(crate) const CHUNK_BYTES: usize = if cfg!(any(miri, loom)) {
     1 << 20
 } else {
-    32 << 20
+    64 << 20
 };
 /// The largest span (with its alignment slack) carved from a chunk; larger
 /// blocks get a mapping of their own.
@@ -282,6 +282,31 @@ impl Arena {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// Bytes of the free spans that may be resident.
+    pub(crate) fn dirty_bytes(&self) -> usize {
+        self.free.iter().map(|s| s.dirty).sum()
+    }
+
+    /// Takes the free spans with dirty bytes out for a purge, the longest
+    /// free first, until those left hold at most `keep` dirty bytes (or
+    /// `out` has no room); as [`Arena::take_dirty`] otherwise.
+    pub(crate) fn take_dirty_over(&mut self, keep: usize, out: &mut MVec<Span>) {
+        let mut dirty = self.dirty_bytes();
+        while dirty > keep {
+            let oldest = (0..self.free.len())
+                .filter(|&i| self.free[i].dirty > 0)
+                .min_by_key(|&i| self.free[i].since);
+            let Some(i) = oldest else { break };
+            if out.try_reserve(1).is_err() {
+                break;
+            }
+            let s = self.free.remove(i);
+            self.chunk_of(s.addr).busy += s.len;
+            dirty -= s.dirty;
+            out.push(s);
         }
     }
 

@@ -132,12 +132,48 @@ fn idle_spans_are_purged_after_release_after() {
     assert_quiet(&a);
 }
 
+/// Free spans keep at most 64 MiB of dirty bytes, or a quarter of the
+/// bytes in live large blocks if that is more, between idle purges: past
+/// that the longest-free spans are purged on free. (Blocks are not touched:
+/// the counts are of bytes that may be resident.)
+#[test]
+#[cfg_attr(miri, ignore)]
+fn dirty_spans_past_the_cap_are_purged_on_free() {
+    let a = no_idle_release();
+    let mapped = |a: &SlabAlloc| a.stats().mapped_bytes as usize;
+    // No live block: the 64 MiB floor.
+    let blocks: Vec<Block> = (0..12).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
+    assert_eq!(mapped(&a), 96 * MIB);
+    for b in blocks {
+        b.free(&a);
+    }
+    let s = a.stats();
+    assert!(s.mapped_bytes <= 64 * MIB as u64, "{s:?}");
+    assert!(s.released_bytes >= 32 * MIB as u64, "{s:?}");
+    // 288 MiB live: a quarter, 72 MiB.
+    let live: Vec<Block> = (0..36).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
+    let freed: Vec<Block> = (0..12).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
+    let released = a.stats().released_bytes;
+    for b in freed {
+        b.free(&a);
+    }
+    let s = a.stats();
+    assert!(s.mapped_bytes <= (288 + 72) * MIB as u64, "{s:?}");
+    assert!(s.released_bytes >= released + 24 * MIB as u64, "{s:?}");
+    for b in live {
+        b.free(&a);
+    }
+    assert!(mapped(&a) <= 64 * MIB);
+    a.trim();
+    assert_quiet(&a);
+}
+
 /// After every block is freed, `trim` purges every span and unmaps every
 /// chunk and mapping: nothing stays mapped or reserved.
 #[test]
 fn trim_returns_everything() {
     let a = no_idle_release();
-    let sizes = [257 * KIB, 300 * KIB, 2 * MIB, 5 * MIB, 15 * MIB, 20 * MIB];
+    let sizes = [257 * KIB, 300 * KIB, 2 * MIB, 5 * MIB, 20 * MIB, 40 * MIB];
     let blocks: Vec<Block> = sizes
         .iter()
         .enumerate()
@@ -177,10 +213,10 @@ fn under_a_budget_freed_spans_are_purged_at_once() {
 }
 
 /// A size from `r`: mostly 257 KiB – 857 KiB, some up to 3 MiB, now and
-/// then above the arena's largest span (16 MiB).
+/// then above the arena's largest span (32 MiB).
 fn large_size(r: u64) -> usize {
     match r % 100 {
-        0 => 17 * MIB + (r >> 8) as usize % MIB,
+        0 => 33 * MIB + (r >> 8) as usize % MIB,
         1..=15 => 257 * KIB + (r >> 8) as usize % (3 * MIB),
         _ => 257 * KIB + (r >> 8) as usize % (600 * KIB),
     }

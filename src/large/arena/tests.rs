@@ -146,3 +146,32 @@ fn purged_spans_come_back_clean_and_empty_chunks_go() {
     assert_eq!(dead[0].base, base);
     assert!(a.free_spans().is_empty());
 }
+
+#[test]
+fn over_the_cap_the_longest_free_spans_are_taken_first() {
+    let (mut a, _) = arena();
+    // Three blocks with a guard after each, so their spans never merge.
+    let blocks: Vec<Carved> = (0..3)
+        .map(|_| {
+            let (b, _) = carve(&mut a, 2 * P);
+            carve(&mut a, P);
+            b
+        })
+        .collect();
+    let t0 = Instant::now();
+    for (i, b) in blocks.iter().enumerate() {
+        // Freed in order: block 0 has been free longest.
+        let at = t0 + std::time::Duration::from_millis(i as u64);
+        assert!(a.give(b.addr, b.len, b.len, at));
+    }
+    assert_eq!(a.dirty_bytes(), 6 * P);
+    let mut out = mvec();
+    a.take_dirty_over(6 * P, &mut out);
+    assert!(out.is_empty(), "at the cap: nothing taken");
+    a.take_dirty_over(3 * P, &mut out);
+    let taken: Vec<usize> = out.iter().map(|s| s.addr).collect();
+    assert_eq!(taken, [blocks[0].addr, blocks[1].addr]);
+    assert_eq!(a.dirty_bytes(), 2 * P);
+    // Taken spans are out of the list, their chunk counting them busy.
+    assert!(a.free_spans().iter().all(|s| !taken.contains(&s.addr)));
+}
