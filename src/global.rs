@@ -28,7 +28,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 
 use crate::meta;
-use crate::slab_alloc::SlabAlloc;
+use crate::slab_alloc::{SlabAlloc, Tagged};
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -111,11 +111,12 @@ fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
 }
 
-/// A free before the core is built: the pointer is not ours; building
-/// the core counts the refusal.
+/// [`Global::free`] but a class block: a large block, or a pointer that is
+/// not ours (refused and counted; before the core is built nothing is
+/// ours, and building it counts the refusal).
 #[cold]
 #[inline(never)]
-fn free_unbuilt(ptr: *mut u8) {
+fn free_slow(ptr: *mut u8) {
     if let Some(c) = core() {
         c.free_raw(ptr);
     }
@@ -144,7 +145,7 @@ fn build() -> Option<&'static SlabAlloc> {
         EnvValue::Set(delay) => builder = builder.release_after(delay),
         EnvValue::Invalid => PURGE_DELAY_IGNORED.store(true, Ordering::Relaxed),
     }
-    let built = builder.build().ok().and_then(|a| {
+    let built = builder.build_global().ok().and_then(|a| {
         let layout = Layout::new::<SlabAlloc>();
         let at = meta::alloc(layout, false)?.as_ptr().cast::<SlabAlloc>();
         a.tag_pages();
@@ -236,10 +237,8 @@ unsafe impl GlobalAlloc for Global {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // A small request on a thread that owns its class's heap: inline.
-        if let Some(c) = built() {
-            if let Some(p) = c.alloc_small_owned(layout.size(), layout.align()) {
-                return p;
-            }
+        if let Some(p) = SlabAlloc::alloc_global_small(layout.size(), layout.align()) {
+            return p;
         }
         alloc_slow(layout, false)
     }
@@ -254,10 +253,8 @@ unsafe impl GlobalAlloc for Global {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        match built() {
-            Some(c) => c.free_raw(ptr),
-            None => free_unbuilt(ptr),
-        }
+        // SAFETY: per the trait's contract.
+        unsafe { self.free(ptr) }
     }
 
     #[inline]
@@ -308,10 +305,8 @@ impl Global {
     pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // A small request on a thread that owns its class's heap: inline.
         if !zero {
-            if let Some(c) = built() {
-                if let Some(p) = c.alloc_small_owned(size, align) {
-                    return p;
-                }
+            if let Some(p) = SlabAlloc::alloc_global_small(size, align) {
+                return p;
             }
         }
         malloc_slow(size, align, zero)
@@ -325,10 +320,10 @@ impl Global {
     /// not use it after.
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut u8) {
-        if !ptr.is_null() {
-            match built() {
-                Some(c) => c.free_raw(ptr),
-                None => free_unbuilt(ptr),
+        // A class block: inline, found by the page map alone.
+        if let Some(p) = core::ptr::NonNull::new(ptr) {
+            if SlabAlloc::free_tagged(p) != Tagged::Freed {
+                free_slow(ptr);
             }
         }
     }

@@ -80,8 +80,9 @@ pub(crate) struct PoolCore {
 
 impl PoolCore {
     /// A pool core of one class per `configs` entry (the first one's knobs
-    /// rule the core), charging `budget` for what it maps.
-    fn new(configs: &[Config], budget: Arc<Budget>, objects: Option<Objects>) -> Self {
+    /// rule the core), charging `budget` for what it maps, with the
+    /// thread-context entry `index` (claimed for it).
+    fn new(configs: &[Config], budget: Arc<Budget>, objects: Option<Objects>, index: u8) -> Self {
         use std::hash::BuildHasher;
         let seed = std::collections::hash_map::RandomState::new().hash_one(next_serial());
         let mut factories = mvec();
@@ -96,7 +97,6 @@ impl PoolCore {
             ));
         }
         let classes = factories.len();
-        let index = thread::claim_index();
         Self {
             factories,
             id: next_serial(),
@@ -122,17 +122,25 @@ impl PoolCore {
         budget: Arc<Budget>,
         objects: Option<Objects>,
     ) -> Arc<PoolCore> {
-        Self::build_classes(&[config], budget, objects)
+        Self::build_classes(&[config], budget, objects, false)
     }
 
     /// A pool core of one class per `configs` entry (at least one) in its
-    /// `Arc`, ready to share.
+    /// `Arc`, ready to share. `global`: the process-wide allocator's core,
+    /// which takes the thread-context entry kept for it
+    /// ([`thread::GLOBAL_ENTRY`]).
     pub(crate) fn build_classes(
         configs: &[Config],
         budget: Arc<Budget>,
         objects: Option<Objects>,
+        global: bool,
     ) -> Arc<PoolCore> {
-        let shared = Arc::new(PoolCore::new(configs, budget, objects));
+        let index = if global {
+            thread::claim_global_index()
+        } else {
+            thread::claim_index()
+        };
+        let shared = Arc::new(PoolCore::new(configs, budget, objects, index));
         PoolCore::set_this(&shared);
         shared
     }
@@ -445,6 +453,31 @@ pub(crate) fn alloc_owned(at: EntryAt, id: u64, c: usize, shape: Shape) -> Optio
     // owns, of this (live: the caller holds a handle) pool, whose classes
     // include `c`; ownership ends only when the thread exits, which clears
     // the context.
+    unsafe { alloc_in_set(set, c, shape) }
+}
+
+/// [`alloc_owned`] for the core at [`thread::GLOBAL_ENTRY`] (the
+/// process-wide allocator's), whose entry needs no id check.
+///
+/// # Safety
+/// That core has class `c`, of slab `shape`, and lives as long as the
+/// process.
+#[cfg_attr(loom, allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn alloc_global(c: usize, shape: Shape) -> Option<Popped> {
+    let set = thread::global_heap()?;
+    // SAFETY: only that core writes its entry, with a set this thread owns
+    // (until it exits, which clears the context); per the contract.
+    unsafe { alloc_in_set(set, c, shape) }
+}
+
+/// The owner fast path in this thread's heap set `set`.
+///
+/// # Safety
+/// This thread owns `set`, of a live pool with class `c` of slab `shape`.
+#[inline(always)]
+unsafe fn alloc_in_set(set: *const Heap, c: usize, shape: Shape) -> Option<Popped> {
+    // SAFETY: per the contract.
     let heap = unsafe { HeapSet::from_raw(set).class(c) };
     // SAFETY: this thread owns `heap`.
     let got = unsafe { heap.alloc_inline(shape) }?;

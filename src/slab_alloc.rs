@@ -30,7 +30,7 @@ use crate::thread::EntryAt;
 #[cfg(not(loom))]
 mod raw;
 #[cfg(not(loom))]
-pub(crate) use raw::Home;
+pub(crate) use raw::{Home, Tagged};
 
 /// A size-classed allocator for any layout: `Vec`, `String`, `HashMap` and
 /// friends through [`allocator_api2`](crate::allocator_api2), with
@@ -91,27 +91,51 @@ pub struct SlabAlloc {
     inner: Arc<Inner>,
 }
 
-/// What the fast paths need of one class, packed in one line.
+/// A class's geometry as its paths need it, the same in every allocator:
+/// a constant ([`GEOMS`]), so the process-wide allocator's paths read it
+/// without reaching their core.
 #[derive(Clone, Copy)]
-#[repr(align(64))]
-struct Class {
-    /// The core's thread-context entry and id (the same in every class:
-    /// kept here so the fast path reads one line).
-    at: EntryAt,
-    id: u64,
+pub(crate) struct Geom {
     shape: Shape,
     /// `!(region size - 1)`: finds a block's slab.
     mask: usize,
     /// The header check's value for this class ([`Slab::magic_tag`]).
     tag: usize,
     div: Divisor,
-    /// The core (owned by `Inner::core`).
-    core: *const PoolCore,
 }
 
-const _: () = assert!(core::mem::size_of::<Class>() == 64);
+/// Every class's [`Geom`].
+const GEOMS: [Geom; CLASSES] = geoms();
 
-impl Class {
+const fn geoms() -> [Geom; CLASSES] {
+    const fn of(c: usize) -> Geom {
+        let g = class::geometry(c);
+        Geom {
+            shape: g.shape(),
+            mask: !(g.region - 1),
+            tag: Slab::magic_tag(g.shape()),
+            div: Divisor::new(g.stride),
+        }
+    }
+    let mut t = [of(0); CLASSES];
+    let mut c = 1;
+    while c < CLASSES {
+        t[c] = of(c);
+        c += 1;
+    }
+    t
+}
+
+/// Class `c`'s [`Geom`]; `c` came from [`class::class_of`],
+/// [`class::small_class`] or a page-map tag.
+#[inline(always)]
+fn geom(c: usize) -> &'static Geom {
+    debug_assert!(c < CLASSES);
+    // SAFETY: per the contract, `c < CLASSES`.
+    unsafe { GEOMS.get_unchecked(c) }
+}
+
+impl Geom {
     /// The class's slab shape, its caching mark a constant `false` (no
     /// class caches objects) and its colored mark a constant `true` (every
     /// class's header is colored), so that the checks object pools need
@@ -126,30 +150,53 @@ impl Class {
     }
 
     /// [`Slab::resolve`] for a block of this class: a slab of this class's
-    /// shape and of the core (checked unless `tagged`: the page map tagged
-    /// the region for this class, and only the core maps such regions),
-    /// and a slot of it.
+    /// shape and, if `pool` is given, of that pool, and a slot of it.
     ///
     /// # Safety
     /// The header of `addr`'s region (of this class's size) is readable.
     #[inline(always)]
-    unsafe fn resolve(&self, addr: usize, tagged: bool) -> Resolved {
+    unsafe fn resolve(&self, addr: usize, pool: Option<*const ()>) -> Resolved {
         let (div, stride) = (self.div, self.shape.stride as usize);
         let index = |off: usize| {
             let idx = div.div(off);
             (idx * stride == off).then_some(idx)
         };
         // SAFETY: forwarded.
-        unsafe {
-            Slab::resolve(
-                addr,
-                self.mask,
-                self.tag,
-                (!tagged).then_some(self.core.cast()),
-                self.shape(),
-                index,
-            )
-        }
+        unsafe { Slab::resolve(addr, self.mask, self.tag, pool, self.shape(), index) }
+    }
+}
+
+/// What the fast paths need of one class, packed in one line.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Class {
+    /// The core's thread-context entry and id (the same in every class:
+    /// kept here so the fast path reads one line).
+    at: EntryAt,
+    id: u64,
+    geom: Geom,
+    /// The core (owned by `Inner::core`).
+    core: *const PoolCore,
+}
+
+const _: () = assert!(core::mem::size_of::<Class>() == 64);
+
+impl Class {
+    #[inline(always)]
+    fn shape(&self) -> Shape {
+        self.geom.shape()
+    }
+
+    /// [`Geom::resolve`] for a block of this class: a slab of the core
+    /// (checked unless `tagged`: the page map tagged the region for this
+    /// class, and only the process-wide core maps such regions).
+    ///
+    /// # Safety
+    /// The header of `addr`'s region (of this class's size) is readable.
+    #[inline(always)]
+    unsafe fn resolve(&self, addr: usize, tagged: bool) -> Resolved {
+        // SAFETY: forwarded.
+        unsafe { self.geom.resolve(addr, (!tagged).then_some(self.core.cast())) }
     }
 }
 
@@ -490,6 +537,18 @@ impl SlabAllocBuilder {
 
     /// Validates the configuration and builds the allocator.
     pub fn build(self) -> Result<SlabAlloc, ConfigError> {
+        self.build_core(false)
+    }
+
+    /// [`SlabAllocBuilder::build`] for the process-wide allocator
+    /// ([`crate::Global`]): its core takes the thread-context entry kept
+    /// for it, which [`SlabAlloc::alloc_global_small`] reads.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn build_global(self) -> Result<SlabAlloc, ConfigError> {
+        self.build_core(true)
+    }
+
+    fn build_core(self, global: bool) -> Result<SlabAlloc, ConfigError> {
         let largest = (0..CLASSES)
             .map(|c| class::geometry(c).region)
             .max()
@@ -498,19 +557,13 @@ impl SlabAllocBuilder {
         let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
         let configs: [Config; CLASSES] =
             core::array::from_fn(|c| self.knobs.config(class::geometry(c)));
-        let core = PoolCore::build_classes(&configs, budget.clone(), None);
+        let core = PoolCore::build_classes(&configs, budget.clone(), None, global);
         let (at, id) = core.context_key();
-        let classes = core::array::from_fn(|c| {
-            let g = class::geometry(c);
-            Class {
-                at,
-                id,
-                shape: g.shape(),
-                mask: !(g.region - 1),
-                tag: Slab::magic_tag(g.shape()),
-                div: Divisor::new(g.stride),
-                core: Arc::as_ptr(&core),
-            }
+        let classes = core::array::from_fn(|c| Class {
+            at,
+            id,
+            geom: *geom(c),
+            core: Arc::as_ptr(&core),
         });
         let inner = Arc::new(Inner {
             classes,

@@ -344,10 +344,11 @@ pub(crate) mod unmodelled {
     /// pool is built or closes).
     static INDICES: std::sync::Mutex<[u64; 4]> = std::sync::Mutex::new([0; 4]);
 
-    /// Claims the smallest free index below `limit` (≤ 256), if any.
-    pub(crate) fn claim_index(limit: usize) -> Option<usize> {
+    /// Claims the smallest free index in `from..limit` (`limit` ≤ 256), if
+    /// any.
+    pub(crate) fn claim_index(from: usize, limit: usize) -> Option<usize> {
         let mut bits = INDICES.lock().unwrap_or_else(|e| e.into_inner());
-        let i = (0..limit).find(|&i| bits[i / 64] & (1 << (i % 64)) == 0)?;
+        let i = (from..limit).find(|&i| bits[i / 64] & (1 << (i % 64)) == 0)?;
         bits[i / 64] |= 1 << (i % 64);
         Some(i)
     }

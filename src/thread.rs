@@ -16,7 +16,10 @@
 //! belongs to a newer pool — carries the old id, so it never matches and is
 //! overwritten by the next slow path. Pools built while every index is
 //! taken share the last entry, [`SHARED_ENTRY`]: a one-entry cache keyed by
-//! the id, in front of the registry lookup.
+//! the id, in front of the registry lookup. The first entry,
+//! [`GLOBAL_ENTRY`], is kept for the process-wide allocator's core
+//! ([`crate::Global`]): as nothing else writes it, its fast paths read the
+//! heap there with no id to compare.
 //!
 //! **Exit.** Nothing here allocates from the global allocator, so that
 //! homeslab can be it. The exit state — the exit hooks, plain records
@@ -47,6 +50,9 @@ const DEAD: u8 = 2;
 pub(crate) const TABLE: usize = 256;
 /// The entry shared by pools that got no index of their own.
 pub(crate) const SHARED_ENTRY: u8 = (TABLE - 1) as u8;
+/// The entry of the process-wide allocator's core ([`claim_global_index`]):
+/// no other pool writes it, so [`global_heap`] reads it without an id.
+pub(crate) const GLOBAL_ENTRY: u8 = 0;
 
 /// One entry: the id of the pool whose heap it holds (0: none) and that
 /// heap, owned by this thread until it exits.
@@ -306,6 +312,17 @@ pub(crate) fn owned_heap(at: EntryAt, id: u64) -> Option<*const Heap> {
     (e.pool == id).then_some(e.heap)
 }
 
+/// The heap (set) this thread owns in the pool core at [`GLOBAL_ENTRY`],
+/// if the table holds one: one load.
+#[cfg_attr(loom, allow(dead_code))]
+#[inline(always)]
+pub(crate) fn global_heap() -> Option<*const Heap> {
+    let heap = CTX
+        .try_with(|c| c.table[GLOBAL_ENTRY as usize].get().heap)
+        .unwrap_or(core::ptr::null());
+    (!heap.is_null()).then_some(heap)
+}
+
 /// Records `heap` (which this thread owns) as its heap of the pool with
 /// `id` and entry `at`.
 pub(crate) fn cache_heap(at: EntryAt, id: u64, heap: *const Heap) {
@@ -430,7 +447,15 @@ pub(crate) fn flush_hooks() {
 
 /// Claims a table index for a new pool; [`SHARED_ENTRY`] when all are taken.
 pub(crate) fn claim_index() -> u8 {
-    unmodelled::claim_index(SHARED_ENTRY as usize).map_or(SHARED_ENTRY, |i| i as u8)
+    unmodelled::claim_index(GLOBAL_ENTRY as usize + 1, SHARED_ENTRY as usize)
+        .map_or(SHARED_ENTRY, |i| i as u8)
+}
+
+/// [`GLOBAL_ENTRY`] for the process-wide allocator's core, or, should it
+/// be taken (a second such core), an index as [`claim_index`] gives.
+pub(crate) fn claim_global_index() -> u8 {
+    unmodelled::claim_index(GLOBAL_ENTRY as usize, GLOBAL_ENTRY as usize + 1)
+        .map_or_else(claim_index, |i| i as u8)
 }
 
 /// Gives back an index from [`claim_index`] once its pool has closed (no
@@ -438,5 +463,26 @@ pub(crate) fn claim_index() -> u8 {
 pub(crate) fn release_index(index: u8) {
     if index != SHARED_ENTRY {
         unmodelled::release_index(index as usize);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// No pool but the process-wide allocator's core takes the global
+    /// entry; a second such core gets an ordinary index. (The library's
+    /// unit tests build no `Global` core.)
+    #[test]
+    fn the_global_entry_is_kept_for_the_global_core() {
+        let ordinary: Vec<u8> = (0..8).map(|_| claim_index()).collect();
+        assert!(ordinary.iter().all(|&i| i != GLOBAL_ENTRY), "{ordinary:?}");
+        let global = claim_global_index();
+        assert_eq!(global, GLOBAL_ENTRY);
+        let second = claim_global_index();
+        assert_ne!(second, GLOBAL_ENTRY);
+        for i in ordinary.into_iter().chain([global, second]) {
+            release_index(i);
+        }
     }
 }

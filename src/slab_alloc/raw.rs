@@ -6,12 +6,23 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use super::SlabAlloc;
+use super::{geom, SlabAlloc};
 use crate::class::{self, CLASSES, MAX_CLASS};
 use crate::os::PAGE;
 use crate::pagemap;
-use crate::pool_core::alloc_owned;
+use crate::pool_core::{alloc_global, PoolCore};
 use crate::slab::Resolved;
+
+/// What [`SlabAlloc::free_tagged`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tagged {
+    /// Freed, or refused and counted in the slab's pool.
+    Freed,
+    /// Tagged, but no live slab there: to be refused by the allocator.
+    NotASlab,
+    /// Not in a tagged region: a large block, or not ours.
+    Untagged,
+}
 
 /// Where a pointer lives, as the page map and the large table say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,15 +44,20 @@ impl SlabAlloc {
         }
     }
 
-    /// A block for `size` bytes (up to 1024; 0 takes the smallest class)
-    /// aligned to `align` (up to 16) from the calling thread's own heap of
-    /// its class, inline; `None` for anything else (the caller takes
+    /// A block of the process-wide allocator (built by
+    /// [`SlabAllocBuilder::build_global`](super::SlabAllocBuilder::build_global))
+    /// for `size` bytes (up to 1024; 0 takes the smallest class) aligned
+    /// to `align` (up to 16) from the calling thread's own heap of its
+    /// class, inline and without reaching the core; `None` for anything
+    /// else, or before that core is built (the caller takes
     /// [`SlabAlloc::alloc_raw`]).
     #[inline(always)]
-    pub(crate) fn alloc_small_owned(&self, size: usize, align: usize) -> Option<*mut u8> {
+    pub(crate) fn alloc_global_small(size: usize, align: usize) -> Option<*mut u8> {
         let c = class::small_class(size, align)?;
-        let d = self.class(c);
-        let (p, _) = alloc_owned(d.at, d.id, c, d.shape())?;
+        // SAFETY: the core at the global entry is the process-wide
+        // allocator's (a `SlabAlloc`'s, whose classes are `GEOMS`'), never
+        // dropped.
+        let (p, _) = unsafe { alloc_global(c, geom(c).shape()) }?;
         Some(p.as_ptr())
     }
 
@@ -67,7 +83,7 @@ impl SlabAlloc {
             let c = tag - 1;
             // SAFETY: the page map says the region is a mapped chunk of a
             // class core: readable.
-            return match unsafe { self.class(c).resolve(addr, true) } {
+            return match unsafe { geom(c).resolve(addr, None) } {
                 Resolved::Slot(..) => Home::Class(c),
                 _ => Home::Foreign,
             };
@@ -80,20 +96,48 @@ impl SlabAlloc {
 
     /// Frees `ptr` without its layout: a class block, a large block, or a
     /// pointer that is not ours (refused and counted in
-    /// `Stats::foreign_frees`, never read). Inline: every call it makes is
-    /// a tail call.
-    #[inline(always)]
+    /// `Stats::foreign_frees`, never read).
+    #[inline]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
         let Some(p) = NonNull::new(ptr) else {
             return;
         };
-        let tag = pagemap::get(ptr as usize) as usize;
-        if tag != 0 && tag <= CLASSES {
-            // SAFETY: the page map says the region is a mapped chunk of
-            // a class core: readable. `free_class` checks the rest.
-            return unsafe { self.free_class(tag - 1, p, true) };
+        match Self::free_tagged(p) {
+            Tagged::Freed => {}
+            Tagged::NotASlab => self.refuse(),
+            Tagged::Untagged => self.free_large(p),
         }
-        self.free_large(p);
+    }
+
+    /// The process-wide allocator's free of a block in a region the page
+    /// map tags as one of its classes', without reaching its core: freed
+    /// (or, not at a slot's start, refused and counted in its slab's pool),
+    /// or what is left to the caller. Inline: every call it makes is a
+    /// tail call.
+    #[inline(always)]
+    pub(crate) fn free_tagged(ptr: NonNull<u8>) -> Tagged {
+        let addr = ptr.as_ptr() as usize;
+        let tag = pagemap::get(addr) as usize;
+        if tag == 0 || tag > CLASSES {
+            return Tagged::Untagged;
+        }
+        let g = geom(tag - 1);
+        // SAFETY: the page map says the region is a mapped chunk of the
+        // process-wide core's class `tag - 1`: readable, and no other
+        // pool's.
+        match unsafe { g.resolve(addr, None) } {
+            Resolved::NotASlab => Tagged::NotASlab,
+            Resolved::NotASlot(slab) => {
+                // SAFETY: the header is a live slab of that core.
+                unsafe { PoolCore::refuse_foreign(slab) };
+                Tagged::Freed
+            }
+            Resolved::Slot(slab, idx) => {
+                // SAFETY: as above; `idx` is a slot of `slab`.
+                unsafe { PoolCore::free_block(slab, idx, g.shape()) };
+                Tagged::Freed
+            }
+        }
     }
 
     /// Resizes `ptr` (a block of ours, or a pointer `home` refuses) to
