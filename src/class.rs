@@ -121,25 +121,51 @@ fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
     Some(c)
 }
 
-/// Division by a stride fixed at run time, for slot offsets below 2³²:
-/// `(off × M) >> 64` with `M = ⌊(2⁶⁴ − 1) / stride⌋ + 1` is exact there
-/// (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019).
+/// The slot starting at a byte offset from slot 0, for a stride and a slot
+/// count fixed at run time: `off = q × stride` with `q < capacity`, or
+/// nothing — the alignment check, the bound and the division in one
+/// multiply, one rotate and one compare. With `stride = odd × 2^k`,
+/// `(off × odd⁻¹ mod 2⁶⁴)` rotated right by `k` is `q` when `off` is such a
+/// multiple; otherwise it is at least `2⁶⁴ / stride`, above any slot count:
+/// an `off` with a low bit below `2^k` set keeps it (the inverse is odd),
+/// and the rotation lifts it to the top; an `off = m × 2^k` with `m` not a
+/// multiple of `odd` maps above `(2^(64−k) − 1) / odd` (Granlund and
+/// Montgomery, "Division by invariant integers using multiplication",
+/// 1994). An offset below slot 0 wraps to a huge `off` and is refused the
+/// same way.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Divisor {
-    m: u64,
+pub(crate) struct SlotDiv {
+    /// The inverse of the stride's odd part, modulo 2⁶⁴.
+    inv: u64,
+    /// The stride's trailing zero bits.
+    shift: u32,
+    capacity: u32,
 }
 
-impl Divisor {
-    pub(crate) const fn new(stride: usize) -> Divisor {
-        Divisor {
-            m: (u64::MAX / stride as u64).wrapping_add(1),
+impl SlotDiv {
+    pub(crate) const fn new(stride: usize, capacity: usize) -> SlotDiv {
+        let shift = stride.trailing_zeros();
+        let odd = (stride >> shift) as u64;
+        // Newton's iteration: `odd` is its own inverse modulo 2³ (every odd
+        // square is 1 mod 8), and each step doubles the correct bits.
+        let mut inv = odd;
+        let mut i = 0;
+        while i < 5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inv)));
+            i += 1;
+        }
+        SlotDiv {
+            inv,
+            shift,
+            capacity: capacity as u32,
         }
     }
 
-    /// `off / stride`, for `off < 2³²`.
+    /// The slot starting `off` bytes past slot 0, if one does.
     #[inline(always)]
-    pub(crate) fn div(self, off: usize) -> usize {
-        ((off as u128 * self.m as u128) >> 64) as usize
+    pub(crate) fn slot(self, off: usize) -> Option<usize> {
+        let q = (off as u64).wrapping_mul(self.inv).rotate_right(self.shift);
+        (q < u64::from(self.capacity)).then_some(q as usize)
     }
 }
 
@@ -203,14 +229,23 @@ mod tests {
         assert_eq!(geometry(CLASSES - 1).capacity, 15);
     }
 
+    /// Every offset in and around each class's slots — every byte below
+    /// 64 KiB past slot 0 and a spread above, offsets below slot 0 (which
+    /// wrap), the last slot and past it — gets the slot starting there, or
+    /// none.
     #[test]
     #[cfg_attr(miri, ignore = "exhaustive: minutes under Miri")]
-    fn divisor_is_exact_for_every_class_stride() {
+    fn slot_division_is_exact_and_bounded_for_every_class() {
         for c in 0..CLASSES {
             let g = geometry(c);
-            let d = Divisor::new(g.stride);
-            for off in (0..g.region).step_by(g.stride / 2).chain([g.region - 1]) {
-                assert_eq!(d.div(off), off / g.stride, "stride {} off {off}", g.stride);
+            let d = SlotDiv::new(g.stride, g.capacity);
+            let end = g.capacity * g.stride;
+            let near = (0..end.min(1 << 16) + g.stride).chain((0..2 * end).step_by(g.stride / 8));
+            let edges = [end - g.stride, end, end + 1, g.region, usize::MAX, 0usize.wrapping_sub(g.stride)];
+            let below = (1..4096).map(|x: usize| 0usize.wrapping_sub(x));
+            for off in near.chain(edges).chain(below) {
+                let want = (off < end && off % g.stride == 0).then(|| off / g.stride);
+                assert_eq!(d.slot(off), want, "stride {} off {off:#x}", g.stride);
             }
         }
     }

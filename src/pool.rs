@@ -386,7 +386,7 @@ pub(crate) unsafe fn free_slot<T>(ptr: NonNull<T>, shape: Shape) {
 pub(crate) unsafe fn resolve<T>(addr: usize, shape: Shape, pool: Option<*const ()>) -> Resolved {
     let mask = !(Layout::<T>::GEOMETRY.region - 1);
     let stride = shape.stride as usize;
-    let index = |off: usize| (off % stride == 0).then_some(off / stride);
+    let index = |off: usize, span: usize| (off < span && off % stride == 0).then_some(off / stride);
     // SAFETY: forwarded.
     unsafe { Slab::resolve(addr, mask, Slab::magic_tag(shape), pool, shape, index) }
 }

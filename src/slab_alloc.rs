@@ -15,7 +15,7 @@ use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 
-use crate::class::{self, Divisor, CLASSES, MAX_CLASS};
+use crate::class::{self, SlotDiv, CLASSES, MAX_CLASS};
 use crate::config::{knob_setters, Config, Knobs};
 use crate::error::{AllocError, ConfigError};
 use crate::large::Large;
@@ -101,26 +101,32 @@ pub(crate) struct Geom {
     mask: usize,
     /// The header check's value for this class ([`Slab::magic_tag`]).
     tag: usize,
-    div: Divisor,
+    /// Finds a block's slot ([`SlotDiv::slot`]).
+    div: SlotDiv,
 }
 
-/// Every class's [`Geom`].
-const GEOMS: [Geom; CLASSES] = geoms();
+/// Every class's [`Geom`], one to a line (so that the index is a shift).
+static GEOMS: [Line<Geom>; CLASSES] = geoms();
 
-const fn geoms() -> [Geom; CLASSES] {
+/// A value alone on its cache line.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line<T>(T);
+
+const fn geoms() -> [Line<Geom>; CLASSES] {
     const fn of(c: usize) -> Geom {
         let g = class::geometry(c);
         Geom {
             shape: g.shape(),
             mask: !(g.region - 1),
             tag: Slab::magic_tag(g.shape()),
-            div: Divisor::new(g.stride),
+            div: SlotDiv::new(g.stride, g.capacity),
         }
     }
-    let mut t = [of(0); CLASSES];
+    let mut t = [Line(of(0)); CLASSES];
     let mut c = 1;
     while c < CLASSES {
-        t[c] = of(c);
+        t[c] = Line(of(c));
         c += 1;
     }
     t
@@ -132,7 +138,7 @@ const fn geoms() -> [Geom; CLASSES] {
 fn geom(c: usize) -> &'static Geom {
     debug_assert!(c < CLASSES);
     // SAFETY: per the contract, `c < CLASSES`.
-    unsafe { GEOMS.get_unchecked(c) }
+    unsafe { &GEOMS.get_unchecked(c).0 }
 }
 
 impl Geom {
@@ -156,11 +162,9 @@ impl Geom {
     /// The header of `addr`'s region (of this class's size) is readable.
     #[inline(always)]
     unsafe fn resolve(&self, addr: usize, pool: Option<*const ()>) -> Resolved {
-        let (div, stride) = (self.div, self.shape.stride as usize);
-        let index = |off: usize| {
-            let idx = div.div(off);
-            (idx * stride == off).then_some(idx)
-        };
+        let div = self.div;
+        // The slot count bounds the offset: no need of the slab's span.
+        let index = |off: usize, _span: usize| div.slot(off);
         // SAFETY: forwarded.
         unsafe { Slab::resolve(addr, self.mask, self.tag, pool, self.shape(), index) }
     }
@@ -175,8 +179,6 @@ struct Class {
     at: EntryAt,
     id: u64,
     geom: Geom,
-    /// The core (owned by `Inner::core`).
-    core: *const PoolCore,
 }
 
 const _: () = assert!(core::mem::size_of::<Class>() == 64);
@@ -187,17 +189,6 @@ impl Class {
         self.geom.shape()
     }
 
-    /// [`Geom::resolve`] for a block of this class: a slab of the core
-    /// (checked unless `tagged`: the page map tagged the region for this
-    /// class, and only the process-wide core maps such regions).
-    ///
-    /// # Safety
-    /// The header of `addr`'s region (of this class's size) is readable.
-    #[inline(always)]
-    unsafe fn resolve(&self, addr: usize, tagged: bool) -> Resolved {
-        // SAFETY: forwarded.
-        unsafe { self.geom.resolve(addr, (!tagged).then_some(self.core.cast())) }
-    }
 }
 
 struct Inner {
@@ -311,23 +302,24 @@ impl SlabAlloc {
         let d = self.class(c);
         let (p, info) = match alloc_owned(d.at, d.id, c, d.shape()) {
             Some(got) => got,
-            // SAFETY: `Inner` owns the core.
-            None => unsafe { &*d.core }.alloc_slow(c)?,
+            None => self.inner.core.alloc_slow(c)?,
         };
         Ok((p, info == FRESH))
     }
 
     /// Frees a block of class `c`, refusing (and counting) anything that is
-    /// not a block of this allocator's class. `tagged`: the page map says
-    /// the region is this class's (see [`Class::resolve`]).
+    /// not a block of this allocator's class: a slab of the class's shape
+    /// and of this allocator's core (another allocator's block of the class
+    /// is refused, not freed into its home).
     ///
     /// # Safety
     /// `ptr`'s region (of the class's region size) is readable.
     #[inline(always)]
-    unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>, tagged: bool) {
+    unsafe fn free_class(&self, c: usize, ptr: NonNull<u8>) {
         let d = self.class(c);
+        let core = Arc::as_ptr(&self.inner.core).cast();
         // SAFETY: per the contract.
-        match unsafe { d.resolve(ptr.as_ptr() as usize, tagged) } {
+        match unsafe { d.geom.resolve(ptr.as_ptr() as usize, Some(core)) } {
             Resolved::NotASlab => self.refuse(),
             // SAFETY: the header is a live slab of this class's core.
             Resolved::NotASlot(slab) => unsafe { PoolCore::refuse_foreign(slab) },
@@ -393,7 +385,7 @@ impl SlabAlloc {
         }
         match class::class_of(layout.size(), layout.align()) {
             // SAFETY: per the contract.
-            Some(c) => unsafe { self.free_class(c, ptr, false) },
+            Some(c) => unsafe { self.free_class(c, ptr) },
             None => self.free_large(ptr),
         }
     }
@@ -563,7 +555,6 @@ impl SlabAllocBuilder {
             at,
             id,
             geom: *geom(c),
-            core: Arc::as_ptr(&core),
         });
         let inner = Arc::new(Inner {
             classes,

@@ -124,10 +124,12 @@ impl Slab {
     /// From a block's address to its slab and slot: the one way every free
     /// and check takes. The region header (`addr & mask`) must be a live
     /// slab of the shape whose [`Slab::magic_tag`] is `tag` and, if `pool`
-    /// is given, of that pool; then `addr` must start a slot: `index(off)`
-    /// is the slot starting `off` bytes past slot 0, if one does (a mask
-    /// and a shift, or a multiply, when the stride is a constant). Slot
-    /// offsets count from the region's base, not from a colored header.
+    /// is given, of that pool; then `addr` must start a slot: `index(off,
+    /// span)` is the slot starting `off` bytes past slot 0, if one does
+    /// among the `span` bytes of slots (a compare, a mask and a shift, or a
+    /// multiply, when the stride is a constant; `off` wraps to a huge value
+    /// below slot 0). Slot offsets count from the region's base, not from a
+    /// colored header.
     ///
     /// # Safety
     /// The header of `addr`'s region is readable memory.
@@ -138,7 +140,7 @@ impl Slab {
         tag: usize,
         pool: Option<*const ()>,
         shape: Shape,
-        index: impl FnOnce(usize) -> Option<usize>,
+        index: impl FnOnce(usize, usize) -> Option<usize>,
     ) -> Resolved {
         let base = addr & mask;
         let slab = Self::at_base(base, shape.colored);
@@ -150,7 +152,7 @@ impl Slab {
         // `addr - base` is `addr ^ base`: the base is `addr` with its low
         // bits cleared.
         let off = (addr ^ base).wrapping_sub(shape.slots_off as usize);
-        match (off < s.span as usize).then(|| index(off)).flatten() {
+        match index(off, s.span as usize) {
             Some(idx) => Resolved::Slot(slab, idx),
             None => Resolved::NotASlot(slab),
         }

@@ -310,7 +310,8 @@ fn foreign_pointers_refused() {
     let resolve = |addr: usize, shape: Shape, pool: Option<*const ()>| {
         let stride = shape.stride as usize;
         let tag = Slab::magic_tag(shape);
-        let index = |off: usize| (off % stride == 0).then_some(off / stride);
+        let index =
+            |off: usize, span: usize| (off < span && off % stride == 0).then_some(off / stride);
         // SAFETY: every address here lies in the region, whose header is mapped.
         unsafe { Slab::resolve(addr, !(g.region - 1), tag, pool, shape, index) }
     };
