@@ -93,6 +93,7 @@ impl Heap {
     ///
     /// # Safety
     /// The caller is the owner.
+    #[inline(always)]
     pub(crate) unsafe fn alloc_magazine(&self, shape: Shape) -> Option<Popped> {
         loop {
             // SAFETY: the caller is the owner.
