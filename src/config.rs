@@ -165,7 +165,8 @@ macro_rules! knob_setters {
 
         /// Blocks each thread keeps, per pool (per size class for a
         /// [`SlabAlloc`](crate::SlabAlloc)), of those it freed that other
-        /// threads allocated, for its next allocations: its magazine (0 to
+        /// threads allocated, for reuse (the one freed last by its next
+        /// allocation, the others before a new slab): its magazine (0 to
         /// 64; default 32; 0 turns holding off). Its own blocks go back
         /// to their slabs, but for one: the last it freed, if it kept none,
         /// waits for its next allocation (the hot slot; off with 0 too).

@@ -148,6 +148,9 @@ struct Core {
     ticks: u32,
     /// `stats.allocs` when the magazine last made room ([`Heap::reusing`]).
     allocs_at_room: u64,
+    /// `stats.allocs` when the magazine last held a block
+    /// ([`Heap::freed_last`]).
+    held_at: u64,
 }
 
 /// What an owner's free did.
@@ -268,6 +271,7 @@ impl Heap {
                 slabs: 0,
                 ticks: 0,
                 allocs_at_room: 0,
+                held_at: 0,
             }),
             hot: AtomicUsize::new(HOT_OFF),
             stats: HeapStats::default(),

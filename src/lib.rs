@@ -5,9 +5,10 @@
 //!
 //! - Each thread allocates from slabs it owns: a thread-local heap lookup and
 //!   a pop from a plain freelist — no lock, no atomic read-modify-write.
-//! - A block freed on another thread is held by the freeing thread, for its
-//!   own next allocations, in a small per-thread, per-pool magazine; what it
-//!   does not reuse goes home grouped by slab through the slab's lock-free
+//! - A block freed on another thread is held by the freeing thread in a small
+//!   per-thread, per-pool magazine (the one freed last serves its next
+//!   allocation, the others before a new slab); what it does not reuse goes
+//!   home grouped by slab through the slab's lock-free
 //!   MPSC list (one CAS per slab); the owner takes the whole list with one
 //!   swap (see [`flush_remote_frees`]).
 //! - A mutex-guarded, growable shared tier serves threads past the configured
@@ -84,7 +85,8 @@ pub use allocator_api2;
 ///
 /// A free on a thread that does not own the block's slab is held in the
 /// thread's magazine of the pool: up to [`PoolBuilder::magazine`] blocks
-/// (default 32), reused LIFO by its next allocations there. A full magazine
+/// (default 32): the one freed last serves its next allocation there, the
+/// others its allocations once its slabs are full. A full magazine
 /// sends its older half home (all of it on a thread that only frees), one
 /// atomic push per slab. Held blocks count
 /// as freed in [`Pool::stats`] (`held_blocks` says how many) but pin their

@@ -5,8 +5,10 @@
 //! It is the one place a thread holds freed blocks. Every heap a thread
 //! owns has one. A free by that thread of a block of another heap of the
 //! pool holds the block ([`Slab::hold`]: its word is `HELD`, so a second
-//! free is refused) and pushes its [`Entry`]; an allocation pops the newest
-//! entry first, the block freed last and still hot in cache. Its own blocks
+//! free is refused) and pushes its [`Entry`]; the next allocation pops the
+//! newest entry, the block freed last and still hot in cache, if the heap
+//! allocated nothing since it was held; the older ones wait for a full
+//! magazine, a flush, or the heap's slabs to run out. Its own blocks
 //! go onto their slabs' freelists, but for the one its heap's hot slot
 //! keeps (`heap/held.rs`: owner-only, no handshake). A full magazine sends its older half home —
 //! all of it if its thread allocated nothing since it last made room —

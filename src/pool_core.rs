@@ -233,8 +233,13 @@ impl PoolCore {
         // SAFETY: as above.
         let got = match unsafe { heap.alloc_slow(f, false) }? {
             Some(p) => Some(p),
+            // Other heaps' held blocks before a new slab.
             // SAFETY: as above.
-            None => unsafe { heap.alloc_slow(f, true) }?,
+            None => match unsafe { heap.alloc_magazine(f.shape()) } {
+                Some(p) => Some(p),
+                // SAFETY: as above.
+                None => unsafe { heap.alloc_slow(f, true) }?,
+            },
         };
         match got {
             Some(p) => {

@@ -1,5 +1,5 @@
-//! The magazine layer: what a thread holds back (bounded, counted), LIFO
-//! reuse of other threads' blocks, double frees of held blocks, and every
+//! The magazine layer: what a thread holds back (bounded, counted), reuse
+//! of other threads' blocks, double frees of held blocks, and every
 //! way held blocks go home — flush, trim and the close from other threads,
 //! the idle sweep, thread exit — with stamped blocks checked throughout.
 
@@ -50,7 +50,7 @@ fn held_after(n: usize, cap: usize) -> usize {
 }
 
 #[test]
-fn a_thread_holds_at_most_its_magazine_and_reuses_it_lifo() {
+fn a_thread_holds_at_most_its_magazine_and_reuses_the_newest() {
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     let ledger = Ledger::new(&DROPS);
     for cap in [0, 1, 8, 64] {
@@ -79,11 +79,14 @@ fn a_thread_holds_at_most_its_magazine_and_reuses_it_lifo() {
                 assert_eq!(s.held_blocks, held as u64, "{s:?}");
                 assert_eq!(s.live_blocks, 1, "held blocks count as freed: {s:?}");
                 // The magazine kept the newest frees (the older went home);
-                // the next allocations take them newest first.
-                let again: Vec<_> = (0..held).map(|_| ledger.alloc(&p).unwrap()).collect();
-                let want: Vec<usize> = freed[500 - held..].iter().rev().copied().collect();
-                assert_eq!(again.iter().map(common::addr).collect::<Vec<_>>(), want);
-                assert_eq!(p.stats().held_blocks, 0);
+                // the next allocation takes the newest, the ones after it
+                // the thread's own slab while that has room.
+                let again: Vec<_> = (0..3).map(|_| ledger.alloc(&p).unwrap()).collect();
+                let got: Vec<usize> = again.iter().map(common::addr).collect();
+                let reused = usize::from(held != 0);
+                assert_eq!(got[..reused], freed[499..499 + reused]);
+                assert!(got[reused..].iter().all(|a| !freed.contains(a)), "{got:?}");
+                assert_eq!(p.stats().held_blocks, (held - reused) as u64);
                 for m in again {
                     ledger.retire(m);
                 }
@@ -113,31 +116,48 @@ fn the_magazine_setting_is_checked() {
 }
 
 /// A free of another thread's block lands in the freeing thread's magazine
-/// (counted as a remote free) and serves that thread's next allocation.
+/// (counted as a remote free): the block freed last serves that thread's
+/// next allocation, the others its allocations once its slabs are full,
+/// before it takes a new one.
 #[test]
 fn a_remote_free_is_reused_by_the_thread_that_freed_it() {
-    let p = Arc::new(pool(8, false));
+    let p = Arc::new(
+        Pool::builder()
+            .magazine(8)
+            .slab_capacity(2)
+            .max_thread_slabs(1)
+            .build()
+            .unwrap(),
+    );
     let mine: Vec<PoolBox<Item>> = (0..4)
         .map(|i| p.alloc(Item::new(i, &NO_DROPS)).unwrap())
         .collect();
-    let addrs: HashSet<usize> = mine.iter().map(addr).collect();
+    let addrs: Vec<usize> = mine.iter().map(addr).collect();
     let p2 = Arc::clone(&p);
     let reused = thread::spawn(move || {
-        // Own a heap first, so the frees below can be held.
+        // Own a heap first, so the frees below can be held; its slab keeps
+        // one free slot.
         let warm = p2.alloc(Item::new(99, &NO_DROPS)).unwrap();
         drop(mine);
         let s = p2.stats();
         assert_eq!((s.held_blocks, s.remote_frees), (4, 4), "{s:?}");
-        let again: Vec<_> = (0..4)
+        let again: Vec<_> = (0..5)
             .map(|i| p2.alloc(Item::new(10 + i, &NO_DROPS)).unwrap())
             .collect();
-        let got: HashSet<usize> = again.iter().map(addr).collect();
+        let got: Vec<usize> = again.iter().map(addr).collect();
         drop((warm, again));
         got
     })
     .join()
     .unwrap();
-    assert_eq!(reused, addrs, "the freed blocks were reused where freed");
+    assert_eq!(reused[0], addrs[3], "the block freed last, at once");
+    assert!(!addrs.contains(&reused[1]), "then the thread's own slab");
+    let rest: HashSet<usize> = reused[2..].iter().copied().collect();
+    assert_eq!(
+        rest,
+        addrs[..3].iter().copied().collect(),
+        "then the magazine"
+    );
     let s = p.stats();
     assert_eq!(
         (s.live_blocks, s.held_blocks),

@@ -34,15 +34,17 @@ impl Heap {
             self.hot.store(HOT_EMPTY, Ordering::Relaxed);
             return Some(p);
         }
-        if !self.mag.is_empty() {
+        // SAFETY: the caller is the owner.
+        if !self.mag.is_empty() && unsafe { self.freed_last() } {
             return None;
         }
         // SAFETY: the caller is the owner.
         unsafe { self.alloc_fast(shape) }
     }
 
-    /// The hot block, else the magazine's newest block, if any (hardened:
-    /// skipping entries whose word was corrupted). `shape` is the pool's.
+    /// The hot block, else the magazine's newest block if this heap
+    /// allocated nothing since it was held (hardened: skipping entries
+    /// whose word was corrupted). `shape` is the pool's.
     ///
     /// # Safety
     /// The caller is the owner.
@@ -63,6 +65,36 @@ impl Heap {
                 (*slab).forsake(idx);
             }
         }
+        // SAFETY: the caller is the owner.
+        if unsafe { self.freed_last() } {
+            // SAFETY: as above.
+            return unsafe { self.alloc_magazine(shape) };
+        }
+        None
+    }
+
+    /// True if the magazine's newest block was held after this heap's last
+    /// allocation. Only such a block serves the next allocation: a thread
+    /// that took over another's blocks and reused each held one would free
+    /// it again as another heap's, for as long as it runs; the rest wait
+    /// for a full magazine to send them home, or for the slabs to run out.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    unsafe fn freed_last(&self) -> bool {
+        let allocs = self.stats.allocs.load(Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { self.core(|c| c.held_at) == allocs }
+    }
+
+    /// The magazine's newest block, if any (hardened: skipping entries
+    /// whose word was corrupted). `shape` is the pool's.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_magazine(&self, shape: Shape) -> Option<Popped> {
         loop {
             // SAFETY: the caller is the owner.
             let e = unsafe { self.mag.pop() }?;
@@ -94,6 +126,9 @@ impl Heap {
             Ok(false) => return Held::Full,
             Err(DoubleFree) => return Held::DoubleFree,
         }
+        let allocs = self.stats.allocs.load(Ordering::Relaxed);
+        // SAFETY: the caller is the owner.
+        unsafe { self.core(|c| c.held_at = allocs) };
         bump(&self.stats.remote_frees, 1);
         Held::Yes
     }
