@@ -241,7 +241,14 @@ mod tests {
             let d = SlotDiv::new(g.stride, g.capacity);
             let end = g.capacity * g.stride;
             let near = (0..end.min(1 << 16) + g.stride).chain((0..2 * end).step_by(g.stride / 8));
-            let edges = [end - g.stride, end, end + 1, g.region, usize::MAX, 0usize.wrapping_sub(g.stride)];
+            let edges = [
+                end - g.stride,
+                end,
+                end + 1,
+                g.region,
+                usize::MAX,
+                0usize.wrapping_sub(g.stride),
+            ];
             let below = (1..4096).map(|x: usize| 0usize.wrapping_sub(x));
             for off in near.chain(edges).chain(below) {
                 let want = (off < end && off % g.stride == 0).then(|| off / g.stride);

@@ -188,7 +188,6 @@ impl Class {
     fn shape(&self) -> Shape {
         self.geom.shape()
     }
-
 }
 
 struct Inner {

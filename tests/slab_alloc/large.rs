@@ -142,7 +142,9 @@ fn dirty_spans_past_the_cap_are_purged_on_free() {
     let a = no_idle_release();
     let mapped = |a: &SlabAlloc| a.stats().mapped_bytes as usize;
     // No live block: the 64 MiB floor.
-    let blocks: Vec<Block> = (0..12).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
+    let blocks: Vec<Block> = (0..12)
+        .map(|_| Block::new(&a, layout(8 * MIB, 8)))
+        .collect();
     assert_eq!(mapped(&a), 96 * MIB);
     for b in blocks {
         b.free(&a);
@@ -151,8 +153,12 @@ fn dirty_spans_past_the_cap_are_purged_on_free() {
     assert!(s.mapped_bytes <= 64 * MIB as u64, "{s:?}");
     assert!(s.released_bytes >= 32 * MIB as u64, "{s:?}");
     // 288 MiB live: a quarter, 72 MiB.
-    let live: Vec<Block> = (0..36).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
-    let freed: Vec<Block> = (0..12).map(|_| Block::new(&a, layout(8 * MIB, 8))).collect();
+    let live: Vec<Block> = (0..36)
+        .map(|_| Block::new(&a, layout(8 * MIB, 8)))
+        .collect();
+    let freed: Vec<Block> = (0..12)
+        .map(|_| Block::new(&a, layout(8 * MIB, 8)))
+        .collect();
     let released = a.stats().released_bytes;
     for b in freed {
         b.free(&a);
