@@ -96,14 +96,21 @@ const fn class_by_size(size: usize) -> usize {
 /// `None`: a large block. `size` is not 0.
 #[inline(always)]
 pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
-    small_class(size, align).or_else(|| class_of_aligned(size, align))
+    plain_class(size, align).or_else(|| class_of_aligned(size, align))
 }
 
-/// [`class_of`] for up to 1024 bytes aligned to at most 16, by one table
-/// load (size 0 gets the smallest class); `None` for anything else.
+/// [`class_of`] for a request aligned to at most 16, which every class is:
+/// one table load up to 1024 bytes, a few shifts above (size 0 gets the
+/// smallest class); `None` for anything larger or more aligned.
 #[inline(always)]
-pub(crate) fn small_class(size: usize, align: usize) -> Option<usize> {
-    (align <= 16 && size <= 1024).then(|| SMALL[(size + 15) >> 4] as usize)
+pub(crate) fn plain_class(size: usize, align: usize) -> Option<usize> {
+    if align > 16 || size > MAX_CLASS {
+        None
+    } else if size <= 1024 {
+        Some(SMALL[(size + 15) >> 4] as usize)
+    } else {
+        Some(class_by_size(size))
+    }
 }
 
 #[inline]

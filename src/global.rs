@@ -236,8 +236,8 @@ fn env_var(_name: &'static [u8]) -> Option<&'static [u8]> {
 unsafe impl GlobalAlloc for Global {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // A small request on a thread that owns its class's heap: inline.
-        if let Some(p) = SlabAlloc::alloc_global_small(layout.size(), layout.align()) {
+        // A class block on a thread that owns its class's heap: inline.
+        if let Some((p, _)) = SlabAlloc::alloc_global_inline(layout.size(), layout.align()) {
             return p;
         }
         alloc_slow(layout, false)
@@ -245,10 +245,7 @@ unsafe impl GlobalAlloc for Global {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match core() {
-            Some(c) => c.alloc_raw(layout, true),
-            None => core::ptr::null_mut(),
-        }
+        self.malloc(layout.size(), layout.align(), true)
     }
 
     #[inline]
@@ -303,11 +300,13 @@ impl Global {
     /// if `zero`; null when out of memory or the request is invalid.
     #[inline(always)]
     pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        // A small request on a thread that owns its class's heap: inline.
-        if !zero {
-            if let Some(p) = SlabAlloc::alloc_global_small(size, align) {
-                return p;
+        // A class block on a thread that owns its class's heap: inline.
+        if let Some((p, fresh)) = SlabAlloc::alloc_global_inline(size, align) {
+            if zero && !fresh {
+                // SAFETY: the block is ours, at least `size` bytes.
+                unsafe { p.write_bytes(0, size) };
             }
+            return p;
         }
         malloc_slow(size, align, zero)
     }

@@ -133,7 +133,7 @@ const fn geoms() -> [Line<Geom>; CLASSES] {
 }
 
 /// Class `c`'s [`Geom`]; `c` came from [`class::class_of`],
-/// [`class::small_class`] or a page-map tag.
+/// [`class::plain_class`] or a page-map tag.
 #[inline(always)]
 fn geom(c: usize) -> &'static Geom {
     debug_assert!(c < CLASSES);
@@ -327,7 +327,7 @@ impl SlabAlloc {
         }
     }
 
-    /// Class `c`'s descriptor; `c` came from [`class::class_of`] or [`class::small_class`].
+    /// Class `c`'s descriptor; `c` came from [`class::class_of`] or [`class::plain_class`].
     #[inline(always)]
     fn class(&self, c: usize) -> &Class {
         debug_assert!(c < CLASSES);
@@ -533,7 +533,7 @@ impl SlabAllocBuilder {
 
     /// [`SlabAllocBuilder::build`] for the process-wide allocator
     /// ([`crate::Global`]): its core takes the thread-context entry kept
-    /// for it, which [`SlabAlloc::alloc_global_small`] reads.
+    /// for it, which [`SlabAlloc::alloc_global_inline`] reads.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn build_global(self) -> Result<SlabAlloc, ConfigError> {
         self.build_core(true)

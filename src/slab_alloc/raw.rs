@@ -11,7 +11,7 @@ use crate::class::{self, CLASSES, MAX_CLASS};
 use crate::os::PAGE;
 use crate::pagemap;
 use crate::pool_core::{alloc_global, PoolCore};
-use crate::slab::Resolved;
+use crate::slab::{Resolved, FRESH};
 
 /// What [`SlabAlloc::free_tagged`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,19 +46,19 @@ impl SlabAlloc {
 
     /// A block of the process-wide allocator (built by
     /// [`SlabAllocBuilder::build_global`](super::SlabAllocBuilder::build_global))
-    /// for `size` bytes (up to 1024; 0 takes the smallest class) aligned
-    /// to `align` (up to 16) from the calling thread's own heap of its
-    /// class, inline and without reaching the core; `None` for anything
-    /// else, or before that core is built (the caller takes
-    /// [`SlabAlloc::alloc_raw`]).
+    /// for `size` bytes aligned to at most 16 (0 takes the smallest class)
+    /// from the calling thread's own heap of its class, inline and without
+    /// reaching the core, and whether it still reads zero; `None` for a
+    /// large or more aligned request, a slow path, or before that core is
+    /// built (the caller takes [`SlabAlloc::alloc_raw`]).
     #[inline(always)]
-    pub(crate) fn alloc_global_small(size: usize, align: usize) -> Option<*mut u8> {
-        let c = class::small_class(size, align)?;
+    pub(crate) fn alloc_global_inline(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        let c = class::plain_class(size, align)?;
         // SAFETY: the core at the global entry is the process-wide
         // allocator's (a `SlabAlloc`'s, whose classes are `GEOMS`'), never
         // dropped.
-        let (p, _) = unsafe { alloc_global(c, geom(c).shape()) }?;
-        Some(p.as_ptr())
+        let (p, info) = unsafe { alloc_global(c, geom(c).shape()) }?;
+        Some((p.as_ptr(), info == FRESH))
     }
 
     /// Allocates `layout` (not zero-size); null when out of memory.
