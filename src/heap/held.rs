@@ -16,11 +16,12 @@ use crate::slab::{DoubleFree, Popped, Shape, Slab};
 use crate::sync::{bump, Ordering};
 
 impl Heap {
-    /// The owner's inline allocation: the hot block, else — when the
-    /// magazine is empty — a pop from the current slab. Calls nothing, so
-    /// the caller's fast path saves no registers. `None`: take the slow
-    /// path, which starts with [`Heap::alloc_held`] (a corrupted hot
-    /// block is counted and given up there, the magazine popped).
+    /// The owner's inline allocation: the hot block, else — unless the
+    /// magazine's newest block was held since the last allocation
+    /// ([`Heap::freed_last`]) — a pop from the current slab. Calls nothing,
+    /// so the caller's fast path saves no registers. `None`: take the slow
+    /// path, which starts with [`Heap::alloc_held`] (a corrupted hot block
+    /// is counted and given up there, that newest block taken).
     ///
     /// # Safety
     /// The caller is the owner.
