@@ -66,8 +66,9 @@ pub(crate) use raw::{Home, Tagged};
 ///   keep their pages until unused for `release_after` (released by the
 ///   same allocator-wide idle release) or `trim()` (at once if `max_bytes`
 ///   is set), at most a quarter of the live large bytes (and at least
-///   64 MiB) of them: past that, the spans free longest are purged. Larger blocks get a mapping each, unmapped when
-///   freed, resized with `mremap` where the OS has it.
+///   64 MiB) of them: past that, the spans free longest are purged. Larger
+///   blocks get a mapping each, unmapped when freed, resized with `mremap`
+///   where the OS has it.
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
