@@ -1,5 +1,6 @@
 //! The large blocks' arena: freed neighbours coalesce and serve their sum,
-//! blocks grow in place, idle spans are purged after `release_after`,
+//! blocks grow in place, idle spans are purged after `release_after`, free
+//! spans past the dirty cap are purged on free,
 //! `trim` returns everything, a `max_bytes` budget gets freed room back at
 //! once, and threads allocating, resizing and freeing large blocks while
 //! another trims never see a block lose its stamp or overlap another.
