@@ -10,7 +10,8 @@
 use std::sync::mpsc;
 use std::thread;
 
-use homeslab::{flush_remote_frees, Pool, PoolBox};
+use homeslab::allocator_api2::alloc::Allocator;
+use homeslab::{flush_remote_frees, Pool, PoolBox, SlabAlloc};
 
 /// Blocks a magazine holds by default.
 const CAP: usize = 32;
@@ -355,4 +356,33 @@ fn the_hot_slot_keeps_the_last_own_free_and_refuses_it_twice() {
     let off = Pool::<[u64; 8]>::builder().magazine(0).build().unwrap();
     drop(off.alloc(stamp(1)).unwrap());
     assert_eq!(off.stats().held_blocks, 0, "{:?}", off.stats());
+}
+
+/// A `SlabAlloc`'s heaps keep no hot slot: an owner's free goes straight
+/// back to its slab's freelist (nothing held), the next allocation of the
+/// class takes it from there, and a second free of it is refused.
+#[test]
+fn a_slab_alloc_owner_free_goes_straight_to_its_slab() {
+    for hardened in [false, true] {
+        let a = SlabAlloc::builder().hardened(hardened).build().unwrap();
+        let l = std::alloc::Layout::from_size_align(64, 8).unwrap();
+        let keep = a.allocate(l).unwrap().cast::<u8>();
+        let p = a.allocate(l).unwrap().cast::<u8>();
+        // SAFETY: a block of `a` with layout `l`, freed once here.
+        unsafe { a.deallocate(p, l) };
+        let s = a.stats();
+        assert_eq!((s.live_blocks, s.held_blocks), (1, 0), "{s:?}");
+        // SAFETY: the same block again: the double free under test, refused.
+        unsafe { a.deallocate(p, l) };
+        assert_eq!(a.stats().double_frees, 1);
+        let q = a.allocate(l).unwrap().cast::<u8>();
+        assert_eq!(q, p, "the slab's freelist is last in, first out");
+        // SAFETY: live blocks of `a` with layout `l`.
+        unsafe {
+            a.deallocate(q, l);
+            a.deallocate(keep, l);
+        }
+        let s = a.stats();
+        assert_eq!((s.live_blocks, s.held_blocks), (0, 0), "{s:?}");
+    }
 }

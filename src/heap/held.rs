@@ -134,16 +134,16 @@ impl Heap {
         Held::Yes
     }
 
-    /// Turns holding on with a magazine of `cap` entries (the hot slot with
-    /// it), or off (`cap` 0), when a thread takes the heap or gives it up.
-    /// Off, nothing may be held: [`Heap::flush_hot`] and the magazine's
-    /// flush come first.
+    /// Turns holding on with a magazine of `cap` entries (and the hot slot
+    /// with it if `hot`), or off (`cap` 0), when a thread takes the heap or
+    /// gives it up. Off, nothing may be held: [`Heap::flush_hot`] and the
+    /// magazine's flush come first.
     ///
     /// # Safety
     /// The caller is the owner.
-    pub(crate) unsafe fn set_holding(&self, cap: usize) {
+    pub(crate) unsafe fn set_holding(&self, cap: usize, hot: bool) {
         debug_assert!(self.hot.load(Ordering::Relaxed) <= HOT_OFF);
-        let hot = if cap == 0 { HOT_OFF } else { HOT_EMPTY };
+        let hot = if cap == 0 || !hot { HOT_OFF } else { HOT_EMPTY };
         self.hot.store(hot, Ordering::Relaxed);
         // SAFETY: per the contract.
         unsafe { self.mag.set_cap(cap) };

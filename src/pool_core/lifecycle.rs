@@ -95,7 +95,11 @@ impl PoolCore {
         let used = head.used.load(Ordering::Relaxed) | 1;
         Self::set_word(set, used, me, Ordering::Relaxed);
         // SAFETY: this thread owns the set now.
-        unsafe { self.each_in(set, used, |h, _| h.set_holding(self.config.magazine)) };
+        unsafe {
+            self.each_in(set, used, |h, _| {
+                h.set_holding(self.config.magazine, self.config.hot_slot)
+            })
+        };
         head.active.store(used, Ordering::Release);
         self.live_heaps.fetch_add(1, Ordering::Relaxed);
         true
@@ -127,7 +131,7 @@ impl PoolCore {
         // Nobody reads this word: the heap holds no slab, so no free comes.
         heap.owner.store(word, Ordering::Relaxed);
         // SAFETY: this thread owns the set, so the heap.
-        unsafe { heap.set_holding(self.config.magazine) };
+        unsafe { heap.set_holding(self.config.magazine, self.config.hot_slot) };
         let used = head.used.load(Ordering::Relaxed);
         head.used.store(used | bit(c), Ordering::Relaxed);
         head.active.store(active | bit(c), Ordering::Release);
@@ -158,7 +162,7 @@ impl PoolCore {
             self.each_in(set, active, |h, f| {
                 super::home::flush_magazine(h);
                 h.flush_hot(f);
-                h.set_holding(0);
+                h.set_holding(0, false);
             })
         };
         head.active.store(0, Ordering::Relaxed);

@@ -52,8 +52,7 @@ fn large_slow_path(a: &SlabAlloc) {
 }
 
 /// Allocates 1000 blocks of 256 KiB and frees them (the owner's frees go
-/// back to their slabs, the last one after the flush ends its stay in the
-/// hot slot). Returns the stats right after and when that was.
+/// back to their slabs). Returns the stats right after and when that was.
 fn burst_of_medium_blocks(a: &SlabAlloc) -> (Stats, Instant) {
     let blocks: Vec<Block> = (0..1000)
         .map(|_| Block::new(a, layout(MAX_CLASS, 8)))
