@@ -176,8 +176,11 @@ macro_rules! knob_setters {
         /// threads allocated, for reuse (the one freed last by its next
         /// allocation, the others before a new slab): its magazine (0 to
         /// 64; default 32; 0 turns holding off). Its own blocks go back
-        /// to their slabs, but for one: the last it freed, if it kept none,
-        /// waits for its next allocation (the hot slot; off with 0 too).
+        /// to their slabs, but for one in a [`Pool`](crate::Pool) or
+        /// [`ObjectPool`](crate::ObjectPool): the last it freed, if it kept
+        /// none, waits for its next allocation (the hot slot; off with 0
+        /// too, and always off in a `SlabAlloc`, whose classes would find
+        /// it full or empty at random).
         /// A thread holds back at most this many freed blocks of other
         /// threads, pinning at most as many slabs, until it allocates them
         /// again or its magazine is flushed (`trim`,

@@ -10,7 +10,8 @@
 //! allocated nothing since it was held; the older ones wait for a full
 //! magazine, a flush, or the heap's slabs to run out. Its own blocks
 //! go onto their slabs' freelists, but for the one its heap's hot slot
-//! keeps (`heap/held.rs`: owner-only, no handshake). A full magazine sends its older half home —
+//! keeps, if it has one (`heap/held.rs`: owner-only, no handshake; a typed
+//! pool's heaps only). A full magazine sends its older half home —
 //! all of it if its thread allocated nothing since it last made room —
 //! ([`Magazine::take_oldest`]; the pool groups it by slab, one publication
 //! per slab) and takes the block. So a thread holds back at most `cap`
