@@ -22,13 +22,6 @@ pub(crate) struct Config {
     pub(crate) chunk_bytes: usize,
     pub(crate) release_after: Option<Duration>,
     pub(crate) magazine: usize,
-    /// Whether a heap's hot slot keeps the owner's last free for its next
-    /// allocation (with holding on): on for a pool of one block size, off
-    /// for a heap of many classes, whose frees and allocations alternate
-    /// between classes at random and would find each class's slot full or
-    /// empty at random — a branch the processor cannot predict, on every
-    /// free and allocation.
-    pub(crate) hot_slot: bool,
 }
 
 /// The settings of a pool or allocator builder, before validation.
@@ -103,7 +96,6 @@ impl Knobs {
             chunk_bytes: self.chunk_bytes.max(geometry.region),
             release_after: self.release_after,
             magazine: self.magazine,
-            hot_slot: true,
         }
     }
 }

@@ -390,28 +390,25 @@ impl Heap {
     }
 
     /// A free by the owner of a block of one of its slabs: into the hot
-    /// slot if that is empty (`heap/held.rs`), else onto the slab's
-    /// freelist ([`Slab::free_local`]). `Upkeep` means the slab was
-    /// detached (full) or is now empty: call [`Heap::after_free`].
+    /// slot if the heap keeps one ([`Shape::hot_slot`]) and it is empty
+    /// (`heap/held.rs`), else onto the slab's freelist
+    /// ([`Slab::free_local`]). `Upkeep` means the slab was detached (full)
+    /// or is now empty: call [`Heap::after_free`].
     ///
     /// # Safety
     /// The caller is the owner, `slab` belongs to this heap and `idx` came
-    /// from its [`Slab::slot_index`]; `colored` is the slab's shape's.
+    /// from its [`Slab::slot_index`]; `shape` is the slab's.
     #[inline(always)]
-    pub(crate) unsafe fn free_local(
-        &self,
-        slab: *mut Slab,
-        idx: usize,
-        colored: bool,
-    ) -> LocalFree {
+    pub(crate) unsafe fn free_local(&self, slab: *mut Slab, idx: usize, shape: Shape) -> LocalFree {
         // SAFETY: the caller is the owner; `idx` is a slot of `slab`.
         unsafe {
             let s = &*slab;
-            if self.hot.load(Ordering::Relaxed) == HOT_EMPTY {
+            if shape.hot_slot() && self.hot.load(Ordering::Relaxed) == HOT_EMPTY {
                 if s.hold_own(idx).is_err() {
                     return LocalFree::DoubleFree;
                 }
-                self.hot.store(s.entry(idx, colored), Ordering::Relaxed);
+                self.hot
+                    .store(s.entry(idx, shape.colored), Ordering::Relaxed);
                 bump(&self.stats.local_frees, 1);
                 return LocalFree::Done;
             }

@@ -547,10 +547,8 @@ impl SlabAllocBuilder {
             .unwrap_or(MAX_CLASS);
         let max_bytes = self.knobs.check(largest)?;
         let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
-        let configs: [Config; CLASSES] = core::array::from_fn(|c| Config {
-            hot_slot: false,
-            ..self.knobs.config(class::geometry(c))
-        });
+        let configs: [Config; CLASSES] =
+            core::array::from_fn(|c| self.knobs.config(class::geometry(c)));
         let core = PoolCore::build_classes(&configs, budget.clone(), None, global);
         let (at, id) = core.context_key();
         let classes = core::array::from_fn(|c| Class {

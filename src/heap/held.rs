@@ -16,7 +16,8 @@ use crate::slab::{DoubleFree, Popped, Shape, Slab};
 use crate::sync::{bump, Ordering};
 
 impl Heap {
-    /// The owner's inline allocation: the hot block, else — unless the
+    /// The owner's inline allocation: the hot block (if the heap keeps a
+    /// hot slot: [`Shape::hot_slot`]), else — unless the
     /// magazine's newest block was held since the last allocation
     /// ([`Heap::freed_last`]) — a pop from the current slab. Calls nothing,
     /// so the caller's fast path saves no registers. `None`: take the slow
@@ -28,7 +29,7 @@ impl Heap {
     #[inline(always)]
     pub(crate) unsafe fn alloc_inline(&self, shape: Shape) -> Option<Popped> {
         let hot = self.hot.load(Ordering::Relaxed);
-        if hot > HOT_OFF {
+        if shape.hot_slot() && hot > HOT_OFF {
             let (slab, idx) = Slab::of_entry(hot, shape.colored);
             // SAFETY: the hot block is ours, held, of our live slab.
             let p = unsafe { (*slab).try_unhold(idx, shape) }?;

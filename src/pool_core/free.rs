@@ -34,7 +34,7 @@ impl PoolCore {
         if word == me {
             // SAFETY: this thread owns the heap and the slab is its.
             return unsafe {
-                Self::after_local_free(heap, slab, heap.free_local(slab, idx, shape.colored))
+                Self::after_local_free(heap, slab, heap.free_local(slab, idx, shape))
             };
         }
         let closing = word == owner::closing(me);
@@ -110,7 +110,11 @@ impl PoolCore {
                 Holder::Heap(h) => h,
                 // SAFETY: per the contract.
                 Holder::Owner(h) => unsafe {
-                    return Self::after_local_free(h, slab, h.free_local(slab, idx, COLORED));
+                    return Self::after_local_free(
+                        h,
+                        slab,
+                        h.free_local(slab, idx, (*slab).shape()),
+                    );
                 },
                 // SAFETY: per the contract.
                 Holder::None => return unsafe { Self::free_at_once(slab, idx, None) },

@@ -97,7 +97,10 @@ impl PoolCore {
         // SAFETY: this thread owns the set now.
         unsafe {
             self.each_in(set, used, |h, _| {
-                h.set_holding(self.config.magazine, self.config.hot_slot)
+                h.set_holding(
+                    self.config.magazine,
+                    self.config.geometry.shape().hot_slot(),
+                )
             })
         };
         head.active.store(used, Ordering::Release);
@@ -131,7 +134,12 @@ impl PoolCore {
         // Nobody reads this word: the heap holds no slab, so no free comes.
         heap.owner.store(word, Ordering::Relaxed);
         // SAFETY: this thread owns the set, so the heap.
-        unsafe { heap.set_holding(self.config.magazine, self.config.hot_slot) };
+        unsafe {
+            heap.set_holding(
+                self.config.magazine,
+                self.config.geometry.shape().hot_slot(),
+            )
+        };
         let used = head.used.load(Ordering::Relaxed);
         head.used.store(used | bit(c), Ordering::Relaxed);
         head.active.store(active | bit(c), Ordering::Release);
