@@ -15,7 +15,9 @@
 //!
 //! Exports `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc` and
-//! `malloc_usable_size` over [`homeslab::Global`], with C semantics:
+//! `malloc_usable_size` over [`homeslab::Global`] (and, on 64-bit
+//! targets, every replaceable C++ `operator new` and `operator delete`:
+//! `homeslab_malloc/cxx.rs`), with C semantics:
 //! `free(NULL)` does nothing, `realloc(NULL, n)` is `malloc(n)`,
 //! `realloc(p, 0)` frees `p` and returns NULL (as glibc), `malloc(0)`
 //! returns a unique minimal block, a size overflow in `calloc` or
@@ -53,6 +55,10 @@ use core::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use homeslab::Global;
+
+#[cfg(target_pointer_width = "64")]
+#[path = "homeslab_malloc/cxx.rs"]
+mod cxx;
 
 #[global_allocator]
 static GLOBAL: Global = Global;

@@ -2,7 +2,8 @@
 //! of the machine under `LD_PRELOAD` give the same output as without it,
 //! a C program built here with `cc` exercises every exported function
 //! and its edge cases, another includes `include/homeslab.h` and calls
-//! its entry points, and the environment options do what README says.
+//! its entry points, a C++ one calls every `operator new` and `delete`,
+//! and the environment options do what README says.
 //!
 //! The library is the one `cargo test` built next to this test
 //! (`target/<profile>/examples/libhomeslab_malloc.so`), or the file named
@@ -258,6 +259,35 @@ fn the_header_declares_each_entry_point_and_each_works() {
         let (loaded, _) = run_preloaded(&exe, &[], &[]);
         assert_eq!(loaded, "1\n");
     }
+}
+
+/// C++'s `operator new` and `operator delete`, every replaceable form, are
+/// the library's own and work as the standard says, failures included
+/// (`tests/c/operators.cpp`).
+#[test]
+fn every_cxx_operator_new_and_delete_is_the_librarys() {
+    if !have("c++") {
+        eprintln!("skipped: no C++ compiler");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = tmp("operators");
+    let built = Command::new("c++")
+        .args(["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(root.join("tests/c/operators.cpp"))
+        .arg("-ldl")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let (stdout, stderr) = run_preloaded(&exe, &[], &[]);
+    assert!(stdout.contains("ALL OK"), "{stdout}\n{stderr}");
 }
 
 #[test]
