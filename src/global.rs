@@ -93,7 +93,7 @@ fn built() -> Option<&'static SlabAlloc> {
 #[inline(never)]
 fn alloc_slow(layout: Layout, zero: bool) -> *mut u8 {
     match core() {
-        Some(c) => c.alloc_raw(layout, zero),
+        Some(c) => c.alloc_after_inline(layout.size(), layout.align(), zero),
         None => core::ptr::null_mut(),
     }
 }
@@ -102,11 +102,8 @@ fn alloc_slow(layout: Layout, zero: bool) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
-    let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
-        return core::ptr::null_mut();
-    };
     match core() {
-        Some(c) => c.alloc_raw(layout, zero),
+        Some(c) => c.alloc_after_inline(size, align, zero),
         None => core::ptr::null_mut(),
     }
 }

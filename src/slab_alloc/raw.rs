@@ -61,6 +61,32 @@ impl SlabAlloc {
         Some((p.as_ptr(), info == FRESH))
     }
 
+    /// [`SlabAlloc::alloc_raw`] of `size` bytes aligned to `align` for a
+    /// request [`SlabAlloc::alloc_global_inline`] did not serve, zeroed if
+    /// `zero`: a class it could have served goes straight to the core's
+    /// slow path (the inline path has just missed), anything else through
+    /// the whole dispatch. Null when out of memory or the layout is
+    /// invalid.
+    #[inline(always)]
+    pub(crate) fn alloc_after_inline(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        if let Some(c) = class::plain_class(size, align) {
+            return match self.inner.core.alloc_slow(c) {
+                Ok((p, info)) => {
+                    if zero && info != FRESH {
+                        // SAFETY: the block is ours, at least `size` bytes.
+                        unsafe { p.as_ptr().write_bytes(0, size) };
+                    }
+                    p.as_ptr()
+                }
+                Err(_) => core::ptr::null_mut(),
+            };
+        }
+        match Layout::from_size_align(size.max(1), align) {
+            Ok(layout) => self.alloc_raw(layout, zero),
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
     /// Allocates `layout` (not zero-size); null when out of memory.
     #[inline(always)]
     pub(crate) fn alloc_raw(&self, layout: Layout, zero: bool) -> *mut u8 {
