@@ -184,18 +184,40 @@ fn every_exported_function_and_its_edge_cases() {
 /// `include/` into an executable of its own for the test `test`, or None
 /// without a C compiler.
 fn compile(name: &str, test: &str) -> Option<PathBuf> {
-    if !have("cc") {
-        eprintln!("skipped: no C compiler");
+    build(
+        "cc",
+        &["-pthread"],
+        &format!("{name}.c"),
+        &format!("{name}-{test}"),
+        &[],
+    )
+}
+
+/// `tests/c/<source>` compiled with `compiler` and `flags` (at `-O1`,
+/// warnings are errors) against `include/`, linked with `libs`, into the
+/// executable `exe` in the test directory; None without the compiler.
+fn build(
+    compiler: &str,
+    flags: &[&str],
+    source: &str,
+    exe: &str,
+    libs: &[&str],
+) -> Option<PathBuf> {
+    if !have(compiler) {
+        eprintln!("skipped: no {compiler}");
         return None;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let exe = tmp(&format!("{name}-{test}"));
-    let built = Command::new("cc")
-        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
+    let exe = tmp(exe);
+    let built = Command::new(compiler)
+        .args(["-O1", "-Wall", "-Wextra", "-Werror"])
+        .args(flags)
+        .arg("-I")
         .arg(root.join("include"))
         .arg("-o")
         .arg(&exe)
-        .arg(root.join(format!("tests/c/{name}.c")))
+        .arg(root.join("tests/c").join(source))
+        .args(libs)
         .output()
         .unwrap();
     assert!(
@@ -266,26 +288,15 @@ fn the_header_declares_each_entry_point_and_each_works() {
 /// (`tests/c/operators.cpp`).
 #[test]
 fn every_cxx_operator_new_and_delete_is_the_librarys() {
-    if !have("c++") {
-        eprintln!("skipped: no C++ compiler");
+    let Some(exe) = build(
+        "c++",
+        &["-std=c++17"],
+        "operators.cpp",
+        "operators",
+        &["-ldl"],
+    ) else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let exe = tmp("operators");
-    let built = Command::new("c++")
-        .args(["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(root.join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(root.join("tests/c/operators.cpp"))
-        .arg("-ldl")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    };
     let (stdout, stderr) = run_preloaded(&exe, &[], &[]);
     assert!(stdout.contains("ALL OK"), "{stdout}\n{stderr}");
 }

@@ -33,71 +33,51 @@ impl Next {
         }
     }
 
-    /// The next definition, or null if there is none (no C++ runtime in
-    /// the process, so no caller of this operator).
+    /// The next definition. Aborts if there is none: no C++ runtime in
+    /// the process, so no C++ caller of this operator could exist.
     fn get(&self) -> *mut c_void {
         let mut p = self.at.load(Ordering::Acquire);
         if p.is_null() {
             // SAFETY: a NUL-terminated symbol name; RTLD_NEXT looks in the
             // objects loaded after this library.
             p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr().cast::<c_char>()) };
+            if p.is_null() {
+                std::process::abort();
+            }
             self.at.store(p, Ordering::Release);
         }
         p
     }
 }
 
-/// The next `operator new(size)` (any form without an alignment) with
-/// `size`, or null; aborts if there is none, since no C++ caller could
-/// then exist.
+/// The next definition of the `operator new` in `next` with its
+/// arguments: `align` for the aligned forms, `nothrow` (the tag, never
+/// null) for the `nothrow` ones — which together name the form, so its
+/// signature.
 #[cold]
 #[inline(never)]
-fn next_new(next: &Next, size: usize, nothrow: *const c_void) -> *mut c_void {
+fn next_new(next: &Next, size: usize, align: Option<usize>, nothrow: *const c_void) -> *mut c_void {
+    type P = *mut c_void;
     let f = next.get();
-    if f.is_null() {
-        std::process::abort();
-    }
-    // SAFETY: the C++ runtime's definition of this very operator, whose
-    // signature `nothrow` tells (the tag argument is only passed on).
+    // SAFETY: the C++ runtime's definition of this very operator, of the
+    // signature its arguments tell (the tag is only passed on).
     unsafe {
-        if nothrow.is_null() {
-            let f = core::mem::transmute::<
-                *mut c_void,
-                unsafe extern "C-unwind" fn(usize) -> *mut c_void,
-            >(f);
-            f(size)
-        } else {
-            let f = core::mem::transmute::<
-                *mut c_void,
-                unsafe extern "C-unwind" fn(usize, *const c_void) -> *mut c_void,
-            >(f);
-            f(size, nothrow)
-        }
-    }
-}
-
-/// As [`next_new`], for the aligned forms.
-#[cold]
-#[inline(never)]
-fn next_new_aligned(next: &Next, size: usize, align: usize, nothrow: *const c_void) -> *mut c_void {
-    let f = next.get();
-    if f.is_null() {
-        std::process::abort();
-    }
-    // SAFETY: as in `next_new`.
-    unsafe {
-        if nothrow.is_null() {
-            let f = core::mem::transmute::<
-                *mut c_void,
-                unsafe extern "C-unwind" fn(usize, usize) -> *mut c_void,
-            >(f);
-            f(size, align)
-        } else {
-            let f = core::mem::transmute::<
-                *mut c_void,
-                unsafe extern "C-unwind" fn(usize, usize, *const c_void) -> *mut c_void,
-            >(f);
-            f(size, align, nothrow)
+        match (align, nothrow.is_null()) {
+            (None, true) => {
+                core::mem::transmute::<P, unsafe extern "C-unwind" fn(usize) -> P>(f)(size)
+            }
+            (None, false) => core::mem::transmute::<
+                P,
+                unsafe extern "C-unwind" fn(usize, *const c_void) -> P,
+            >(f)(size, nothrow),
+            (Some(a), true) => core::mem::transmute::<
+                P,
+                unsafe extern "C-unwind" fn(usize, usize) -> P,
+            >(f)(size, a),
+            (Some(a), false) => core::mem::transmute::<
+                P,
+                unsafe extern "C-unwind" fn(usize, usize, *const c_void) -> P,
+            >(f)(size, a, nothrow),
         }
     }
 }
@@ -108,7 +88,7 @@ fn next_new_aligned(next: &Next, size: usize, align: usize, nothrow: *const c_vo
 fn new(size: usize, next: &Next, nothrow: *const c_void) -> *mut c_void {
     let p = Global.malloc(size, MIN_ALIGN, false);
     if p.is_null() {
-        return next_new(next, size, nothrow);
+        return next_new(next, size, None, nothrow);
     }
     p.cast()
 }
@@ -123,7 +103,7 @@ fn new_aligned(size: usize, align: usize, next: &Next, nothrow: *const c_void) -
         core::ptr::null_mut()
     };
     if p.is_null() {
-        return next_new_aligned(next, size, align, nothrow);
+        return next_new(next, size, Some(align), nothrow);
     }
     p.cast()
 }
