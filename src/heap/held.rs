@@ -28,13 +28,16 @@ impl Heap {
     /// The caller is the owner.
     #[inline(always)]
     pub(crate) unsafe fn alloc_inline(&self, shape: Shape) -> Option<Popped> {
-        let hot = self.hot.load(Ordering::Relaxed);
-        if shape.hot_slot() && hot > HOT_OFF {
-            let (slab, idx) = Slab::of_entry(hot, shape.colored);
-            // SAFETY: the hot block is ours, held, of our live slab.
-            let p = unsafe { (*slab).try_unhold(idx, shape) }?;
-            self.hot.store(HOT_EMPTY, Ordering::Relaxed);
-            return Some(p);
+        // A heap without the slot reads nothing of it.
+        if shape.hot_slot() {
+            let hot = self.hot.load(Ordering::Relaxed);
+            if hot > HOT_OFF {
+                let (slab, idx) = Slab::of_entry(hot, shape.colored);
+                // SAFETY: the hot block is ours, held, of our live slab.
+                let p = unsafe { (*slab).try_unhold(idx, shape) }?;
+                self.hot.store(HOT_EMPTY, Ordering::Relaxed);
+                return Some(p);
+            }
         }
         // SAFETY: the caller is the owner.
         if !self.mag.is_empty() && unsafe { self.freed_last() } {
