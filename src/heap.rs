@@ -412,7 +412,7 @@ impl Heap {
                 bump(&self.stats.local_frees, 1);
                 return LocalFree::Done;
             }
-            let Ok(upkeep) = s.free_local(idx) else {
+            let Ok(upkeep) = s.free_local(idx, shape) else {
                 return LocalFree::DoubleFree;
             };
             bump(&self.stats.local_frees, 1);

@@ -394,11 +394,24 @@ impl Slab {
     /// [`CONSTRUCTED`] in both modes, as `next`, `key` and `idx` are.
     #[inline(always)]
     fn encode(&self, idx: usize, next: usize) -> u16 {
-        if self.hardened {
+        self.encode_in(idx, next, self.hardened)
+    }
+
+    /// [`Slab::encode`] in the mode `hardened` ([`Slab::hardened_in`]).
+    #[inline(always)]
+    fn encode_in(&self, idx: usize, next: usize, hardened: bool) -> u16 {
+        if hardened {
             (next ^ self.key as usize ^ idx) as u16
         } else {
             next as u16
         }
+    }
+
+    /// This slab's mode, as a caller whose slabs have `shape` sees it: a
+    /// constant `false` where the shape knows its slabs are plain.
+    #[inline(always)]
+    fn hardened_in(&self, shape: Shape) -> bool {
+        !shape.plain && self.hardened
     }
 
     /// Stores the encoded link `raw` of slot `idx`, which the caller holds
@@ -443,15 +456,13 @@ impl Slab {
     /// corrupt); else its link as [`Slab::decode_bounded`] decodes it. One
     /// branch on the mode.
     #[inline(always)]
-    fn decode_pop(
-        &self,
-        idx: usize,
-        raw: u16,
-        bump: usize,
-        caching: bool,
-    ) -> Option<Option<usize>> {
-        let link = if caching { raw & !CONSTRUCTED } else { raw } as usize;
-        if !self.hardened {
+    fn decode_pop(&self, idx: usize, raw: u16, bump: usize, shape: Shape) -> Option<Option<usize>> {
+        let link = if shape.caching {
+            raw & !CONSTRUCTED
+        } else {
+            raw
+        } as usize;
+        if !self.hardened_in(shape) {
             return Some((link <= self.capacity as usize).then_some(link));
         }
         if handed_out(raw) {
@@ -502,14 +513,14 @@ impl Slab {
     /// The caller is the owner.
     #[inline(always)]
     pub(crate) unsafe fn pop_fresh(&self, shape: Shape, corruption: &AtomicU64) -> Option<Popped> {
-        debug_assert_eq!(self.shape, shape);
+        debug_assert_eq!(self.shape, shape.stored());
         // SAFETY: the caller is the owner.
         unsafe {
             self.local(|l| {
                 let listed = if l.free != 0 {
                     let idx = l.free - 1;
                     let raw = self.read_link(idx);
-                    match self.decode_pop(idx, raw, l.bump, shape.caching) {
+                    match self.decode_pop(idx, raw, l.bump, shape) {
                         None => {
                             // The link that named this slot was corrupt: it
                             // is handed out. Drop the rest of the list.

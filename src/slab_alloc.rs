@@ -156,6 +156,18 @@ impl Geom {
         }
     }
 
+    /// [`Geom::shape`] on the process-wide allocator's paths, which know
+    /// its slabs are plain ([`Shape::plain`]; its core is never hardened:
+    /// [`SlabAllocBuilder::build_global`]).
+    #[cfg_attr(loom, allow(dead_code))]
+    #[inline(always)]
+    fn global_shape(&self) -> Shape {
+        Shape {
+            plain: true,
+            ..self.shape()
+        }
+    }
+
     /// [`Slab::resolve`] for a block of this class: a slab of this class's
     /// shape and, if `pool` is given, of that pool, and a slot of it.
     ///
@@ -534,9 +546,12 @@ impl SlabAllocBuilder {
 
     /// [`SlabAllocBuilder::build`] for the process-wide allocator
     /// ([`crate::Global`]): its core takes the thread-context entry kept
-    /// for it, which [`SlabAlloc::alloc_global_inline`] reads.
+    /// for it, which [`SlabAlloc::alloc_global_inline`] reads. Never
+    /// hardened: its inline paths take its slabs as plain
+    /// ([`Shape::plain`]).
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn build_global(self) -> Result<SlabAlloc, ConfigError> {
+    pub(crate) fn build_global(mut self) -> Result<SlabAlloc, ConfigError> {
+        self.knobs.hardened = false;
         self.build_core(true)
     }
 

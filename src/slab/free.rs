@@ -4,7 +4,7 @@
 
 #[cfg(test)]
 use super::Freed;
-use super::{handed_out, Chain, DoubleFree, Slab, ALLOCATED, CONSTRUCTED};
+use super::{handed_out, Chain, DoubleFree, Shape, Slab, ALLOCATED, CONSTRUCTED};
 use crate::sync::{bump, AtomicU64, Ordering};
 
 impl Slab {
@@ -16,28 +16,29 @@ impl Slab {
     /// # Safety
     /// The caller is the owner; `idx` came from [`Slab::slot_index`].
     #[inline(always)]
-    pub(crate) unsafe fn free_local(&self, idx: usize) -> Result<bool, DoubleFree> {
+    pub(crate) unsafe fn free_local(&self, idx: usize, shape: Shape) -> Result<bool, DoubleFree> {
         let w = self.word(idx).load(Ordering::Relaxed);
         if !handed_out(w) {
             return Err(DoubleFree);
         }
         super::asan::mark(self.slot(idx), self.shape.stride as usize, true);
         // SAFETY: the caller is the owner; the block is ours and now free.
-        Ok(unsafe { self.push_local(idx, w & CONSTRUCTED) })
+        Ok(unsafe { self.push_local(idx, w & CONSTRUCTED, self.hardened_in(shape)) })
     }
 
     /// Owner: links slot `idx`, which the caller frees, onto the local
-    /// freelist with `mark` ([`CONSTRUCTED`] or 0). True: the slab is now
-    /// empty or detached.
+    /// freelist with `mark` ([`CONSTRUCTED`] or 0), encoded in the mode
+    /// `hardened` ([`Slab::hardened_in`]). True: the slab is now empty or
+    /// detached.
     ///
     /// # Safety
     /// The caller is the owner and holds slot `idx`.
     #[inline(always)]
-    pub(super) unsafe fn push_local(&self, idx: usize, mark: u16) -> bool {
+    pub(super) unsafe fn push_local(&self, idx: usize, mark: u16, hardened: bool) -> bool {
         // SAFETY: per the contract.
         unsafe {
             self.local(|l| {
-                self.write_link(idx, self.encode(idx, l.free) | mark);
+                self.write_link(idx, self.encode_in(idx, l.free, hardened) | mark);
                 l.free = idx + 1;
                 l.count = l.count.wrapping_sub(1);
                 // Empty (0) or detached (negative).

@@ -57,6 +57,12 @@ pub(crate) struct Shape {
     /// typed pool, true for a `SlabAlloc`'s classes), so the color's
     /// arithmetic is absent from the paths of the other kind.
     pub(crate) colored: bool,
+    /// Slabs of this shape are known to be plain, never hardened: a
+    /// constant `true` on the process-wide allocator's inline paths (its
+    /// core is never hardened), so the mode's branches compile away there;
+    /// `false` everywhere else, where the slab's own mode decides. Not
+    /// part of the slab's [`Shape::tag`] or of what it stores.
+    pub(crate) plain: bool,
 }
 
 impl Shape {
@@ -68,6 +74,16 @@ impl Shape {
             | (self.colored as u64) << 30
             | (self.caching as u64) << 31
             | (self.slots_off as u64) << 32) as usize
+    }
+
+    /// The shape as a slab stores it (what [`Shape::plain`] knows of the
+    /// caller's slabs dropped), for the checks that a caller's shape is
+    /// the slab's.
+    pub(crate) const fn stored(self) -> Shape {
+        Shape {
+            plain: false,
+            ..self
+        }
     }
 
     /// The same shape for an object pool's slab.
@@ -194,6 +210,7 @@ impl Geometry {
             slots_off: self.slots_off as u32,
             caching: false,
             colored: self.colored,
+            plain: false,
         }
     }
 

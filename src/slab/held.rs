@@ -138,7 +138,7 @@ impl Slab {
     /// the slot and the count to the caller's slow path.
     #[inline(always)]
     pub(crate) fn try_unhold(&self, idx: usize, shape: Shape) -> Option<Popped> {
-        debug_assert_eq!(self.shape, shape);
+        debug_assert_eq!(self.shape, shape.stored());
         let word = self.word(idx);
         let mut info = 0;
         if shape.caching || self.hardened {
@@ -173,7 +173,7 @@ impl Slab {
             return unsafe { self.forsake(idx) };
         }
         // SAFETY: per the contract.
-        unsafe { self.push_local(idx, w & CONSTRUCTED) }
+        unsafe { self.push_local(idx, w & CONSTRUCTED, self.hardened) }
     }
 
     /// The owner, holding slot `idx` of its own slab, whose word a stray

@@ -105,7 +105,7 @@ impl Slab {
     /// multiply.
     #[cfg(test)]
     pub(crate) fn slot_index(&self, addr: usize, shape: Shape) -> Option<usize> {
-        debug_assert_eq!(self.shape, shape);
+        debug_assert_eq!(self.shape, shape.stored());
         let off = addr
             .wrapping_sub(self.base(shape) as usize)
             .wrapping_sub(shape.slots_off as usize);

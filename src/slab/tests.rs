@@ -61,7 +61,7 @@ fn pop(s: &Slab, c: &AtomicU64) -> Option<NonNull<u8>> {
 fn free_local(s: &Slab, p: usize) -> Freed {
     let idx = s.slot_index(p, s.shape()).expect("a slot of this slab");
     // SAFETY: the test thread owns the slab; `idx` is one of its slots.
-    match unsafe { s.free_local(idx) } {
+    match unsafe { s.free_local(idx, s.shape()) } {
         Ok(_) => Freed::Ok { claimed: false },
         Err(DoubleFree) => Freed::DoubleFree,
     }

@@ -57,7 +57,7 @@ impl SlabAlloc {
         // SAFETY: the core at the global entry is the process-wide
         // allocator's (a `SlabAlloc`'s, whose classes are `GEOMS`'), never
         // dropped.
-        let (p, info) = unsafe { alloc_global(c, geom(c).shape()) }?;
+        let (p, info) = unsafe { alloc_global(c, geom(c).global_shape()) }?;
         Some((p.as_ptr(), info == FRESH))
     }
 
@@ -160,7 +160,7 @@ impl SlabAlloc {
             }
             Resolved::Slot(slab, idx) => {
                 // SAFETY: as above; `idx` is a slot of `slab`.
-                unsafe { PoolCore::free_block(slab, idx, g.shape()) };
+                unsafe { PoolCore::free_block(slab, idx, g.global_shape()) };
                 Tagged::Freed
             }
         }
