@@ -100,12 +100,13 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 }
 
 /// `free` under `HOMESLAB_VERBOSE`: says so when the free is refused.
+/// `extern "C"` (no unwind) so that `free` jumps to it without a frame.
 ///
 /// # Safety
 /// As `free`.
 #[cold]
 #[inline(never)]
-unsafe fn free_verbose(p: *mut c_void) {
+unsafe extern "C" fn free_verbose(p: *mut c_void) {
     if p.is_null() {
         return;
     }

@@ -110,10 +110,11 @@ fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
 
 /// [`Global::free`] but a class block: a large block, or a pointer that is
 /// not ours (refused and counted; before the core is built nothing is
-/// ours, and building it counts the refusal).
+/// ours, and building it counts the refusal). `extern "C"` as the free
+/// path's other out-of-line parts (`pool_core/free.rs`).
 #[cold]
 #[inline(never)]
-fn free_slow(ptr: *mut u8) {
+extern "C" fn free_slow(ptr: *mut u8) {
     if let Some(c) = core() {
         c.free_raw(ptr);
     }

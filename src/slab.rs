@@ -119,8 +119,10 @@ mod asan {
     }
 }
 
-/// Where a list-managed slab sits, from its owner's point of view.
+/// Where a list-managed slab sits, from its owner's point of view. A byte:
+/// an argument of the `extern "C"` list upkeep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum ListState {
     /// The heap's current slab (or being set up).
     Current,

@@ -4,6 +4,12 @@
 //! the publication of a chain on its slab's remote list, and the counts of
 //! refused frees. A block's slab names its pool, so nothing here needs a
 //! pool handle.
+//!
+//! The out-of-line parts of a free (`free_foreign`, `upkeep`, the
+//! refusals) are `extern "C"`: they cannot unwind (a panic there aborts),
+//! so a caller that may not unwind either — the C library's `free` —
+//! jumps to them as its last act instead of calling them inside a frame
+//! that would catch the unwind.
 
 use crate::heap::{owner, Heap, HeapSet, Held, LocalFree};
 use crate::magazine::CAPACITY;
@@ -79,7 +85,11 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`], `COLORED` the slab's shape's.
     #[inline(never)]
-    unsafe fn free_foreign<const COLORED: bool>(slab: *mut Slab, idx: usize, closing: bool) {
+    unsafe extern "C" fn free_foreign<const COLORED: bool>(
+        slab: *mut Slab,
+        idx: usize,
+        closing: bool,
+    ) {
         // SAFETY: per the contract.
         let sh = unsafe { Self::of_slab(slab) };
         // SAFETY: a slab in use keeps its heap pointer fixed and valid; the
@@ -221,7 +231,7 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`].
     #[cold]
-    unsafe fn refuse_double_free(slab: *const Slab) {
+    unsafe extern "C" fn refuse_double_free(slab: *const Slab) {
         // SAFETY: per the contract.
         unsafe { Self::of_slab(slab) }.count_double_free();
     }
@@ -231,7 +241,7 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`] (without the slot).
     #[cold]
-    pub(crate) unsafe fn refuse_foreign(slab: *const Slab) {
+    pub(crate) unsafe extern "C" fn refuse_foreign(slab: *const Slab) {
         // SAFETY: per the contract.
         unsafe { Self::of_slab(slab) }.count_foreign();
     }
@@ -243,7 +253,7 @@ impl PoolCore {
     /// # Safety
     /// As [`PoolCore::free_block`], and this thread owns `heap`.
     #[cold]
-    unsafe fn upkeep(heap: *const Heap, slab: *mut Slab, list: ListState, used: usize) {
+    unsafe extern "C" fn upkeep(heap: *const Heap, slab: *mut Slab, list: ListState, used: usize) {
         // SAFETY: the slab (still counted) keeps the pool alive.
         let pool = unsafe { Self::pool_of(slab) };
         if used != 0 {
