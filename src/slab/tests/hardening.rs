@@ -200,3 +200,49 @@ fn use_after_free_writes_cannot_reach_the_freelist() {
         assert_eq!(c.load(Ordering::Relaxed), 0, "hardened={hardened}");
     }
 }
+
+#[test]
+fn a_shape_that_knows_its_slabs_plain_skips_only_the_mode_test() {
+    // The process-wide allocator's shapes say its slabs are plain
+    // (`Shape::plain`): the mode is then not read, and must not matter.
+    let g = Geometry::of(64, 8);
+    let (rh, rp) = (Region::new(&g), Region::new(&g));
+    let (hard, plain) = (slab(&g, &rh, true), slab(&g, &rp, false));
+    let known = Shape {
+        plain: true,
+        ..plain.shape()
+    };
+    assert!(
+        hard.hardened_in(hard.shape()),
+        "a hardened slab's own shape"
+    );
+    assert!(!plain.hardened_in(plain.shape()));
+    assert!(!hard.hardened_in(known), "the shape decides when it knows");
+    // On a plain slab the known-plain paths write and follow raw links,
+    // and keep the checks every mode has.
+    let c = AtomicU64::new(0);
+    let pop_known = || {
+        // SAFETY: the test thread owns the slab.
+        unsafe { plain.pop(known, &c) }.unwrap().as_ptr() as usize
+    };
+    let (a, b) = (pop_known(), pop_known());
+    let free_known = |p: usize| {
+        let idx = plain.slot_index(p, known).unwrap();
+        // SAFETY: the test thread owns the slab; `idx` is one of its slots.
+        unsafe { plain.free_local(idx, known) }
+    };
+    assert!(free_known(a).is_ok());
+    assert!(free_known(b).is_ok());
+    assert_eq!(word_of(plain, b), raw_link_to(plain, a), "a raw link");
+    assert_eq!(free_known(b), Err(DoubleFree), "a double free is refused");
+    assert_eq!((pop_known(), pop_known()), (b, a));
+    assert_eq!(c.load(Ordering::Relaxed), 0);
+    assert!(free_known(a).is_ok());
+    forge_link(plain, a, 0x7ff0);
+    assert_eq!(pop_known(), a);
+    assert_eq!(
+        c.load(Ordering::Relaxed),
+        1,
+        "a link past the slots is refused"
+    );
+}
