@@ -456,7 +456,8 @@ impl Slab {
     /// The pop's check of free slot `idx`, whose word is `raw`: `None` if
     /// the slot is handed out (hardened: the link that named it was
     /// corrupt); else its link as [`Slab::decode_bounded`] decodes it. One
-    /// branch on the mode.
+    /// branch on the mode ([`Slab::hardened_in`]), none where the shape
+    /// knows its slabs plain.
     #[inline(always)]
     fn decode_pop(&self, idx: usize, raw: u16, bump: usize, shape: Shape) -> Option<Option<usize>> {
         let link = if shape.caching {
