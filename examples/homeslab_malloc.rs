@@ -40,8 +40,9 @@
 //! `.fini_array` destructor; formatted on the stack, written with
 //! `write`), `HOMESLAB_VERBOSE=1` prints a line for each refused free or
 //! realloc (the first [`VERBOSE_LINES`]) and warns of invalid values, and
-//! `HOMESLAB_PURGE_DELAY_MS` (read by [`homeslab::Global`] itself) sets
-//! the idle release period.
+//! `HOMESLAB_PURGE_DELAY_MS` and `HOMESLAB_HUGE_PAGES` (read by
+//! [`homeslab::Global`] itself) set the idle release period and whether
+//! large blocks ask for huge pages.
 //!
 //! The library's own Rust code allocates through the same core
 //! (`#[global_allocator]`), never through the C symbols it exports.
@@ -438,6 +439,10 @@ extern "C" fn init() {
             line,
             "homeslab: HOMESLAB_PURGE_DELAY_MS ignored (not a whole number of milliseconds)"
         );
+        line.flush();
+    }
+    if Global.huge_pages_ignored() {
+        let _ = writeln!(line, "homeslab: HOMESLAB_HUGE_PAGES ignored (not 0 or 1)");
         line.flush();
     }
 }

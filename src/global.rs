@@ -21,9 +21,10 @@
 //!   after it, in the parent and in the child: the child never inherits a
 //!   lock held by a thread that does not exist in it.
 //! - **Out of memory** is a null pointer, never a panic or an abort.
-//! - **Purge delay** (Unix): `HOMESLAB_PURGE_DELAY_MS`, read with
-//!   `getenv` (which neither allocates nor locks) when the core is built,
-//!   sets its `release_after` ([`purge_delay_env`]).
+//! - **Options** (Unix): `HOMESLAB_PURGE_DELAY_MS` sets the core's
+//!   `release_after` ([`purge_delay_env`]), `HOMESLAB_HUGE_PAGES=0` turns
+//!   its `huge_pages` off ([`huge_pages_env`]); both read with `getenv`
+//!   (which neither allocates nor locks) when the core is built.
 
 use core::alloc::{GlobalAlloc, Layout};
 
@@ -53,8 +54,11 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 ///
 /// On Unix the environment variable `HOMESLAB_PURGE_DELAY_MS` sets the
 /// core's idle release period in milliseconds (`release_after`; default
-/// 5000, `0`: off), read once when the core is built; an invalid value is
-/// ignored ([`Global::purge_delay_ignored`]).
+/// 5000, `0`: off), and `HOMESLAB_HUGE_PAGES` (`1`, the default, or `0`)
+/// whether its large blocks ask for huge pages
+/// ([`SlabAllocBuilder::huge_pages`](crate::SlabAllocBuilder::huge_pages)),
+/// read once when the core is built; an invalid value is ignored
+/// ([`Global::purge_delay_ignored`], [`Global::huge_pages_ignored`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Global;
 
@@ -143,6 +147,11 @@ fn build() -> Option<&'static SlabAlloc> {
         EnvValue::Set(delay) => builder = builder.release_after(delay),
         EnvValue::Invalid => PURGE_DELAY_IGNORED.store(true, Ordering::Relaxed),
     }
+    match huge_pages_env() {
+        EnvValue::Unset => {}
+        EnvValue::Set(on) => builder = builder.huge_pages(on),
+        EnvValue::Invalid => HUGE_PAGES_IGNORED.store(true, Ordering::Relaxed),
+    }
     let built = builder.build_global().ok().and_then(|a| {
         let layout = Layout::new::<SlabAlloc>();
         let at = meta::alloc(layout, false)?.as_ptr().cast::<SlabAlloc>();
@@ -168,6 +177,9 @@ mod fork;
 /// True if `HOMESLAB_PURGE_DELAY_MS` was set but not valid when the core
 /// was built (it was then ignored).
 static PURGE_DELAY_IGNORED: AtomicBool = AtomicBool::new(false);
+/// True if `HOMESLAB_HUGE_PAGES` was set but not valid when the core was
+/// built (it was then ignored).
+static HUGE_PAGES_IGNORED: AtomicBool = AtomicBool::new(false);
 
 /// What the environment says.
 enum EnvValue<T> {
@@ -188,6 +200,17 @@ fn purge_delay_env() -> EnvValue<Option<core::time::Duration>> {
             Some(ms) => EnvValue::Set(Some(core::time::Duration::from_millis(ms))),
             None => EnvValue::Invalid,
         },
+    }
+}
+
+/// `HOMESLAB_HUGE_PAGES`: `1` or `0`, whether large blocks ask for huge
+/// pages (the builder's `huge_pages`). Anything else is invalid.
+fn huge_pages_env() -> EnvValue<bool> {
+    match env_var(b"HOMESLAB_HUGE_PAGES\0") {
+        None => EnvValue::Unset,
+        Some(b"1") => EnvValue::Set(true),
+        Some(b"0") => EnvValue::Set(false),
+        Some(_) => EnvValue::Invalid,
     }
 }
 
@@ -216,8 +239,9 @@ fn env_var(name: &'static [u8]) -> Option<&'static [u8]> {
         return None;
     }
     // SAFETY: `getenv` returned a NUL-terminated string. It stays valid
-    // until the program changes the variable; the one caller
-    // (`purge_delay_env`, while the core is built) parses it at once.
+    // until the program changes the variable; the callers
+    // (`purge_delay_env`, `huge_pages_env`, while the core is built) parse
+    // it at once.
     Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
 }
 
@@ -280,6 +304,14 @@ impl Global {
     pub fn purge_delay_ignored(&self) -> bool {
         let _ = core();
         PURGE_DELAY_IGNORED.load(Ordering::Relaxed)
+    }
+
+    /// True if `HOMESLAB_HUGE_PAGES` held an invalid value (not `0` or
+    /// `1`) when the core was built (it was ignored). Builds the core if
+    /// need be.
+    pub fn huge_pages_ignored(&self) -> bool {
+        let _ = core();
+        HUGE_PAGES_IGNORED.load(Ordering::Relaxed)
     }
 
     /// Double frees refused so far by every pool and allocator of the

@@ -19,7 +19,8 @@
 //! a period's worth of them resident. `trim()` purges every
 //! free span and unmaps the chunks left wholly free. Larger blocks get a
 //! mapping of their own, returned to the OS when freed and resized with
-//! `mremap` where the OS has it.
+//! `mremap` where the OS has it. With `huge_pages`, chunks (aligned to
+//! 2 MiB) and own mappings ask the OS for huge pages when they are made.
 //!
 //! The live blocks are kept in a table keyed by the block's address, under
 //! a lock: a free or resize of an address that is not a live large block —
@@ -98,6 +99,8 @@ pub(crate) struct Large {
     released: AtomicU64,
     /// Frees and resizes refused: no live large block there.
     refused: AtomicU64,
+    /// Chunks and own mappings ask for huge pages.
+    huge: bool,
 }
 
 /// What the large path reports for the stats.
@@ -112,7 +115,9 @@ pub(crate) struct LargeStats {
 }
 
 impl Large {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+    /// The large blocks of an allocator charged to `budget`, in memory that
+    /// asks for huge pages if `huge`.
+    pub(crate) fn new(budget: Arc<Budget>, huge: bool) -> Self {
         Self {
             state: Mutex::new(State {
                 blocks: table::Table::new(),
@@ -125,6 +130,7 @@ impl Large {
             reserved: AtomicU64::new(0),
             released: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            huge,
         }
     }
 
@@ -199,7 +205,7 @@ impl Large {
             }
             // Map outside the lock; a racing thread may map too, which at
             // worst leaves a free chunk until `trim()`.
-            let chunk = Chunk::map()?;
+            let chunk = Chunk::map(self.huge)?;
             let reserved = chunk.reserved() as u64;
             let added = self.state.lock().arena.add_chunk(chunk, Instant::now());
             if let Err(chunk) = added {
@@ -212,7 +218,7 @@ impl Large {
 
     /// A block in a mapping of its own.
     fn alloc_own(&self, size: usize, align: usize) -> Result<(usize, usize), AllocError> {
-        let map = Mapping::new(size, align)?;
+        let map = Mapping::new(size, align, self.huge)?;
         let reserved = map.reserved() as u64;
         // Refused past the budget: the mapping is dropped (unmapped) again.
         self.budget.charge(reserved)?;

@@ -12,6 +12,10 @@ use crate::error::AllocError;
 /// The page granularity mappings are rounded to.
 pub(crate) const PAGE: usize = 4096;
 
+/// The transparent huge page of x86-64 and aarch64 Linux (with 4 KiB base
+/// pages): what a large-block chunk is aligned to when it asks for them.
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
 /// Bytes a page source maps at a time by default, carving regions out of
 /// them (0: each region its own mapping, where memory comes from the heap
 /// under Miri and loom, so a chunk would only be a large allocation).
@@ -70,6 +74,20 @@ impl Backing {
                 return Err(AllocError::OutOfMemory);
             }
             Ok((Backing::Heap { ptr, layout }, ptr as usize, layout.size()))
+        }
+    }
+
+    /// Asks the OS to back the memory with huge pages where it can: on
+    /// Linux `MADV_HUGEPAGE` (one call), which lets the kernel fault in a
+    /// whole 2 MiB page at a time in every aligned 2 MiB of the memory (and
+    /// its `khugepaged` merge small pages there); a hint, nothing elsewhere
+    /// or under Miri and loom. The pages go back as before
+    /// ([`Backing::release`] splits a huge page it covers only in part).
+    pub(crate) fn prefer_huge_pages(&self) {
+        #[cfg(all(target_os = "linux", not(any(miri, loom))))]
+        {
+            let Backing::Os(pages) = self;
+            pages.prefer_huge_pages();
         }
     }
 

@@ -68,7 +68,8 @@ pub(crate) use raw::{Home, Tagged};
 ///   is set), at most a quarter of the live large bytes (and at least
 ///   64 MiB) of them: past that, the spans free longest are purged. Larger
 ///   blocks get a mapping each, unmapped when freed, resized with `mremap`
-///   where the OS has it.
+///   where the OS has it. Both ask Linux for transparent huge pages
+///   ([`SlabAllocBuilder::huge_pages`]).
 /// - **Refusals**: a `deallocate` of a pointer that is not a live block of
 ///   this allocator (another allocator's, a double free, a corrupted one)
 ///   is refused and counted in [`Stats::double_frees`] or
@@ -264,6 +265,7 @@ impl SlabAlloc {
     pub fn builder() -> SlabAllocBuilder {
         SlabAllocBuilder {
             knobs: Knobs::new(),
+            huge_pages: true,
         }
     }
 
@@ -534,10 +536,24 @@ unsafe impl Allocator for SlabAlloc {
 #[derive(Debug, Clone)]
 pub struct SlabAllocBuilder {
     knobs: Knobs,
+    huge_pages: bool,
 }
 
 impl SlabAllocBuilder {
     knob_setters!();
+
+    /// Large blocks in memory that asks the OS for huge pages (default
+    /// on): on Linux the large arena's chunks are aligned to 2 MiB and
+    /// advised `MADV_HUGEPAGE`, as is each mapping of its own, so that
+    /// the kernel (where transparent huge pages are `madvise` or
+    /// `always`) backs each aligned 2 MiB of them with one page: fewer
+    /// page faults and TLB misses for big buffers and tables. A large
+    /// block may then make a whole 2 MiB resident; purging and `trim()`
+    /// give the pages back as before. No effect elsewhere.
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
+    }
 
     /// Validates the configuration and builds the allocator.
     pub fn build(self) -> Result<SlabAlloc, ConfigError> {
@@ -574,7 +590,7 @@ impl SlabAllocBuilder {
         let inner = Arc::new(Inner {
             classes,
             core,
-            large: Large::new(budget.clone()),
+            large: Large::new(budget.clone(), self.huge_pages),
             budget,
             foreign: AtomicU64::new(0),
         });

@@ -237,6 +237,7 @@ fn run_preloaded(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, St
         "HOMESLAB_SHOW_STATS",
         "HOMESLAB_VERBOSE",
         "HOMESLAB_PURGE_DELAY_MS",
+        "HOMESLAB_HUGE_PAGES",
     ] {
         c.env_remove(var);
     }
@@ -377,6 +378,7 @@ fn invalid_values_are_ignored_with_a_warning_when_verbose() {
     let bad = [
         ("HOMESLAB_PURGE_DELAY_MS", "5s"),
         ("HOMESLAB_SHOW_STATS", "yes"),
+        ("HOMESLAB_HUGE_PAGES", "on"),
     ];
     let (stdout, quiet) = run_preloaded(&exe, &[], &bad);
     assert!(stdout.contains("ALL OK"));
@@ -385,9 +387,10 @@ fn invalid_values_are_ignored_with_a_warning_when_verbose() {
     env.push(("HOMESLAB_VERBOSE", "1"));
     let (_, stderr) = run_preloaded(&exe, &["refuse", "0"], &env);
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("ignored")).collect();
-    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert_eq!(warnings.len(), 3, "{stderr}");
     assert!(warnings[0].starts_with("homeslab: HOMESLAB_SHOW_STATS ignored"));
     assert!(warnings[1].starts_with("homeslab: HOMESLAB_PURGE_DELAY_MS ignored"));
+    assert!(warnings[2].starts_with("homeslab: HOMESLAB_HUGE_PAGES ignored"));
     // Not shown at exit: the invalid value is not "1".
     assert!(!stderr.contains("homeslab: stats"), "{stderr}");
 }
@@ -411,4 +414,29 @@ fn the_purge_delay_sets_the_idle_release_period() {
     assert!(released(&[("HOMESLAB_PURGE_DELAY_MS", "20")]) >= 1 << 20);
     // 0: never on idle.
     assert_eq!(released(&[("HOMESLAB_PURGE_DELAY_MS", "0")]), 0);
+}
+
+/// Large blocks ask for huge pages (`hg` among their mapping's flags) by
+/// default and with `HOMESLAB_HUGE_PAGES=1`, not with `0`; an invalid
+/// value keeps the default.
+#[test]
+fn huge_pages_follow_their_option() {
+    if !Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        return;
+    }
+    let Some(exe) = compile("header", "flags") else {
+        return;
+    };
+    let advised = |env: &[(&str, &str)]| -> bool {
+        let (stdout, stderr) = run_preloaded(&exe, &["flags"], env);
+        let flags = stdout
+            .trim()
+            .strip_prefix("VmFlags:")
+            .unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
+        flags.split_whitespace().any(|f| f == "hg")
+    };
+    assert!(advised(&[]));
+    assert!(advised(&[("HOMESLAB_HUGE_PAGES", "1")]));
+    assert!(!advised(&[("HOMESLAB_HUGE_PAGES", "0")]));
+    assert!(advised(&[("HOMESLAB_HUGE_PAGES", "off")]));
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::error::AllocError;
 use crate::meta::{mvec, MVec};
-use crate::os::{Backing, PAGE};
+use crate::os::{Backing, HUGE_PAGE, PAGE};
 
 /// Bytes mapped per chunk (smaller under Miri and loom, where a chunk is a
 /// zeroed heap allocation).
@@ -50,9 +50,15 @@ pub(crate) struct Chunk {
 unsafe impl Send for Chunk {}
 
 impl Chunk {
-    /// Maps a chunk (a system call: outside the lock).
-    pub(crate) fn map() -> Result<Chunk, AllocError> {
-        let (backing, base, reserved) = Backing::map(CHUNK_BYTES, PAGE)?;
+    /// Maps a chunk (a system call, two if `huge`: outside the lock). With
+    /// `huge`, the chunk is aligned to [`HUGE_PAGE`] and asks for huge
+    /// pages ([`Backing::prefer_huge_pages`]).
+    pub(crate) fn map(huge: bool) -> Result<Chunk, AllocError> {
+        let align = if huge { HUGE_PAGE } else { PAGE };
+        let (backing, base, reserved) = Backing::map(CHUNK_BYTES, align)?;
+        if huge {
+            backing.prefer_huge_pages();
+        }
         Ok(Chunk {
             _backing: backing,
             base,

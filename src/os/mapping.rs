@@ -21,10 +21,14 @@ pub(crate) struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// Maps at least `size` bytes aligned to `align` (a power of two).
-    pub(crate) fn new(size: usize, align: usize) -> Result<Mapping, AllocError> {
+    /// Maps at least `size` bytes aligned to `align` (a power of two),
+    /// asking for huge pages if `huge` ([`Backing::prefer_huge_pages`]).
+    pub(crate) fn new(size: usize, align: usize, huge: bool) -> Result<Mapping, AllocError> {
         let len = size.checked_add(PAGE - 1).ok_or(AllocError::OutOfMemory)? & !(PAGE - 1);
         let (backing, addr, reserved) = Backing::map(len, align)?;
+        if huge {
+            backing.prefer_huge_pages();
+        }
         Ok(Mapping {
             backing,
             addr,

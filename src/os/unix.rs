@@ -37,6 +37,14 @@ impl Pages {
         memmap2::MmapMut::map_anon(len).ok().map(Pages)
     }
 
+    /// Asks the kernel to back the mapping with transparent huge pages
+    /// (`MADV_HUGEPAGE`): a hint, ignored where the kernel has none.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn prefer_huge_pages(&self) {
+        count();
+        let _ = self.0.advise(memmap2::Advice::HugePage);
+    }
+
     /// The first address.
     pub(crate) fn addr(&self) -> usize {
         self.0.as_ptr() as usize

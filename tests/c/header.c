@@ -4,7 +4,9 @@
  *   refuse N        N frees of a foreign pointer, one double free, one
  *                   realloc of the foreign pointer
  *   purge           prints the bytes released by a freed 1 MiB block left
- *                   idle for 300 ms (released_bytes before and after) */
+ *                   idle for 300 ms (released_bytes before and after)
+ *   flags           prints the flags of the mapping that holds a 1 MiB
+ *                   block (its VmFlags line in /proc/self/smaps) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +116,33 @@ static int purge(void) {
     return 0;
 }
 
+static int flags(void) {
+    char *big = malloc(1 << 20);
+    CHECK(big != NULL);
+    uintptr_t at = (uintptr_t)big;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f != NULL);
+    char line[512];
+    int inside = 0, found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+            inside = lo <= at && at < hi;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            printf("%s", line);
+            found = 1;
+        }
+    }
+    fclose(f);
+    free(big);
+    CHECK(found);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "refuse") == 0) return refuse(atoi(argv[2]));
     if (argc > 1 && strcmp(argv[1], "purge") == 0) return purge();
+    if (argc > 1 && strcmp(argv[1], "flags") == 0) return flags();
     return header();
 }

@@ -318,3 +318,60 @@ fn threads_alloc_resize_free_while_another_trims() {
     assert_eq!((s.mapped_bytes, s.reserved_bytes), (0, 0), "{s:?}");
     assert_quiet(&a);
 }
+
+/// The flags of the mapping holding `addr` (the `VmFlags` line of its
+/// entry in `/proc/self/smaps`).
+#[cfg(target_os = "linux")]
+fn vm_flags(addr: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// With `huge_pages` (the default) the arena's chunk starts on a 2 MiB
+/// boundary (the first block of a fresh allocator starts the chunk) and,
+/// on Linux with transparent huge pages, its mapping is advised for them
+/// (`hg` in its flags), as is a block's mapping of its own; with
+/// `huge_pages(false)`, neither is advised.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn large_blocks_ask_for_huge_pages_unless_told_not_to() {
+    for huge in [true, false] {
+        let a = SlabAlloc::builder()
+            .huge_pages(huge)
+            .release_after(None)
+            .build()
+            .unwrap();
+        let span = Block::stamped(&a, layout(MIB, 8), 1);
+        let own = Block::stamped(&a, layout(40 * MIB, 8), 2);
+        if huge {
+            assert_eq!(span.addr() % (2 * MIB), 0, "{:#x}", span.addr());
+        }
+        #[cfg(target_os = "linux")]
+        if std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+            for b in [&span, &own] {
+                let flags = vm_flags(b.addr()).expect("the block's mapping is listed");
+                let advised = flags.split_whitespace().any(|f| f == "hg");
+                assert_eq!(advised, huge, "huge_pages({huge}): {flags}");
+            }
+        }
+        span.free(&a);
+        own.free(&a);
+        assert_quiet(&a);
+    }
+}

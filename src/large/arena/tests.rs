@@ -5,7 +5,7 @@ const P: usize = PAGE;
 /// An arena with one fresh chunk; its base.
 fn arena() -> (Arena, usize) {
     let mut a = Arena::new();
-    let c = Chunk::map().unwrap();
+    let c = Chunk::map(false).unwrap();
     let base = c.base;
     assert!(a.add_chunk(c, Instant::now()).is_ok());
     (a, base)
