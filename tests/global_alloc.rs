@@ -261,6 +261,11 @@ fn realloc_stays_in_place_within_a_class_and_grows_large_blocks() {
         let q = Global.realloc(p, l3, 20);
         assert_ne!(q, p, "below half moves");
         assert!((0..20).all(|i| *q.add(i) == i as u8));
+        // The move freed the old block: freeing it again is refused (no
+        // other test of this binary frees twice).
+        let doubles = Global.double_frees_seen();
+        Global.dealloc(p, l3);
+        assert_eq!(Global.double_frees_seen(), doubles + 1, "moved from, freed");
         Global.dealloc(q, Layout::from_size_align(20, 8).unwrap());
 
         // A large block grows (mremap) and keeps its bytes.

@@ -11,7 +11,7 @@ use crate::class::{self, CLASSES, MAX_CLASS};
 use crate::os::PAGE;
 use crate::pagemap;
 use crate::pool_core::{alloc_global, PoolCore};
-use crate::slab::{Resolved, FRESH};
+use crate::slab::{Resolved, Slab, FRESH};
 
 /// What [`SlabAlloc::free_tagged`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,18 @@ pub(crate) enum Tagged {
 pub(crate) enum Home {
     /// A block of size class `c`.
     Class(usize),
+    /// A live large block of this many usable bytes.
+    Large(usize),
+    /// Not a block of this allocator.
+    Foreign,
+}
+
+/// [`Home`] with a class block's slab and slot, for the caller that frees
+/// it next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Slot `idx` of `slab`, a slab of size class `c`.
+    Slot(usize, *mut Slab, usize),
     /// A live large block of this many usable bytes.
     Large(usize),
     /// Not a block of this allocator.
@@ -103,6 +115,16 @@ impl SlabAlloc {
     /// its classes, so the slab's pool is not checked again.
     #[inline]
     pub(crate) fn home(&self, ptr: *mut u8) -> Home {
+        match self.find(ptr) {
+            Found::Slot(c, ..) => Home::Class(c),
+            Found::Large(len) => Home::Large(len),
+            Found::Foreign => Home::Foreign,
+        }
+    }
+
+    /// [`SlabAlloc::home`], with a class block's slab and slot.
+    #[inline(always)]
+    fn find(&self, ptr: *mut u8) -> Found {
         let addr = ptr as usize;
         let tag = pagemap::get(addr) as usize;
         if tag != 0 && tag <= CLASSES {
@@ -110,13 +132,13 @@ impl SlabAlloc {
             // SAFETY: the page map says the region is a mapped chunk of a
             // class core: readable.
             return match unsafe { geom(c).resolve(addr, None) } {
-                Resolved::Slot(..) => Home::Class(c),
-                _ => Home::Foreign,
+                Resolved::Slot(slab, idx) => Found::Slot(c, slab, idx),
+                _ => Found::Foreign,
             };
         }
         match self.inner.large.len_of(addr) {
-            Some(len) => Home::Large(len),
-            None => Home::Foreign,
+            Some(len) => Found::Large(len),
+            None => Found::Foreign,
         }
     }
 
@@ -171,9 +193,11 @@ impl SlabAlloc {
     /// (`None`: as many as the block holds). In place when the new size
     /// still fits the block's class and is not below half of it; large
     /// blocks grow or shrink in place in the arena, or move with `mremap`
-    /// where they have a mapping of their own; else a copy. Null when
-    /// out of memory or `ptr` is not ours (the old block is left as it
-    /// was).
+    /// where they have a mapping of their own; else a copy into a block
+    /// from the calling thread's heap (the inline allocation first), and
+    /// the old block is freed through the slab and slot found at the start
+    /// (no second lookup). Null when out of memory or `ptr` is not ours
+    /// (the old block is left as it was).
     ///
     /// # Safety
     /// `ptr` is not null; if it is ours the caller holds it; `new` ≥ 1.
@@ -184,15 +208,15 @@ impl SlabAlloc {
         keep: Option<usize>,
         new: usize,
     ) -> *mut u8 {
-        let old_len = match self.home(ptr) {
-            Home::Class(c) => {
+        let (old_len, slot) = match self.find(ptr) {
+            Found::Slot(c, slab, idx) => {
                 let len = class::SIZES[c];
                 if new <= len && new >= len / 2 && (ptr as usize) % align == 0 {
                     return ptr;
                 }
-                len
+                (len, Some((c, slab, idx)))
             }
-            Home::Large(len) => {
+            Found::Large(len) => {
                 if new > MAX_CLASS && align <= PAGE {
                     if new <= len && new >= len / 2 {
                         return ptr;
@@ -201,23 +225,33 @@ impl SlabAlloc {
                         return at as *mut u8;
                     }
                 }
-                len
+                (len, None)
             }
-            Home::Foreign => {
+            Found::Foreign => {
                 self.refuse();
                 return core::ptr::null_mut();
             }
         };
-        let Ok(layout) = Layout::from_size_align(new, align) else {
-            return core::ptr::null_mut();
+        let fresh = match Self::alloc_global_inline(new, align) {
+            Some((p, _)) => p,
+            None => self.alloc_after_inline(new, align, false),
         };
-        let fresh = self.alloc_raw(layout, false);
-        if !fresh.is_null() {
-            let n = keep.unwrap_or(old_len).min(old_len).min(new);
-            // SAFETY: both blocks are ours and distinct, at least `n` long;
-            // the caller holds the old one, which is then freed.
-            unsafe { core::ptr::copy_nonoverlapping(ptr, fresh, n) };
-            self.free_raw(ptr);
+        if fresh.is_null() {
+            return fresh;
+        }
+        let n = keep.unwrap_or(old_len).min(old_len).min(new);
+        // SAFETY: both blocks are ours and distinct, at least `n` long;
+        // the caller holds the old one, which is then freed.
+        unsafe { core::ptr::copy_nonoverlapping(ptr, fresh, n) };
+        match slot {
+            // SAFETY: `slab` passed the header check of class `c` of the
+            // process-wide core and `idx` is a slot of it, handed out to
+            // the caller (so the slab is live until this free).
+            Some((c, slab, idx)) => unsafe {
+                PoolCore::free_block(slab, idx, geom(c).global_shape())
+            },
+            // SAFETY: `ptr` is not null (it was found).
+            None => self.free_large(unsafe { NonNull::new_unchecked(ptr) }),
         }
         fresh
     }
