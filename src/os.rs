@@ -1,7 +1,8 @@
 //! The operating system's memory, and the one place that asks for it:
 //! anonymous mappings for the page source's chunks and for large blocks,
 //! raw page mappings for the meta allocator (which cannot own a mapping
-//! object: it is where bookkeeping lives), and giving pages back. The
+//! object: it is where bookkeeping lives), asking for huge pages, and
+//! giving pages back. The
 //! platform's half is `sys`: memmap2 and `mmap` on Unix
 //! (`src/os/unix.rs`), `VirtualAlloc`/`VirtualFree` on Windows
 //! (`src/os/windows.rs`). Under Miri and loom, which model no `mmap`, a

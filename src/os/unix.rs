@@ -1,5 +1,6 @@
 //! Pages on Unix: memmap2's anonymous mappings (`mremap` for a resize on
-//! Linux), raw `mmap` for the meta allocator. Giving pages back is
+//! Linux; `MADV_HUGEPAGE` through memmap2's `advise` where huge pages are
+//! asked for), raw `mmap` for the meta allocator. Giving pages back is
 //! `MADV_DONTNEED` on Linux, where it makes them read zero; elsewhere (macOS)
 //! `MADV_DONTNEED` keeps the contents, so fresh zero pages are mapped over
 //! the range instead (`MAP_FIXED`). Where the OS refuses either (a range
