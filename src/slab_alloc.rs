@@ -15,9 +15,8 @@ use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError as ApiAllocError, Allocator};
 
-use crate::class::{self, SlotDiv, CLASSES, MAX_CLASS};
-use crate::config::{knob_setters, Config, Knobs};
-use crate::error::{AllocError, ConfigError};
+use crate::class::{self, SlotDiv, CLASSES};
+use crate::error::AllocError;
 use crate::large::Large;
 use crate::meta::Arc;
 use crate::pool_core::{alloc_owned, PoolCore};
@@ -27,8 +26,10 @@ use crate::stats::Stats;
 use crate::sync::{AtomicU64, Ordering};
 use crate::thread::EntryAt;
 
+mod builder;
 #[cfg(not(loom))]
 mod raw;
+pub use builder::SlabAllocBuilder;
 #[cfg(not(loom))]
 pub(crate) use raw::{Home, Tagged};
 
@@ -263,10 +264,7 @@ impl SlabAlloc {
 
     /// A builder to configure and validate an allocator.
     pub fn builder() -> SlabAllocBuilder {
-        SlabAllocBuilder {
-            knobs: Knobs::new(),
-            huge_pages: true,
-        }
+        SlabAllocBuilder::new()
     }
 
     /// The block sizes of the size classes, smallest first.
@@ -528,75 +526,5 @@ unsafe impl Allocator for SlabAlloc {
         debug_assert!(new.size() <= old.size());
         // SAFETY: per the trait's contract.
         unsafe { self.resize(ptr, old, new, false) }.map_err(|_| ApiAllocError)
-    }
-}
-
-/// Validated [`SlabAlloc`] configuration. Every setting has a default;
-/// `build` checks them all.
-#[derive(Debug, Clone)]
-pub struct SlabAllocBuilder {
-    knobs: Knobs,
-    huge_pages: bool,
-}
-
-impl SlabAllocBuilder {
-    knob_setters!();
-
-    /// Large blocks in memory that asks the OS for huge pages (default
-    /// on): on Linux the large arena's chunks are aligned to 2 MiB and
-    /// advised `MADV_HUGEPAGE`, as is each mapping of its own, so that
-    /// the kernel (where transparent huge pages are `madvise` or
-    /// `always`) backs each aligned 2 MiB of them with one page: fewer
-    /// page faults and TLB misses for big buffers and tables. A large
-    /// block may then make a whole 2 MiB resident; purging and `trim()`
-    /// give the pages back as before. No effect elsewhere.
-    pub fn huge_pages(mut self, on: bool) -> Self {
-        self.huge_pages = on;
-        self
-    }
-
-    /// Validates the configuration and builds the allocator.
-    pub fn build(self) -> Result<SlabAlloc, ConfigError> {
-        self.build_core(false)
-    }
-
-    /// [`SlabAllocBuilder::build`] for the process-wide allocator
-    /// ([`crate::Global`]): its core takes the thread-context entry kept
-    /// for it, which [`SlabAlloc::alloc_global_inline`] reads. Never
-    /// hardened: its inline paths take its slabs as plain
-    /// ([`Shape::plain`]).
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn build_global(mut self) -> Result<SlabAlloc, ConfigError> {
-        self.knobs.hardened = false;
-        self.build_core(true)
-    }
-
-    fn build_core(self, global: bool) -> Result<SlabAlloc, ConfigError> {
-        let largest = (0..CLASSES)
-            .map(|c| class::geometry(c).region)
-            .max()
-            .unwrap_or(MAX_CLASS);
-        let max_bytes = self.knobs.check(largest)?;
-        let budget = Arc::new(Budget::new(max_bytes, self.knobs.release_after));
-        let configs: [Config; CLASSES] =
-            core::array::from_fn(|c| self.knobs.config(class::geometry(c)));
-        let core = PoolCore::build_classes(&configs, budget.clone(), None, global);
-        let (at, id) = core.context_key();
-        let classes = core::array::from_fn(|c| Class {
-            at,
-            id,
-            geom: *geom(c),
-        });
-        let inner = Arc::new(Inner {
-            classes,
-            core,
-            large: Large::new(budget.clone(), self.huge_pages),
-            budget,
-            foreign: AtomicU64::new(0),
-        });
-        // SAFETY: the arena lives in `Inner`, which stays in its `Arc` until
-        // dropped there.
-        unsafe { inner.large.join() };
-        Ok(SlabAlloc { inner })
     }
 }
