@@ -39,7 +39,11 @@ pub(crate) use raw::{Home, Tagged};
 ///
 /// Cheap to clone (an `Arc`); every clone is the same allocator, and a block
 /// may be freed through any clone, on any thread. Blocks stay valid until
-/// they are freed, even after the last clone is gone.
+/// they are freed, even after the last clone is gone. A clone and its drop
+/// are two atomic read-modify-writes: collections made and dropped in a hot
+/// loop can hold `&SlabAlloc` instead (allocator-api2 implements
+/// `Allocator` for references), or a `&'static SlabAlloc` from
+/// `Box::leak`, which copy a pointer.
 ///
 /// - **Classes**: 16-byte steps to 128 bytes, then four per doubling to
 ///   256 KiB (52 classes; at most 25% rounding above 128 bytes). A class's
