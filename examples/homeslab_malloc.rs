@@ -80,11 +80,30 @@ fn ok_or_enomem(p: *mut u8) -> *mut c_void {
     p.cast()
 }
 
+/// `malloc`, `calloc` and the aligned allocations: the inline path, else
+/// [`malloc_slow`].
+#[inline(always)]
+fn alloc(size: usize, align: usize, zero: bool) -> *mut c_void {
+    match Global.malloc_inline(size, align, zero) {
+        Some(p) => p.cast(),
+        None => malloc_slow(size, align, zero),
+    }
+}
+
+/// [`alloc`] but its inline path, `errno` included. `extern "C"` (no
+/// unwind), so that the C entry points, which may not unwind either, jump
+/// to it and keep no frame.
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
+    ok_or_enomem(Global.malloc_after_inline(size, align, zero))
+}
+
 /// # Safety
 /// C `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    ok_or_enomem(Global.malloc(size, MIN_ALIGN, false))
+    alloc(size, MIN_ALIGN, false)
 }
 
 /// # Safety
@@ -129,7 +148,7 @@ unsafe extern "C" fn free_verbose(p: *mut c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => ok_or_enomem(Global.malloc(total, MIN_ALIGN, true)),
+        Some(total) => alloc(total, MIN_ALIGN, true),
         None => ok_or_enomem(core::ptr::null_mut()),
     }
 }
@@ -191,7 +210,7 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
         set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    ok_or_enomem(Global.malloc(size, align.max(MIN_ALIGN), false))
+    alloc(size, align.max(MIN_ALIGN), false)
 }
 
 /// # Safety

@@ -330,14 +330,33 @@ impl Global {
     /// if `zero`; null when out of memory or the request is invalid.
     #[inline(always)]
     pub fn malloc(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        // A class block on a thread that owns its class's heap: inline.
-        if let Some((p, fresh)) = SlabAlloc::alloc_global_inline(size, align) {
-            if zero && !fresh {
-                // SAFETY: the block is ours, at least `size` bytes.
-                unsafe { p.write_bytes(0, size) };
-            }
-            return p;
+        match self.malloc_inline(size, align, zero) {
+            Some(p) => p,
+            None => malloc_slow(size, align, zero),
         }
+    }
+
+    /// [`Global::malloc`]'s inline path alone: a block of the calling
+    /// thread's heap of a class, or `None` for the rest, which
+    /// [`Global::malloc_after_inline`] serves. Calls nothing, so that a
+    /// caller whose own out-of-line path holds the rest (a C `malloc`
+    /// setting `errno`, a C++ `operator new` calling the next one) keeps
+    /// no stack frame on its fast path.
+    #[inline(always)]
+    pub fn malloc_inline(&self, size: usize, align: usize, zero: bool) -> Option<*mut u8> {
+        // A class block on a thread that owns its class's heap.
+        let (p, fresh) = SlabAlloc::alloc_global_inline(size, align)?;
+        if zero && !fresh {
+            // SAFETY: the block is ours, at least `size` bytes.
+            unsafe { p.write_bytes(0, size) };
+        }
+        Some(p)
+    }
+
+    /// [`Global::malloc`] after [`Global::malloc_inline`] returned `None`
+    /// for the same request (it does not try that path again).
+    #[inline(always)]
+    pub fn malloc_after_inline(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
         malloc_slow(size, align, zero)
     }
 

@@ -397,3 +397,44 @@ fn stats_and_trim() {
     let _ = Global.trim();
     no_nesting();
 }
+
+/// The C library's split of `malloc`: `malloc_inline` serves class blocks
+/// of the calling thread's heap and nothing else (`None` for a large block
+/// or an alignment above 16); `malloc_after_inline` serves the same
+/// request then. Either way the block is ours, aligned, zeroed when asked
+/// (also when reused dirty).
+#[test]
+fn malloc_inline_then_after_inline_serve_every_request() {
+    let requests = [
+        (1, 16),
+        (100, 16),
+        (1024, 8),
+        (40_000, 16),
+        (300_000, 16),
+        (64, 4096),
+    ];
+    for zero in [false, true, true] {
+        for &(size, align) in &requests {
+            let inline = Global.malloc_inline(size, align, zero);
+            if size > 256 * 1024 || align > 16 {
+                assert!(inline.is_none(), "{size} / {align}: not the inline path's");
+            }
+            let p = inline.unwrap_or_else(|| Global.malloc_after_inline(size, align, zero));
+            assert!(!p.is_null(), "{size} / {align}");
+            assert_eq!(p as usize % align, 0, "{size} / {align}");
+            assert!(Global.usable_size(p) >= size);
+            // SAFETY: `p` is a live block of at least `size` bytes.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(p, size) };
+            if zero {
+                assert!(
+                    bytes.iter().all(|&b| b == 0),
+                    "{size} / {align}: not zeroed"
+                );
+            }
+            bytes.fill(0xa5);
+            // SAFETY: ours, freed once.
+            unsafe { Global.free(p) };
+        }
+    }
+    no_nesting();
+}

@@ -85,8 +85,23 @@ fn next_new(next: &Next, size: usize, align: Option<usize>, nothrow: *const c_vo
 /// `new` of `size` bytes (0 is a unique minimal block), else the next
 /// definition's answer.
 #[inline(always)]
-fn new(size: usize, next: &Next, nothrow: *const c_void) -> *mut c_void {
-    let p = Global.malloc(size, MIN_ALIGN, false);
+fn new(size: usize, next: &'static Next, nothrow: *const c_void) -> *mut c_void {
+    match Global.malloc_inline(size, MIN_ALIGN, false) {
+        Some(p) => p.cast(),
+        None => new_slow(size, next, nothrow),
+    }
+}
+
+/// [`new`] but its inline path. `extern "C-unwind"` (as the operators,
+/// which jump to it and keep no frame): the next definition may throw.
+#[cold]
+#[inline(never)]
+extern "C-unwind" fn new_slow(
+    size: usize,
+    next: &'static Next,
+    nothrow: *const c_void,
+) -> *mut c_void {
+    let p = Global.malloc_after_inline(size, MIN_ALIGN, false);
     if p.is_null() {
         return next_new(next, size, None, nothrow);
     }

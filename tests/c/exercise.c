@@ -74,6 +74,8 @@ int main(void) {
     free(bigc);
     errno = 0;
     CHECK(calloc(SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(calloc(1, PTRDIFF_MAX) == NULL && errno == ENOMEM); /* no overflow: too large */
     CHECK(calloc(0, 10) != NULL || 1);
 
     /* realloc */
@@ -133,6 +135,8 @@ int main(void) {
     CHECK(aligned_alloc(48, 96) == NULL && errno == EINVAL);
     errno = 0;
     CHECK(memalign(3, 10) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(aligned_alloc(64, SIZE_MAX - 63) == NULL && errno == ENOMEM);
     void *v = valloc(10);
     CHECK(v && aligned_to(v, 4096));
     free(v);
