@@ -119,6 +119,11 @@ fn malloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
 #[cold]
 #[inline(never)]
 extern "C" fn free_slow(ptr: *mut u8) {
+    // Null comes here (the page map has no region at 0): nothing to free,
+    // and no core to build for it.
+    if ptr.is_null() {
+        return;
+    }
     if let Some(c) = core() {
         c.free_raw(ptr);
     }
@@ -368,11 +373,10 @@ impl Global {
     /// not use it after.
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut u8) {
-        // A class block: inline, found by the page map alone.
-        if let Some(p) = core::ptr::NonNull::new(ptr) {
-            if SlabAlloc::free_tagged(p) != Tagged::Freed {
-                free_slow(ptr);
-            }
+        // A class block: inline, found by the page map alone. Null is
+        // untagged and goes to `free_slow`, which ignores it.
+        if SlabAlloc::free_tagged(ptr) != Tagged::Freed {
+            free_slow(ptr);
         }
     }
 

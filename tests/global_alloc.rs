@@ -365,6 +365,12 @@ fn out_of_memory_is_null_and_foreign_pointers_are_refused() {
     unsafe { Global.free(inner) };
     assert_eq!(Global.stats().foreign_frees, before + 1);
     assert_eq!(*b, [7; 8]);
+    // Null goes the untagged way, and is no refusal (no other test of
+    // this binary makes a foreign free).
+    let before = Global.stats().foreign_frees;
+    // SAFETY: null is always accepted.
+    unsafe { Global.free(std::ptr::null_mut()) };
+    assert_eq!(Global.stats().foreign_frees, before);
     no_nesting();
 }
 

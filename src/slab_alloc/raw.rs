@@ -147,13 +147,14 @@ impl SlabAlloc {
     /// `Stats::foreign_frees`, never read).
     #[inline]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
-        let Some(p) = NonNull::new(ptr) else {
-            return;
-        };
-        match Self::free_tagged(p) {
+        match Self::free_tagged(ptr) {
             Tagged::Freed => {}
             Tagged::NotASlab => self.refuse(),
-            Tagged::Untagged => self.free_large(p),
+            Tagged::Untagged => {
+                if let Some(p) = NonNull::new(ptr) {
+                    self.free_large(p);
+                }
+            }
         }
     }
 
@@ -161,10 +162,11 @@ impl SlabAlloc {
     /// map tags as one of its classes', without reaching its core: freed
     /// (or, not at a slot's start, refused and counted in its slab's pool),
     /// or what is left to the caller. Inline: every call it makes is a
-    /// tail call.
+    /// tail call. Null is in no tagged region (nothing is mapped at 0):
+    /// `Untagged`, with no test of its own.
     #[inline(always)]
-    pub(crate) fn free_tagged(ptr: NonNull<u8>) -> Tagged {
-        let addr = ptr.as_ptr() as usize;
+    pub(crate) fn free_tagged(ptr: *mut u8) -> Tagged {
+        let addr = ptr as usize;
         let tag = pagemap::get(addr) as usize;
         if tag == 0 || tag > CLASSES {
             return Tagged::Untagged;

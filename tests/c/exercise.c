@@ -48,7 +48,9 @@ int main(void) {
     memset(p, 'x', 100);
     CHECK(malloc_usable_size(p) >= 100);
     free(p);
-    free(NULL);
+    uint64_t refused = homeslab_foreign_frees();
+    free(NULL); /* nothing, not a refusal */
+    CHECK(homeslab_foreign_frees() == refused);
     void *z = malloc(0);
     CHECK(z != NULL);
     void *z2 = malloc(0);
