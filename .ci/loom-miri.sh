@@ -97,8 +97,8 @@ if [ "${SKIP_MIRI:-}" != 1 ]; then
     exit 1
   fi
 
-  step "miri: threaded tests under 8 scheduler seeds"
-  MIRIFLAGS="$base_flags -Zmiri-many-seeds=0..8" "${miri[@]}" --test miri -- \
+  step "miri: threaded tests under 6 scheduler seeds"
+  MIRIFLAGS="$base_flags -Zmiri-many-seeds=0..6" "${miri[@]}" --test miri -- \
     remote_frees_race_owner_drains full_slab_returned_by_remote_free owners_exit_with_live_blocks \
     overflow_tier_two_threads trim_races_allocation
 fi
